@@ -1,0 +1,54 @@
+# agentstream — every entry point sets itself up first, so each works on a fresh machine.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help setup test lint unit integration demo bench clean kafka-up kafka-down
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+setup: $(STAMP) ## venv + project with dev extras + Kafka jars (idempotent)
+	$(BIN)/agentstream kafka fetch
+
+lint: setup ## ruff + mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: setup lint ## the whole suite: unit + integration against a real broker and chdb
+	$(BIN)/python -m pytest $(PYTEST_ARGS) || { rc=$$?; if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 0; fi; exit $$rc; }
+
+unit: setup ## unit tests only
+	$(BIN)/python -m pytest -m "not integration" $(PYTEST_ARGS)
+
+integration: setup ## integration tests only
+	$(BIN)/python -m pytest -m integration $(PYTEST_ARGS)
+
+demo: setup ## local broker + embedded ClickHouse + worker + simulated agents
+	$(BIN)/agentstream demo
+
+bench: setup ## throughput and latency, each beside a baseline measured in the same run
+	$(BIN)/python -m bench
+
+kafka-up: setup ## start the local broker
+	$(BIN)/agentstream kafka up
+
+kafka-down: ## stop the local broker
+	$(BIN)/agentstream kafka down
+
+clean: ## remove the venv and local state (broker data, chdb folder, spool)
+	-$(BIN)/agentstream kafka down
+	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,3 @@
+"""agentstream: the event backbone for AI agents in production."""
+
+__all__: list[str] = []

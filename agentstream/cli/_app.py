@@ -1,0 +1,54 @@
+"""Parser assembly and the one place CLI errors become one-line messages."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from importlib import import_module
+
+from agentstream.errors import AgentstreamError
+
+__all__ = ["main"]
+
+#: command-group modules; each defines ``register(subparsers)``
+_GROUPS = (
+    "agentstream.cli.kafka",
+    "agentstream.cli.stack",
+    "agentstream.cli.spool",
+    "agentstream.cli.worker",
+    "agentstream.cli.analyst",
+    "agentstream.cli.alerts",
+    "agentstream.cli.simulate",
+)
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agentstream",
+        description="The event backbone for AI agents in production.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in _GROUPS:
+        import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except AgentstreamError as exc:
+        print(f"agentstream: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("agentstream: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

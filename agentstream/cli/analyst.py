@@ -1,0 +1,11 @@
+"""`agentstream migrate`, `query` and `report`: analyst access to ClickHouse."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add this group's commands (none yet)."""

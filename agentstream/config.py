@@ -1,0 +1,397 @@
+"""All of agentstream's settings, in one place.
+
+Every component reads one section of :class:`Settings`; nothing else in the
+code base holds a topic name, a retention period, a budget, a threshold or a
+batch size as a constant.
+
+Sources, highest priority first:
+
+1. keyword arguments to :func:`load_settings` (tests, embedding code);
+2. environment variables, prefixed ``AGENTSTREAM_``; a section's field is
+   ``AGENTSTREAM_<SECTION>__<FIELD>``, e.g. ``AGENTSTREAM_KAFKA__BOOTSTRAP_SERVERS``;
+3. a TOML file named by ``AGENTSTREAM_CONFIG`` (default ``agentstream.toml``
+   in the working directory, if present), one table per section;
+4. the embedded defaults below: a local broker on ``127.0.0.1:9092`` and an
+   embedded ClickHouse (chdb) in ``.local/chdb``.
+
+A wrong value raises :class:`agentstream.errors.ConfigError`, whose message
+names the environment variable (``AGENTSTREAM_KAFKA__PORT: ...``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from agentstream.errors import ConfigError
+
+__all__ = [
+    "AlertChannelSettings",
+    "AlertSettings",
+    "ClickHouseSettings",
+    "EmitterSettings",
+    "KafkaSettings",
+    "LifecycleSettings",
+    "LocalKafkaSettings",
+    "RetentionSettings",
+    "RollupSettings",
+    "Settings",
+    "SinkSettings",
+    "TelemetrySettings",
+    "TopicSettings",
+    "WorkerSettings",
+    "get_settings",
+    "load_settings",
+]
+
+ENV_PREFIX = "AGENTSTREAM_"
+ENV_DELIMITER = "__"
+CONFIG_FILE_ENV = "AGENTSTREAM_CONFIG"
+DEFAULT_CONFIG_FILE = "agentstream.toml"
+
+_DAYS_PER_YEAR = 365.25
+
+
+class _Section(BaseModel):
+    """Base of every settings section: unknown keys are errors, not silence."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Section):
+    """How every component reaches Kafka. SASL/TLS values pass through to the clients."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    client_id: str = "agentstream"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    #: partitions and replication used when agentstream creates its topics
+    partitions: int = Field(default=6, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+    def confluent_config(self) -> dict[str, str]:
+        """The connection part of a confluent-kafka (librdkafka) configuration."""
+        conf: dict[str, str] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "client.id": self.client_id,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username is not None:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password is not None:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_cafile is not None:
+            conf["ssl.ca.location"] = str(self.ssl_cafile)
+        if self.ssl_certfile is not None:
+            conf["ssl.certificate.location"] = str(self.ssl_certfile)
+        if self.ssl_keyfile is not None:
+            conf["ssl.key.location"] = str(self.ssl_keyfile)
+        return conf
+
+
+class TopicSettings(_Section):
+    """Topic names: ``prefix`` + the per-stream name."""
+
+    prefix: str = "agent."
+    tool_calls: str = "tool_calls"
+    model_calls: str = "model_calls"
+    transitions: str = "transitions"
+    reviews: str = "reviews"
+    #: validated transitions and synthesized timeouts, with dwell times (processor output)
+    lifecycle: str = "lifecycle"
+    invalid: str = "invalid"
+    rollups: str = "rollups"
+    alerts: str = "alerts"
+
+    def name(self, stream: str) -> str:
+        """The full topic name of ``stream`` (one of this section's fields)."""
+        if stream not in _TOPIC_STREAMS:
+            raise ConfigError(f"unknown stream {stream!r}; known: {', '.join(_TOPIC_STREAMS)}")
+        return f"{self.prefix}{getattr(self, stream)}"
+
+    def all(self) -> dict[str, str]:
+        """Every stream and its full topic name."""
+        return {stream: self.name(stream) for stream in _TOPIC_STREAMS}
+
+
+_TOPIC_STREAMS = (
+    "tool_calls",
+    "model_calls",
+    "transitions",
+    "reviews",
+    "lifecycle",
+    "invalid",
+    "rollups",
+    "alerts",
+)
+
+
+class LocalKafkaSettings(_Section):
+    """The project-run Apache Kafka broker (KRaft, combined broker + controller)."""
+
+    version: str = "4.1.1"
+    scala_version: str = "2.13"
+    home: Path = Path(".local/kafka")
+    host: str = "127.0.0.1"
+    port: int = Field(default=9092, ge=1, le=65535)
+    controller_port: int = Field(default=9093, ge=1, le=65535)
+    heap: str = "512m"
+    start_timeout_s: float = Field(default=60.0, gt=0)
+    #: SIGTERM grace before ``down`` sends SIGKILL
+    stop_timeout_s: float = Field(default=30.0, gt=0)
+    java: str = "java"
+    mvn: str = "mvn"
+    #: root of the jar cache (``<cache_dir>/<version>/libs``); None: ``home``
+    cache_dir: Path | None = None
+    #: passed to mvn as ``-Dmaven.repo.local`` when set; None: mvn's default (~/.m2)
+    maven_repo_local: Path | None = None
+
+
+class EmitterSettings(_Section):
+    """The thin producer agents use."""
+
+    linger_ms: int = Field(default=5, ge=0)
+    compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
+    batch_size_bytes: int = Field(default=256 * 1024, ge=1)
+    queue_max_messages: int = Field(default=500_000, ge=1)
+    delivery_timeout_ms: int = Field(default=30_000, ge=1)
+    #: events that could not be delivered are appended here and re-sent later
+    spool_dir: Path = Path(".local/spool")
+    #: largest encoded event accepted by ``emit``
+    max_event_bytes: int = Field(default=256 * 1024, ge=1024)
+    #: ``single_object`` (no registry) or ``confluent`` (needs ``registry_url``)
+    framing: Literal["single_object", "confluent"] = "single_object"
+    registry_url: str | None = None
+    registry_username: str | None = None
+    registry_password: SecretStr | None = None
+    redact: bool = True
+    flush_at_exit_s: float = Field(default=10.0, ge=0)
+
+
+class ClickHouseSettings(_Section):
+    """Where the audit trail lives: embedded chdb (default) or a ClickHouse server."""
+
+    backend: Literal["embedded", "server"] = "embedded"
+    path: Path = Path(".local/chdb")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8123, ge=1, le=65535)
+    username: str = "default"
+    password: SecretStr = SecretStr("")
+    database: str = "agentstream"
+    secure: bool = False
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+
+
+class RetentionSettings(_Section):
+    """Tiered retention, rendered into the DDL's TTL clauses."""
+
+    business_days: int = Field(default=90, ge=1)
+    legal_days: int = Field(default=round(7 * _DAYS_PER_YEAR), ge=1)
+    rollups_1s_days: int = Field(default=7, ge=1)
+    rollups_1m_days: int = Field(default=90, ge=1)
+    rollups_1h_days: int = Field(default=round(7 * _DAYS_PER_YEAR), ge=1)
+    #: volume of the server's storage policy that cold parts move to (None: no move)
+    cold_volume: str | None = None
+    storage_policy: str | None = None
+    cold_after_days: int = Field(default=30, ge=1)
+
+
+class LifecycleSettings(_Section):
+    """Time budgets per state, in seconds; a run that overstays is failed (TIMEOUT)."""
+
+    init_budget_s: float = Field(default=30.0, gt=0)
+    preparing_budget_s: float = Field(default=60.0, gt=0)
+    executing_budget_s: float = Field(default=600.0, gt=0)
+    reviewing_budget_s: float = Field(default=300.0, gt=0)
+    #: per-tool EXECUTING budgets that override ``executing_budget_s``
+    executing_budget_by_tool_s: dict[str, float] = Field(default_factory=dict)
+    #: how often the wall-clock timer looks for overdue runs
+    timer_interval_s: float = Field(default=1.0, gt=0)
+
+
+class RollupSettings(_Section):
+    """Tumbling event-time windows."""
+
+    resolutions: tuple[Literal["1s", "1m", "1h"], ...] = ("1s", "1m", "1h")
+    allowed_lateness_s: float = Field(default=5.0, ge=0)
+    #: relative accuracy of the latency quantile sketch
+    sketch_relative_accuracy: float = Field(default=0.01, gt=0, lt=1)
+
+
+class SinkSettings(_Section):
+    """The ClickHouse sink: batching, retries, back-pressure."""
+
+    batch_size: int = Field(default=5_000, ge=1)
+    flush_interval_s: float = Field(default=1.0, gt=0)
+    max_buffered_rows: int = Field(default=100_000, ge=1)
+    retry_initial_s: float = Field(default=0.2, gt=0)
+    retry_max_s: float = Field(default=10.0, gt=0)
+    consumer_group: str = "agentstream-sink"
+    #: recent insert blocks each table remembers to drop a replayed batch
+    #: (``non_replicated_deduplication_window``; rendered into the DDL)
+    dedup_window: int = Field(default=1_000, ge=1)
+    #: redact free text (params, summaries, reasons, comments) again before storing it
+    redact: bool = True
+
+
+class AlertChannelSettings(_Section):
+    """One named alert channel (``AlertSettings.channels``)."""
+
+    kind: Literal["webhook", "slack", "log", "stdout"]
+    #: target of ``webhook`` / ``slack`` channels
+    url: SecretStr | None = None
+    #: HMAC-SHA256 key of a ``webhook`` channel (None: ``AlertSettings.webhook_secret``)
+    secret: SecretStr | None = None
+
+
+class AlertSettings(_Section):
+    """Alert rules and channels."""
+
+    #: YAML rule file; None: the rules packaged with agentstream (processors/alerts)
+    rules_path: Path | None = None
+    #: the built-in ``webhook`` channel (JSON body, HMAC-SHA256 signature header)
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    #: the built-in ``slack`` channel (Slack-compatible incoming webhook)
+    slack_webhook_url: SecretStr | None = None
+    #: further named channels rules may route to, e.g. ``{"oncall": {"kind": "webhook", ...}}``
+    channels: dict[str, AlertChannelSettings] = Field(default_factory=dict)
+    #: retries after the first failed attempt; backoff doubles from ``delivery_backoff_s``
+    delivery_retries: int = Field(default=5, ge=0)
+    delivery_backoff_s: float = Field(default=0.5, gt=0)
+    delivery_backoff_max_s: float = Field(default=30.0, gt=0)
+    #: per-request HTTP timeout of webhook / Slack deliveries
+    delivery_timeout_s: float = Field(default=10.0, gt=0)
+    #: notifications waiting per channel; when full the oldest is dropped (counted, logged)
+    queue_size: int = Field(default=1_000, ge=1)
+    #: consumer group of the dispatcher reading the alerts topic
+    consumer_group: str = "agentstream-alerts"
+    #: alert ids the dispatcher remembers to skip a replayed message
+    dedup_ids: int = Field(default=10_000, ge=1)
+
+
+class WorkerSettings(_Section):
+    """The faust worker process."""
+
+    app_id: str = "agentstream"
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    data_dir: Path = Path(".local/worker")
+    #: shared secret for analyst queries through the worker's web port
+    query_token: SecretStr | None = None
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+
+
+class TelemetrySettings(_Section):
+    """OpenTelemetry export."""
+
+    otlp_endpoint: str | None = None
+    exporter: Literal["none", "console", "otlp"] = "none"
+    service_name: str = "agentstream"
+
+
+class Settings(BaseSettings):
+    """The whole configuration; each component reads its own section."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+        extra="forbid",
+        frozen=True,
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    topics: TopicSettings = TopicSettings()
+    local_kafka: LocalKafkaSettings = LocalKafkaSettings()
+    emitter: EmitterSettings = EmitterSettings()
+    clickhouse: ClickHouseSettings = ClickHouseSettings()
+    retention: RetentionSettings = RetentionSettings()
+    lifecycle: LifecycleSettings = LifecycleSettings()
+    rollups: RollupSettings = RollupSettings()
+    sink: SinkSettings = SinkSettings()
+    alerts: AlertSettings = AlertSettings()
+    worker: WorkerSettings = WorkerSettings()
+    telemetry: TelemetrySettings = TelemetrySettings()
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _none_means_default(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings, _TomlSource(settings_cls)
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """The optional TOML file named by ``AGENTSTREAM_CONFIG``."""
+
+    def __init__(self, settings_cls: type[BaseSettings]) -> None:
+        super().__init__(settings_cls)
+        self._data = _read_config_file()
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def _read_config_file() -> dict[str, Any]:
+    explicit = os.environ.get(CONFIG_FILE_ENV)
+    path = Path(explicit or DEFAULT_CONFIG_FILE)
+    if not path.is_file():
+        if explicit:
+            raise ConfigError(f"{CONFIG_FILE_ENV}: no such file: {path}")
+        return {}
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{CONFIG_FILE_ENV}: cannot read {path}: {exc}") from exc
+
+
+def _setting_name(loc: tuple[int | str, ...]) -> str:
+    """``('kafka', 'port')`` → ``AGENTSTREAM_KAFKA__PORT``."""
+    parts = [str(part) for part in loc if not isinstance(part, int)]
+    return ENV_PREFIX + ENV_DELIMITER.join(part.upper() for part in parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings from overrides, the environment and the config file.
+
+    Raises :class:`ConfigError` naming the offending setting(s).
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_setting_name(err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from exc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once (call ``get_settings.cache_clear()`` to re-read)."""
+    return load_settings()

@@ -1,0 +1,123 @@
+"""agentstream's exception tree.
+
+Every error agentstream raises on purpose derives from :class:`AgentstreamError`;
+wrapped library errors (fastavro, Kafka, ClickHouse) are chained with
+``raise ... from exc`` so the original stays visible::
+
+    AgentstreamError
+    ├── ConfigError                a setting is missing or wrong (message names it)
+    │   └── AlertRuleError         an alert rule file is invalid (names rule id and field)
+    ├── ContractError (ValueError) an event breaks its contract
+    │   └── EventValidationError   a field value is invalid; names the field (wraps pydantic)
+    ├── CodecError (ValueError)    bytes cannot be encoded/decoded
+    │   └── SchemaRegistryError    the schema registry failed or has no such id
+    ├── SchemaCompatibilityError   a schema change breaks old data
+    ├── LocalStackError            the local broker / embedded engine cannot start
+    │   ├── ToolMissingError       java or mvn is not installed
+    │   ├── PortInUseError         a port the broker needs is taken
+    │   └── BrokerStartError       the broker did not come up in time (has the log tail)
+    ├── DeliveryError              an event could not be delivered nor spooled
+    ├── StorageError               the ClickHouse backend failed
+    │   └── BackPressure           the sink is full; retry after ``retry_after`` seconds
+    └── QueryRefused               an analyst query is not read-only
+"""
+
+from __future__ import annotations
+
+from schemas.errors import (
+    AgentstreamError,
+    CodecError,
+    ContractError,
+    EventValidationError,
+    SchemaCompatibilityError,
+    SchemaRegistryError,
+)
+
+__all__ = [
+    "AgentstreamError",
+    "AlertRuleError",
+    "BackPressure",
+    "BrokerStartError",
+    "CodecError",
+    "ConfigError",
+    "ContractError",
+    "DeliveryError",
+    "EventValidationError",
+    "LocalStackError",
+    "PortInUseError",
+    "QueryRefused",
+    "SchemaCompatibilityError",
+    "SchemaRegistryError",
+    "StorageError",
+    "ToolMissingError",
+]
+
+
+class ConfigError(AgentstreamError, ValueError):
+    """A setting is missing or invalid; the message names the setting."""
+
+
+class AlertRuleError(ConfigError):
+    """An alert rule file is invalid.
+
+    ``problems`` holds ``(rule_id, field, message)`` triples (``rule_id`` is
+    ``"#<n>"`` for a rule without a usable id, ``""`` for file-level problems);
+    the message lists them all, prefixed by the file.
+    """
+
+    def __init__(self, source: str, problems: list[tuple[str, str, str]]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        parts = []
+        for rule_id, field, message in self.problems:
+            where = f"rule {rule_id!r}" if rule_id else "file"
+            parts.append(f"{where}: {field}: {message}" if field else f"{where}: {message}")
+        super().__init__(f"{source}: " + "; ".join(parts))
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.source, self.problems))
+
+
+class LocalStackError(AgentstreamError):
+    """The local Kafka broker or the embedded engine cannot be run."""
+
+
+class ToolMissingError(LocalStackError):
+    """A program the local stack needs (java, mvn) is not installed."""
+
+
+class PortInUseError(LocalStackError):
+    """A port the local broker needs is already taken by another process."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(f"port {port} on {host} is already in use by another process")
+        self.host = host
+        self.port = port
+
+
+class BrokerStartError(LocalStackError):
+    """The broker did not answer in time; ``log_tail`` holds the end of its log."""
+
+    def __init__(self, message: str, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.log_tail = log_tail
+
+
+class DeliveryError(AgentstreamError):
+    """An event could neither be delivered to Kafka nor written to the spool."""
+
+
+class StorageError(AgentstreamError):
+    """The ClickHouse backend (embedded or server) failed."""
+
+
+class BackPressure(StorageError):
+    """The sink's buffer is full; the caller should retry after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: float, message: str = "") -> None:
+        super().__init__(message or f"sink is full; retry after {retry_after:.2f}s")
+        self.retry_after = retry_after
+
+
+class QueryRefused(AgentstreamError):
+    """An analyst query was refused (not read-only, or not allowed for the role)."""

@@ -1,0 +1,91 @@
+"""Idempotent topic creation, for the demo, the worker and the tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from agentstream.errors import LocalStackError
+
+if TYPE_CHECKING:
+    from confluent_kafka.admin._metadata import ClusterMetadata
+
+__all__ = ["ensure_topics"]
+
+_POLL_S = 0.1
+
+
+def _ready(metadata: ClusterMetadata, name: str) -> bool:
+    topic = metadata.topics.get(name)
+    if topic is None or topic.error is not None or not topic.partitions:
+        return False
+    return all(part.error is None and part.leader >= 0 for part in topic.partitions.values())
+
+
+def ensure_topics(
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int = 1,
+    replication: int = 1,
+    *,
+    timeout_s: float = 30.0,
+    client_config: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Create the topics in ``names`` that do not exist yet; the names it created.
+
+    Existing topics are left as they are (whatever their partition count). Returns
+    once every topic is in the metadata with a leader for each partition.
+    ``client_config`` adds librdkafka settings (SASL/TLS, e.g.
+    ``KafkaSettings.confluent_config()``). Raises LocalStackError on failure.
+    """
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return []
+    conf: dict[str, str | int | float | bool] = {"bootstrap.servers": bootstrap}
+    conf.update(client_config or {})
+    admin = AdminClient(conf)
+    deadline = time.monotonic() + timeout_s
+    try:
+        metadata = admin.list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise LocalStackError(f"cannot reach Kafka at {bootstrap}: {exc.args[0]}") from exc
+    missing = [name for name in wanted if name not in metadata.topics]
+    created: list[str] = []
+    if missing:
+        futures = admin.create_topics(
+            [NewTopic(name, partitions, replication) for name in missing],
+            operation_timeout=timeout_s,
+            request_timeout=timeout_s,
+        )
+        for name, future in futures.items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                error = exc.args[0]
+                if (
+                    isinstance(error, KafkaError)
+                    and error.code() == KafkaError.TOPIC_ALREADY_EXISTS
+                ):
+                    continue
+                detail = error.str() if isinstance(error, KafkaError) else str(error)
+                raise LocalStackError(f"cannot create topic {name!r}: {detail}") from exc
+            created.append(name)
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            metadata = admin.list_topics(timeout=max(remaining, 0.5))
+        except KafkaException as exc:
+            raise LocalStackError(f"cannot reach Kafka at {bootstrap}: {exc.args[0]}") from exc
+        pending = [name for name in wanted if not _ready(metadata, name)]
+        if not pending:
+            return created
+        if time.monotonic() >= deadline:
+            raise LocalStackError(
+                f"topics not ready on {bootstrap} after {timeout_s:g} s: {', '.join(pending)}"
+            )
+        time.sleep(_POLL_S)

@@ -1,0 +1,1 @@
+"""Stream processors: contract gate, lifecycle state machine, rollups, alert rules."""

@@ -1,0 +1,121 @@
+"""The events agents emit: tool calls, model calls, state transitions, reviews.
+
+Each model mirrors the Avro schema of the same name (``schemas/<Name>.avsc``)
+field for field; the Avro file is the source of truth.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import Field, model_validator
+
+from schemas._base import (
+    INT32_MAX,
+    AgentEvent,
+    Code,
+    Count,
+    Id,
+    Name,
+    NonNegativeFloat,
+    ParamsJson,
+    PositiveFloat,
+    Summary,
+    Text,
+)
+from schemas._enums import AgentState, CallStatus, Decision, ErrorClass, Retention
+
+__all__ = ["ModelCall", "ReviewDecision", "StateTransition", "ToolCall"]
+
+
+def _check_outcome(status: CallStatus, error_class: ErrorClass) -> None:
+    if status is CallStatus.SUCCESS and error_class is not ErrorClass.NONE:
+        raise ValueError(f"status SUCCESS requires error_class NONE, not {error_class.value}")
+    if status is CallStatus.ERROR and error_class is ErrorClass.NONE:
+        raise ValueError("status ERROR requires an error_class other than NONE")
+
+
+class ToolCall(AgentEvent):
+    """One call (one attempt) of a tool by an agent.
+
+    ``attempt`` is 1-based: 1 is the first try, 2 the first retry. ``params`` is
+    redacted JSON text; a dict or list is serialised to compact JSON for you.
+    ``status`` SUCCESS requires ``error_class`` NONE and ERROR requires another class.
+    """
+
+    avro_name = "ToolCall"
+
+    tool: Name
+    status: CallStatus
+    error_class: ErrorClass = ErrorClass.NONE
+    error_code: Code | None = None
+    latency_ms: NonNegativeFloat
+    timeout_ms: PositiveFloat | None = None
+    attempt: int = Field(default=1, ge=1, le=INT32_MAX)
+    fallback_used: bool = False
+    output_valid: bool = True
+    idempotent: bool = False
+    atomic: bool = False
+    retention: Retention = Retention.BUSINESS
+    params: ParamsJson = "{}"
+    result_summary: Summary | None = None
+
+    @model_validator(mode="after")
+    def _outcome(self) -> Self:
+        _check_outcome(self.status, self.error_class)
+        return self
+
+
+class ModelCall(AgentEvent):
+    """One call of a language model: tokens, cost and latency.
+
+    ``status`` SUCCESS requires ``error_class`` NONE and ERROR requires another class.
+    """
+
+    avro_name = "ModelCall"
+
+    model: Name
+    provider: Name
+    input_tokens: Count = 0
+    output_tokens: Count = 0
+    cost_usd: NonNegativeFloat = 0.0
+    latency_ms: NonNegativeFloat
+    status: CallStatus
+    error_class: ErrorClass = ErrorClass.NONE
+    error_code: Code | None = None
+    retention: Retention = Retention.BUSINESS
+
+    @model_validator(mode="after")
+    def _outcome(self) -> Self:
+        _check_outcome(self.status, self.error_class)
+        return self
+
+
+class StateTransition(AgentEvent):
+    """A run moved from ``from_state`` (None for its first event) to ``to_state``.
+
+    Whether the move is allowed is the processor's business (lifecycle rules), not
+    the contract's; ``dwell_ms`` is filled in by the processor and ``synthesized``
+    marks transitions the processor emitted itself (e.g. a TIMEOUT failure).
+    """
+
+    avro_name = "StateTransition"
+
+    from_state: AgentState | None = None
+    to_state: AgentState
+    reason: Text | None = None
+    error_category: Code | None = None
+    dwell_ms: Count | None = None
+    synthesized: bool = False
+    retention: Retention = Retention.BUSINESS
+
+
+class ReviewDecision(AgentEvent):
+    """A human reviewed a run: APPROVED, REJECTED or OVERRIDDEN (human override)."""
+
+    avro_name = "ReviewDecision"
+
+    reviewer: Id
+    decision: Decision
+    comment: Text | None = None
+    retention: Retention = Retention.BUSINESS

@@ -1,0 +1,12 @@
+"""Sinks: ClickHouse (embedded chdb or server) and alert channels.
+
+The contract every sink follows lives here (:class:`Sink`, :class:`BatchingSink`)
+with its test double :class:`ListSink`; the ClickHouse parts are in
+:mod:`sinks.clickhouse`, the Kafka → ClickHouse loop in :mod:`sinks.consumer`,
+analyst access in :mod:`sinks.analyst`.
+"""
+
+from sinks._base import Batch, BatchingSink, FlushReport, Position, Rejected, Sink
+from sinks._list import ListSink
+
+__all__ = ["Batch", "BatchingSink", "FlushReport", "ListSink", "Position", "Rejected", "Sink"]

@@ -1,0 +1,135 @@
+"""The embedded ClickHouse engine (chdb), data in a local folder.
+
+One process can hold one chdb folder at a time; while a worker runs it owns
+the folder and analysts go through the worker.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from agentstream.errors import StorageError
+from sinks.clickhouse._backend import QueryResult
+from sinks.clickhouse._tsv import encode_param, encode_rows
+
+__all__ = ["EmbeddedClickHouse"]
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DATETIME_TYPE = re.compile(r"^(Nullable\()?DateTime(64)?\b")
+_DATE_TYPE = re.compile(r"^(Nullable\()?Date(32)?\)?$")
+
+
+def _identifier(name: str, what: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise StorageError(f"invalid {what} name {name!r}")
+    return name
+
+
+def _convert(value: Any, ch_type: str) -> Any:
+    """JSON values from chdb → the Python types clickhouse-connect returns."""
+    if value is None or not isinstance(value, str):
+        return value
+    if _DATETIME_TYPE.match(ch_type):
+        return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+    if _DATE_TYPE.match(ch_type):
+        return dt.date.fromisoformat(value)
+    return value
+
+
+class EmbeddedClickHouse:
+    """The real ClickHouse engine, in process, on a data folder."""
+
+    kind = "embedded"
+
+    def __init__(self, path: Path | str, *, database: str = "agentstream") -> None:
+        try:
+            from chdb import session
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise StorageError(
+                "the embedded ClickHouse needs chdb: pip install 'agentstream[worker]'"
+            ) from exc
+        self.path = Path(path)
+        self.database = _identifier(database, "database")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        session_cls: Any = session.Session  # chdb ships no type hints
+        try:
+            self._session: Any = session_cls(str(self.path))
+        except Exception as exc:
+            raise StorageError(
+                f"cannot open the embedded ClickHouse at {self.path}: {exc}"
+            ) from exc
+        self._run("SET output_format_json_quote_64bit_integers = 0")
+        self._run("SET output_format_json_quote_decimals = 0")
+        self._run(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+        self._run(f"USE {self.database}")
+
+    def _run(self, sql: str, fmt: str = "CSV", params: Mapping[str, Any] | None = None) -> Any:
+        with self._lock:
+            try:
+                if params:
+                    escaped = {k: encode_param(v) for k, v in params.items()}
+                    return self._session.query(sql, fmt, params=escaped)
+                return self._session.query(sql, fmt)
+            except Exception as exc:
+                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                raise StorageError(f"ClickHouse (embedded): {first_line}") from exc
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.query("SELECT 1").scalar() == 1)
+        except StorageError:
+            return False
+
+    def version(self) -> str:
+        return str(self.query("SELECT version()").scalar())
+
+    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        self._run(sql, "CSV", params)
+
+    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
+        result = self._run(sql, "JSONCompact", params)
+        raw = result.bytes()
+        if not raw:
+            return QueryResult(columns=(), types=())
+        payload = json.loads(raw)
+        meta = payload.get("meta", [])
+        columns = tuple(str(col["name"]) for col in meta)
+        types = tuple(str(col["type"]) for col in meta)
+        rows = [
+            tuple(_convert(value, ch_type) for value, ch_type in zip(row, types, strict=True))
+            for row in payload.get("data", [])
+        ]
+        return QueryResult(columns=columns, types=types, rows=rows)
+
+    def insert(
+        self,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        *,
+        dedup_token: str | None = None,
+    ) -> int:
+        if not rows:
+            return 0
+        cols = ", ".join(_identifier(c, "column") for c in columns)
+        settings = ""
+        if dedup_token is not None:
+            token = dedup_token.replace("\\", "\\\\").replace("'", "\\'")
+            settings = f" SETTINGS insert_deduplication_token = '{token}'"
+        sql = (
+            f"INSERT INTO {self.database}.{_identifier(table, 'table')} ({cols}){settings} "
+            f"FORMAT TabSeparated\n{encode_rows(rows)}"
+        )
+        self._run(sql)
+        return len(rows)
+
+    def close(self) -> None:
+        with self._lock:
+            self._session.close()

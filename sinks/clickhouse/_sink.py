@@ -1,0 +1,162 @@
+"""The ClickHouse sink: contract records → batched, deduplicated inserts.
+
+Each table gets its own batches; a batch is inserted with an
+``insert_deduplication_token`` derived from its Kafka positions, so retrying
+a batch (or replaying it after a crash, when it is cut the same way) is a
+no-op at insert time, and the ReplacingMergeTree key catches whatever a
+different cut lets through.
+
+When ClickHouse refuses a batch because of its *data* (a value it cannot
+store, a violated constraint), the batch is split in halves until the
+refused rows are isolated; they come back as :class:`~sinks.Rejected` with
+ClickHouse's message, the rest is stored. Any other failure (server down,
+timeout, too many parts) is a :class:`~agentstream.errors.StorageError`
+the batching layer retries with backoff.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from agentstream._redact import Redactor
+from agentstream.config import SinkSettings
+from agentstream.errors import StorageError
+from schemas import Record
+from sinks._base import Batch, BatchingSink, Position, Rejected
+from sinks.clickhouse._backend import ClickHouseBackend
+from sinks.clickhouse._tables import TABLES, TableSpec, table_for
+
+__all__ = ["ClickHouseSink", "Row", "is_rejection"]
+
+#: ClickHouse error codes that mean "this data cannot be stored", not "try again later"
+_DATA_ERROR_CODES = frozenset(
+    {
+        6,  # CANNOT_PARSE_TEXT
+        26,  # CANNOT_PARSE_QUOTED_STRING
+        27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+        32,  # ATTEMPT_TO_READ_AFTER_EOF
+        33,  # CANNOT_READ_ALL_DATA
+        38,  # CANNOT_PARSE_DATE
+        41,  # CANNOT_PARSE_DATETIME
+        53,  # TYPE_MISMATCH
+        69,  # ARGUMENT_OUT_OF_BOUND
+        70,  # CANNOT_CONVERT_TYPE
+        72,  # CANNOT_PARSE_NUMBER
+        117,  # INCORRECT_DATA
+        131,  # TOO_LARGE_STRING_SIZE
+        321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+        349,  # CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN
+        376,  # CANNOT_PARSE_UUID
+        407,  # DECIMAL_OVERFLOW
+        469,  # VIOLATED_CONSTRAINT
+        563,  # CANNOT_PARSE_... (Map / composite text)
+    }
+)
+_CODE = re.compile(r"Code:\s*(\d+)")
+
+
+def is_rejection(exc: BaseException) -> bool:
+    """True when ``exc`` says ClickHouse refuses the data itself (retrying cannot help)."""
+    if isinstance(exc, TypeError | ValueError) and not isinstance(exc, StorageError):
+        return True  # the value cannot even be encoded for the insert
+    match = _CODE.search(str(exc))
+    return match is not None and int(match.group(1)) in _DATA_ERROR_CODES
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:1000] or type(exc).__name__
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One row to insert, with what a dead letter needs if ClickHouse refuses it."""
+
+    values: tuple[Any, ...]
+    raw: bytes | None = None
+    key: bytes | None = None
+    event_id: str | None = None
+    run_id: str | None = None
+    tenant_id: str | None = None
+
+
+class ClickHouseSink(BatchingSink[Row]):
+    """Batches rows per table and inserts them through a :class:`ClickHouseBackend`."""
+
+    def __init__(
+        self,
+        backend: ClickHouseBackend,
+        settings: SinkSettings,
+        *,
+        tables: Mapping[str, TableSpec] = TABLES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(settings, clock=clock)
+        self.backend = backend
+        self.tables = tables
+        redactor = Redactor() if settings.redact else None
+        self._builders = {name: spec.row_builder(redactor) for name, spec in tables.items()}
+        #: rows inserted and batches per table since start
+        self.inserted: dict[str, int] = {}
+
+    def add_record(
+        self,
+        record: Record,
+        position: Position | None = None,
+        *,
+        raw: bytes | None = None,
+        key: bytes | None = None,
+    ) -> str:
+        """Buffer ``record`` for its table; returns the table. May raise ``BackPressure``."""
+        table = table_for(record)
+        builder = self._builders.get(table)
+        if builder is None:
+            raise StorageError(f"the sink has no table {table!r}")
+        row = Row(
+            builder(record),
+            raw,
+            key,
+            getattr(record, "event_id", None),
+            getattr(record, "run_id", None),
+            getattr(record, "tenant_id", None),
+        )
+        self.add(table, row, position)
+        return table
+
+    def write(self, batch: Batch[Row]) -> Sequence[Rejected[Row]]:
+        spec = self.tables.get(batch.key)
+        if spec is None:
+            raise StorageError(f"the sink has no table {batch.key!r}")
+        return self._insert(spec, batch)
+
+    def _insert(self, spec: TableSpec, batch: Batch[Row]) -> list[Rejected[Row]]:
+        try:
+            self.backend.insert(
+                spec.name,
+                spec.columns,
+                [row.values for row in batch.items],
+                dedup_token=batch.token(),
+            )
+        except (StorageError, TypeError, ValueError) as exc:
+            if not is_rejection(exc):
+                if isinstance(exc, StorageError):
+                    raise
+                raise StorageError(f"insert into {spec.name}: {exc}") from exc
+            if len(batch) == 1:
+                return [
+                    Rejected(
+                        spec.name,
+                        batch.items[0],
+                        batch.positions[0],
+                        f"ClickHouse refused the row for {spec.name}: {_reason(exc)}",
+                        "StorageRejected",
+                    )
+                ]
+            first, second = batch.split()
+            return self._insert(spec, first) + self._insert(spec, second)
+        self.inserted[spec.name] = self.inserted.get(spec.name, 0) + len(batch)
+        return []

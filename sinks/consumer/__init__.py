@@ -1,0 +1,11 @@
+"""The sink worker: a Kafka consumer group that stores every topic in ClickHouse.
+
+:class:`SinkWorker` consumes the raw event topics and the processors' outputs
+(see :func:`routes`), batches them through :class:`~sinks.clickhouse.ClickHouseSink`
+and commits offsets only after the rows are stored.
+"""
+
+from sinks.consumer._routing import BadRecordPolicy, Route, dead_letter, routes
+from sinks.consumer._worker import SinkStats, SinkWorker
+
+__all__ = ["BadRecordPolicy", "Route", "SinkStats", "SinkWorker", "dead_letter", "routes"]

@@ -1,0 +1,443 @@
+"""The sink worker: Kafka (own consumer group) → :class:`ClickHouseSink`, at least once.
+
+One loop, one thread (the consumer is not shared):
+
+1. ``consume`` at most as many records as the sink has room for; decode each
+   with the schemas codec and buffer it for its table (bad records: see
+   :mod:`sinks.consumer._routing`);
+2. flush what is due (batch full or ``flush_interval_s`` old); refused rows go
+   to the dead-letter topic with ClickHouse's reason;
+3. commit, per partition, the offset below which everything is stored or
+   dead-lettered (dead letters are delivered first). Offsets are committed only
+   after the insert succeeded, so a crash replays, and the dedup tokens and the
+   ReplacingMergeTree key make the replay harmless.
+
+While ClickHouse fails, the batches stay buffered and are retried with
+backoff; once ``max_buffered_rows`` wait, the assigned partitions are paused
+(``consume`` keeps the group membership alive) until a flush succeeds.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentstream.config import Settings
+from agentstream.errors import (
+    BackPressure,
+    CodecError,
+    ContractError,
+    DeliveryError,
+    StorageError,
+)
+from schemas import DEFAULT_CODEC, AvroCodec, HttpSchemaRegistry
+from sinks._base import FlushReport, Position, Rejected
+from sinks.clickhouse import ClickHouseBackend, ClickHouseSink, Row, migrate, open_backend
+from sinks.consumer._routing import Route, dead_letter, routes
+
+__all__ = ["SinkStats", "SinkWorker"]
+
+log = logging.getLogger("agentstream.sink")
+
+_MAX_CONSUME = 1000
+
+
+@dataclass
+class SinkStats:
+    """Counters of one :class:`SinkWorker` (read them from any thread)."""
+
+    consumed: int = 0
+    #: rows stored per table
+    stored: dict[str, int] = field(default_factory=dict)
+    #: undecodable / invalid records on raw topics (the contract gate dead-letters them)
+    skipped: int = 0
+    dead_lettered: int = 0
+    #: bad records on the dead-letter topic itself (logged, not looped back)
+    dropped: int = 0
+    flushes: int = 0
+    write_failures: int = 0
+    commits: int = 0
+    pauses: int = 0
+
+    @property
+    def rows(self) -> int:
+        """Rows stored, all tables together."""
+        return sum(self.stored.values())
+
+
+def _codec_for(settings: Settings) -> AvroCodec:
+    emitter = settings.emitter
+    if emitter.registry_url is None:
+        return DEFAULT_CODEC
+    password = emitter.registry_password.get_secret_value() if emitter.registry_password else None
+    registry = HttpSchemaRegistry(
+        emitter.registry_url, username=emitter.registry_username, password=password
+    )
+    return AvroCodec(registry=registry)
+
+
+class SinkWorker:
+    """Consumes the event and processor topics and stores them in ClickHouse.
+
+    ``backend``: share an open backend (the worker process's, or a test's);
+    otherwise the worker opens ``settings.clickhouse`` and closes it at the end.
+    Use :meth:`start` / :meth:`stop` for a background thread, or
+    :meth:`run_until` to drive the loop in the calling thread.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        backend: ClickHouseBackend | None = None,
+        codec: AvroCodec | None = None,
+        streams: Sequence[str] | None = None,
+        consumer_config: Mapping[str, Any] | None = None,
+        run_migrations: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.stats = SinkStats()
+        self._backend = backend
+        self._owns_backend = backend is None
+        self._codec = codec or _codec_for(settings)
+        self._routes: dict[str, Route] = routes(
+            settings.topics, tuple(streams) if streams is not None else None
+        )
+        self._consumer_overrides = dict(consumer_config or {})
+        self._run_migrations = run_migrations
+        self._invalid_topic = settings.topics.name("invalid")
+        self._poll_s = min(0.5, settings.sink.flush_interval_s / 2)
+        self._sink: ClickHouseSink | None = None
+        self._consumer: Any = None
+        self._producer: Any = None
+        self._next: dict[tuple[str, int], int] = {}
+        self._committed: dict[tuple[str, int], int] = {}
+        self._held: list[Any] = []
+        self._paused = False
+        self._aborting = False
+        self._dl_errors: list[str] = []
+        self._last_commit = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    # -- lifecycle -----------------------------------------------------------
+
+    @property
+    def topics(self) -> list[str]:
+        """The topics this worker consumes."""
+        return list(self._routes)
+
+    def open(self) -> None:
+        """Connect: backend (migrated), sink, consumer (subscribed), dead-letter producer."""
+        if self._consumer is not None:
+            return
+        from confluent_kafka import Consumer, Producer
+
+        if self._backend is None:
+            self._backend = open_backend(self.settings.clickhouse)
+        if self._run_migrations:
+            migrate(self._backend, self.settings)
+        self._sink = ClickHouseSink(self._backend, self.settings.sink)
+        kafka = self.settings.kafka.confluent_config()
+        conf: dict[str, Any] = {
+            **kafka,
+            "client.id": f"{kafka['client.id']}-sink",
+            "group.id": self.settings.sink.consumer_group,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            **self._consumer_overrides,
+        }
+        self._consumer = Consumer(conf)
+        self._producer = Producer({**kafka, "enable.idempotence": True, "linger.ms": 5})
+        self._consumer.subscribe(
+            self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        self._last_commit = time.monotonic()
+
+    def close(self) -> None:
+        """Stop gracefully: write what is buffered, commit, leave the group."""
+        try:
+            if self._consumer is not None and self._sink is not None:
+                self._finish_flush(force=True)
+                self._commit(force=True)
+        finally:
+            self._teardown()
+
+    def abort(self) -> None:
+        """Stop like a crash: nothing more is written or committed (buffers are lost)."""
+        self._aborting = True
+        self._held.clear()
+        self._teardown()
+
+    def _teardown(self) -> None:
+        if self._consumer is not None:
+            try:
+                self._consumer.close()
+            except Exception as exc:  # closing is best effort
+                log.warning("sink consumer close failed: %s", exc)
+            self._consumer = None
+        if self._producer is not None:
+            self._producer.flush(10)
+            self._producer = None
+        if self._owns_backend and self._backend is not None:
+            self._backend.close()
+            self._backend = None
+        self._sink = None
+
+    def start(self) -> None:
+        """Run the loop in a background thread until :meth:`stop`."""
+        if self._thread is not None:
+            raise RuntimeError("the sink worker is already running")
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run_thread, name="agentstream-sink", daemon=True
+        )
+        self._thread.start()
+
+    def _run_thread(self) -> None:
+        try:
+            self.open()
+            while not self._stop.is_set():
+                self.step()
+            self.close()
+        except BaseException as exc:
+            self.error = exc
+            log.exception("sink worker stopped on an error")
+            self.abort()
+
+    def stop(self, timeout: float | None = 30.0) -> None:
+        """Ask the background loop to finish (flush, commit) and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def run_until(self, predicate: Callable[[SinkStats], bool], timeout: float) -> SinkStats:
+        """Drive the loop here until ``predicate(stats)`` holds; raises ``TimeoutError``."""
+        self.open()
+        deadline = time.monotonic() + timeout
+        while not predicate(self.stats):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"sink worker: condition not met in {timeout}s ({self.stats})")
+            self.step()
+        return self.stats
+
+    # -- the loop --------------------------------------------------------------
+
+    def step(self) -> None:
+        """One round: consume what fits, flush what is due, commit what is stored."""
+        sink = self._require_sink()
+        if self._held:
+            self._handle_all(self._held)
+        if self._paused and sink.room > 0 and not self._held:
+            self._consumer.resume(self._consumer.assignment())
+            self._paused = False
+        want = 1 if self._paused else max(1, min(sink.room, _MAX_CONSUME))
+        messages = self._consumer.consume(num_messages=want, timeout=self._poll_s)
+        if messages:
+            self._handle_all(list(messages))
+        if sink.room == 0 and not self._paused:
+            self._pause()
+        if sink.due():
+            self._absorb(sink.flush())
+        now = time.monotonic()
+        if now - self._last_commit >= self.settings.sink.flush_interval_s:
+            self._commit()
+
+    def _require_sink(self) -> ClickHouseSink:
+        if self._sink is None or self._consumer is None:
+            raise RuntimeError("the sink worker is not open")
+        return self._sink
+
+    def _pause(self) -> None:
+        self._consumer.pause(self._consumer.assignment())
+        self._paused = True
+        self.stats.pauses += 1
+        log.warning("sink buffer full (%d rows): consumption paused", self._require_sink().buffered)
+
+    def _handle_all(self, messages: list[Any]) -> None:
+        self._held = []
+        for index, message in enumerate(messages):
+            try:
+                self._handle(message)
+            except BackPressure:
+                self._held = messages[index:]
+                if not self._paused:
+                    self._pause()
+                return
+
+    def _handle(self, message: Any) -> None:
+        error = message.error()
+        if error is not None:
+            if error.fatal():
+                raise StorageError(f"Kafka consumer failed: {error.str()}")
+            log.debug("sink consumer: %s", error.str())
+            return
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        route = self._routes[topic]
+        value: bytes | None = message.value()
+        try:
+            if value is None:
+                raise CodecError("empty record (tombstone)")
+            record = self._codec.decode_model(value, route.model)
+        except (CodecError, ContractError) as exc:
+            self._bad(route, message, exc)
+        else:
+            sink = self._require_sink()
+            sink.add_record(
+                record, Position(topic, partition, offset), raw=value, key=message.key()
+            )
+        self.stats.consumed += 1
+        self._next[(topic, partition)] = offset + 1
+
+    def _bad(self, route: Route, message: Any, exc: Exception) -> None:
+        where = f"{message.topic()}[{message.partition()}]@{message.offset()}"
+        if route.on_bad == "skip":
+            self.stats.skipped += 1
+            log.debug(
+                "sink: skipped bad record %s (the contract gate dead-letters it): %s", where, exc
+            )
+        elif route.on_bad == "drop":
+            self.stats.dropped += 1
+            log.error("sink: bad record on the dead-letter topic %s dropped: %s", where, exc)
+        else:
+            self._send_dead_letter(
+                topic=message.topic(),
+                partition=message.partition(),
+                offset=message.offset(),
+                key=message.key(),
+                raw=message.value() or b"",
+                reason=f"sink cannot decode: {exc}",
+                error_type=type(exc).__name__,
+            )
+
+    def _absorb(self, report: FlushReport[Row]) -> None:
+        """Count a flush, dead-letter what ClickHouse refused, log a failure."""
+        for table, rows in report.written.items():
+            self.stats.stored[table] = self.stats.stored.get(table, 0) + rows
+        self.stats.flushes += report.batches
+        for rejected in report.rejected:
+            self._rejected(rejected)
+        if report.error is not None:
+            self.stats.write_failures += 1
+            sink = self._require_sink()
+            log.warning(
+                "sink: insert failed, retrying in %.2fs (%d rows buffered): %s",
+                sink.retry_after(),
+                sink.buffered,
+                report.error,
+            )
+        elif report.batches:
+            self._commit()
+
+    def _rejected(self, rejected: Rejected[Row]) -> None:
+        pos, row = rejected.position, rejected.item
+        if pos is None or pos.topic == self._invalid_topic or row.raw is None:
+            self.stats.dropped += 1
+            log.error("sink: refused row of %s dropped: %s", rejected.key, rejected.reason)
+            return
+        self._send_dead_letter(
+            topic=pos.topic,
+            partition=pos.partition,
+            offset=pos.offset,
+            key=row.key,
+            raw=row.raw,
+            reason=rejected.reason,
+            error_type=rejected.error_type,
+            run_id=row.run_id,
+            tenant_id=row.tenant_id,
+            event_id=row.event_id,
+        )
+
+    def _send_dead_letter(self, **fields: Any) -> None:
+        letter = dead_letter(**fields)
+        self._producer.produce(
+            self._invalid_topic,
+            key=fields.get("key"),
+            value=self._codec.encode_model(letter),
+            on_delivery=self._delivered,
+        )
+        self._producer.poll(0)
+        self.stats.dead_lettered += 1
+
+    def _delivered(self, err: Any, _msg: Any) -> None:
+        if err is not None:
+            self._dl_errors.append(str(err))
+
+    def _finish_flush(self, *, force: bool) -> None:
+        report = self._require_sink().flush(force=force)
+        self._absorb(report)
+        report.raise_for_error()
+
+    # -- offsets ---------------------------------------------------------------
+
+    def committable(self) -> dict[tuple[str, int], int]:
+        """Per partition: the offset below which every record is stored or dead-lettered."""
+        low = self._require_sink().lowest_buffered_offsets()
+        return {tp: min(low.get(tp, nxt), nxt) for tp, nxt in self._next.items()}
+
+    def _commit(self, *, force: bool = False) -> None:
+        from confluent_kafka import TopicPartition
+
+        self._last_commit = time.monotonic()
+        todo = {tp: off for tp, off in self.committable().items() if self._committed.get(tp) != off}
+        if not todo and not force:
+            return
+        if self._producer is not None and len(self._producer) > 0:
+            self._producer.flush(30)
+        if self._dl_errors or (self._producer is not None and len(self._producer) > 0):
+            errors, self._dl_errors = self._dl_errors, []
+            raise DeliveryError(f"dead letters not delivered: {'; '.join(errors) or 'timeout'}")
+        if not todo:
+            return
+        self.commit_offsets([TopicPartition(t, p, off) for (t, p), off in todo.items()])
+        self._committed.update(todo)
+        self.stats.commits += 1
+
+    def commit_offsets(self, offsets: list[Any]) -> None:
+        """Commit ``offsets`` (confluent ``TopicPartition`` s) synchronously."""
+        from confluent_kafka import KafkaException
+
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            raise StorageError(f"offset commit failed: {exc}") from exc
+
+    # -- rebalancing -----------------------------------------------------------
+
+    def _on_assign(self, _consumer: Any, partitions: list[Any]) -> None:
+        log.info("sink assigned %d partition(s)", len(partitions))
+        if self._paused:
+            self._consumer.pause(partitions)
+
+    def _on_revoke(self, _consumer: Any, partitions: list[Any]) -> None:
+        if self._aborting or self._sink is None:
+            return
+        gone = {(p.topic, p.partition) for p in partitions}
+        try:
+            self._finish_flush(force=True)
+            self._commit()
+        except (StorageError, DeliveryError) as exc:
+            log.warning(
+                "sink: could not store before a rebalance, records will be replayed: %s", exc
+            )
+        self._forget(gone)
+
+    def _on_lost(self, _consumer: Any, partitions: list[Any]) -> None:
+        if self._sink is not None:
+            self._forget({(p.topic, p.partition) for p in partitions})
+
+    def _forget(self, gone: set[tuple[str, int]]) -> None:
+        if self._sink is not None:
+            self._sink.discard(gone)
+        self._held = [m for m in self._held if (m.topic(), m.partition()) not in gone]
+        for tp in gone:
+            self._next.pop(tp, None)
+            self._committed.pop(tp, None)

@@ -1,0 +1,120 @@
+"""The public API of ``schemas`` and its place at the bottom of the layering."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import schemas
+
+PACKAGE = Path(schemas.__file__).parent
+REPO = PACKAGE.parent
+
+EXPECTED = {
+    # models and their vocabulary
+    "Record",
+    "AgentEvent",
+    "ToolCall",
+    "ModelCall",
+    "StateTransition",
+    "ReviewDecision",
+    "InvalidEvent",
+    "Rollup",
+    "Alert",
+    "AgentState",
+    "AlertState",
+    "CallStatus",
+    "Decision",
+    "ErrorClass",
+    "Retention",
+    "ScopeKind",
+    "Severity",
+    "Comparator",
+    "Resolution",
+    "validate_event",
+    "new_uuid",
+    "utc_now",
+    # catalog
+    "MODELS",
+    "RECORD_TYPES",
+    "RecordType",
+    "SchemaVersion",
+    "record_type",
+    # codec
+    "AvroCodec",
+    "Decoded",
+    "Framing",
+    "DEFAULT_CODEC",
+    "SINGLE_OBJECT_MAGIC",
+    "CONFLUENT_MAGIC",
+    "encode_model",
+    "encode_dict",
+    "decode",
+    "decode_dict",
+    "decode_model",
+    # registries
+    "SchemaRegistry",
+    "InMemorySchemaRegistry",
+    "HttpSchemaRegistry",
+    "record_name_subject",
+    # evolution
+    "check_compatibility",
+    "check_history",
+    "check_all_history",
+    "compatibility_problems",
+    # errors
+    "AgentstreamError",
+    "ContractError",
+    "EventValidationError",
+    "CodecError",
+    "SchemaRegistryError",
+    "SchemaCompatibilityError",
+}
+
+
+def test_all_is_the_expected_public_api() -> None:
+    assert set(schemas.__all__) == EXPECTED
+    assert len(schemas.__all__) == len(EXPECTED)  # no duplicates
+    for name in schemas.__all__:
+        assert getattr(schemas, name) is not None, name
+
+
+def test_schemas_imports_nothing_of_the_project() -> None:
+    forbidden = {"agentstream", "processors", "sinks", "tests"}
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in forbidden]
+    assert offenders == []
+
+
+def test_importing_schemas_loads_no_other_project_package() -> None:
+    code = (
+        "import sys, schemas; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'agentstream', 'processors', "
+        "'sinks'}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_schema_files_ship_with_the_package() -> None:
+    names = sorted(path.name for path in PACKAGE.glob("*.avsc"))
+    assert names == sorted(f"{rt.name}.avsc" for rt in schemas.RECORD_TYPES.values())
+    pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    assert '"*.avsc", "history/*/*.avsc"' in pyproject
+
+
+def test_modules_stay_small() -> None:
+    sizes = {path.name: len(path.read_text().splitlines()) for path in PACKAGE.glob("*.py")}
+    assert max(sizes.values()) <= 400, sizes

@@ -1,0 +1,72 @@
+"""The embedded ClickHouse is the real engine: rows written are rows read."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+import pytest
+
+from agentstream.config import ClickHouseSettings
+from agentstream.errors import StorageError
+from sinks.clickhouse import ClickHouseBackend, open_backend
+
+pytestmark = pytest.mark.integration
+
+
+def test_engine_answers_with_a_version(clickhouse: ClickHouseBackend) -> None:
+    assert clickhouse.ping()
+    major = int(clickhouse.version().split(".")[0])
+    assert major >= 24
+
+
+def test_write_and_read_back_a_row(clickhouse: ClickHouseBackend) -> None:
+    clickhouse.command(
+        "CREATE TABLE events (event_id String, at DateTime64(6, 'UTC'), raw String, "
+        "tags Array(String), note Nullable(String), latency Float64) "
+        "ENGINE = MergeTree ORDER BY event_id"
+    )
+    at = dt.datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=dt.UTC)
+    raw = bytes(range(256))
+    row = ("e-1", at, raw, ["a'b", "c\td"], None, 12.5)
+    written = clickhouse.insert(
+        "events", ["event_id", "at", "raw", "tags", "note", "latency"], [row]
+    )
+    assert written == 1
+    result = clickhouse.query(
+        "SELECT event_id, at, hex(raw), tags, note, latency FROM events WHERE event_id = {id:String}",
+        {"id": "e-1"},
+    )
+    assert result.rows == [("e-1", at, raw.hex().upper(), ["a'b", "c\td"], None, 12.5)]
+
+
+def test_dedup_token_makes_a_replayed_batch_a_no_op(clickhouse: ClickHouseBackend) -> None:
+    clickhouse.command(
+        "CREATE TABLE d (k UInt64) ENGINE = MergeTree ORDER BY k "
+        "SETTINGS non_replicated_deduplication_window = 100"
+    )
+    rows = [(i,) for i in range(10)]
+    clickhouse.insert("d", ["k"], rows, dedup_token="batch-1")
+    clickhouse.insert("d", ["k"], rows, dedup_token="batch-1")
+    clickhouse.insert("d", ["k"], rows[:3], dedup_token="batch-2")
+    assert clickhouse.query("SELECT count(), sum(k) FROM d").rows == [(13, 45 + 3)]
+
+
+def test_data_survives_reopening_the_folder(chdb_path: Path) -> None:
+    settings = ClickHouseSettings(path=chdb_path, database="persist_check")
+    first = open_backend(settings)
+    first.command("CREATE TABLE IF NOT EXISTS p (pid UInt32) ENGINE = MergeTree ORDER BY pid")
+    first.insert("p", ["pid"], [(os.getpid(),)])
+    first.close()
+    second = open_backend(settings)
+    try:
+        assert second.query("SELECT pid FROM p").rows == [(os.getpid(),)]
+    finally:
+        second.command("DROP DATABASE persist_check")
+        second.close()
+
+
+def test_bad_sql_is_a_storage_error_naming_the_problem(clickhouse: ClickHouseBackend) -> None:
+    with pytest.raises(StorageError, match="SYNTAX_ERROR|Syntax error"):
+        clickhouse.query("SELEC 1")
