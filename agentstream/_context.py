@@ -1,22 +1,43 @@
 """Per-run context: the ids every event carries, set once per run.
 
 ``run_context(...)`` binds tenant / user / agent / run ids in a ``contextvars``
-variable, so they follow the run across threads started with
-``contextvars.copy_context()`` and across ``await``; the Emitter fills them
-into each event. Trace and span ids come from the active OpenTelemetry span.
+variable, so they follow the run across ``await`` and into asyncio tasks, and
+into threads started through ``contextvars.copy_context().run`` (or
+``asyncio.to_thread``; a plain ``threading.Thread`` starts with an empty
+context). The Emitter's helpers fill them into each event. Trace and span ids
+come from the active OpenTelemetry span.
+
+Defaults: ``user_id`` is :data:`DEFAULT_USER_ID` (``"anonymous"``) and
+``agent_version`` :data:`DEFAULT_AGENT_VERSION` (``"unknown"``) when a run does
+not name them; ``run_id`` is a fresh UUID. ``tenant_id`` and ``agent_id`` are
+required.
 """
 
 from __future__ import annotations
 
 import contextvars
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from typing import Any, Final
 
-from opentelemetry import trace
+__all__ = [
+    "DEFAULT_AGENT_VERSION",
+    "DEFAULT_USER_ID",
+    "RunContext",
+    "active_trace",
+    "current_context",
+    "current_trace",
+    "run_context",
+    "traceparent",
+]
 
-__all__ = ["RunContext", "current_context", "current_trace", "run_context", "traceparent"]
+#: ``user_id`` of a run that names no user (the contract requires a non-empty id)
+DEFAULT_USER_ID: Final = "anonymous"
+#: ``agent_version`` of a run that names no version
+DEFAULT_AGENT_VERSION: Final = "unknown"
+#: longest id accepted (as in the contract)
+_MAX_ID_CHARS: Final = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,18 +47,37 @@ class RunContext:
     tenant_id: str
     agent_id: str
     run_id: str
-    user_id: str = ""
-    agent_version: str = ""
+    user_id: str = DEFAULT_USER_ID
+    agent_version: str = DEFAULT_AGENT_VERSION
 
 
 _CURRENT: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
     "agentstream_run", default=None
 )
 
+#: the bound run, or None (for the helpers' hot path)
+current_context: Callable[[], RunContext | None] = _CURRENT.get
 
-def current_context() -> RunContext | None:
-    """The run bound in this context, if any."""
-    return _CURRENT.get()
+
+def _new_run_id() -> str:
+    from schemas import new_uuid
+
+    return new_uuid()
+
+
+def _contract_error(field: str, message: str) -> Exception:
+    from agentstream.errors import ContractError
+
+    return ContractError(f"run_context: {field}: {message}")
+
+
+def _check_id(field: str, value: object) -> None:
+    if not isinstance(value, str):
+        raise _contract_error(field, f"must be a string, not {type(value).__name__}")
+    if not value:
+        raise _contract_error(field, "must not be empty")
+    if len(value) > _MAX_ID_CHARS:
+        raise _contract_error(field, f"longer than {_MAX_ID_CHARS} characters")
 
 
 @contextmanager
@@ -49,37 +89,36 @@ def run_context(
     user_id: str | None = None,
     agent_version: str | None = None,
 ) -> Iterator[RunContext]:
-    """Bind a run's ids for the duration of the block (nested blocks override fields).
+    """Bind a run's ids for the duration of the block; yields the :class:`RunContext`.
 
-    ``run_id`` defaults to a fresh UUID when no outer run is bound.
+    The outermost block must name ``tenant_id`` and ``agent_id``; ``run_id``
+    defaults to a fresh UUID, ``user_id`` to ``"anonymous"`` and
+    ``agent_version`` to ``"unknown"``. A nested block inherits the outer ids and
+    overrides those it names (e.g. a sub-run with its own ``run_id``). Bad ids
+    raise :class:`~agentstream.errors.ContractError` naming the field.
     """
+    given = {
+        name: value
+        for name, value in (
+            ("tenant_id", tenant_id),
+            ("agent_id", agent_id),
+            ("run_id", run_id),
+            ("user_id", user_id),
+            ("agent_version", agent_version),
+        )
+        if value is not None
+    }
+    for name, value in given.items():
+        _check_id(name, value)
     outer = _CURRENT.get()
     if outer is None:
-        if tenant_id is None or agent_id is None:
-            from agentstream.errors import ContractError
-
-            missing = "tenant_id" if tenant_id is None else "agent_id"
-            raise ContractError(f"run_context: {missing} is required for a new run")
-        ctx = RunContext(
-            tenant_id=tenant_id,
-            agent_id=agent_id,
-            run_id=run_id or str(uuid.uuid4()),
-            user_id=user_id or "",
-            agent_version=agent_version or "",
-        )
+        for required in ("tenant_id", "agent_id"):
+            if required not in given:
+                raise _contract_error(required, "required for a new run (no outer run_context)")
+        given.setdefault("run_id", _new_run_id())
+        ctx = RunContext(**given)
     else:
-        changes = {
-            name: value
-            for name, value in (
-                ("tenant_id", tenant_id),
-                ("agent_id", agent_id),
-                ("run_id", run_id),
-                ("user_id", user_id),
-                ("agent_version", agent_version),
-            )
-            if value is not None
-        }
-        ctx = replace(outer, **changes)
+        ctx = replace(outer, **given)
     token = _CURRENT.set(ctx)
     try:
         yield ctx
@@ -87,12 +126,32 @@ def run_context(
         _CURRENT.reset(token)
 
 
+_get_current_span: Callable[[], Any] | None = None
+
+
+def active_trace() -> tuple[str, str, bool] | None:
+    """``(trace_id, span_id, sampled)`` of the active OpenTelemetry span, as hex, or None."""
+    global _get_current_span
+    if _get_current_span is None:
+        from opentelemetry.trace import get_current_span
+
+        _get_current_span = get_current_span
+    span_context = _get_current_span().get_span_context()
+    if not span_context.is_valid:
+        return None
+    return (
+        f"{span_context.trace_id:032x}",
+        f"{span_context.span_id:016x}",
+        bool(span_context.trace_flags & 0x01),
+    )
+
+
 def current_trace() -> tuple[str | None, str | None]:
     """``(trace_id, span_id)`` of the active OpenTelemetry span, as hex, or ``(None, None)``."""
-    span_context = trace.get_current_span().get_span_context()
-    if not span_context.is_valid:
+    found = active_trace()
+    if found is None:
         return None, None
-    return f"{span_context.trace_id:032x}", f"{span_context.span_id:016x}"
+    return found[0], found[1]
 
 
 def traceparent(trace_id: str | None, span_id: str | None, sampled: bool = True) -> str | None:

@@ -26,7 +26,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from agentstream.errors import ConfigError
@@ -167,9 +175,15 @@ class EmitterSettings(_Section):
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "lz4"
     batch_size_bytes: int = Field(default=256 * 1024, ge=1)
     queue_max_messages: int = Field(default=500_000, ge=1)
+    #: memory bound of the producer's local queue (librdkafka ``queue.buffering.max.kbytes``)
+    queue_max_kbytes: int = Field(default=256 * 1024, ge=1)
     delivery_timeout_ms: int = Field(default=30_000, ge=1)
     #: events that could not be delivered are appended here and re-sent later
     spool_dir: Path = Path(".local/spool")
+    #: a spool segment file is closed (and becomes replayable) at this size
+    spool_segment_bytes: int = Field(default=64 * 1024 * 1024, ge=4096)
+    #: while the spool holds events, how often the broker is probed to replay them
+    replay_interval_s: float = Field(default=5.0, gt=0)
     #: largest encoded event accepted by ``emit``
     max_event_bytes: int = Field(default=256 * 1024, ge=1024)
     #: ``single_object`` (no registry) or ``confluent`` (needs ``registry_url``)
@@ -178,7 +192,13 @@ class EmitterSettings(_Section):
     registry_username: str | None = None
     registry_password: SecretStr | None = None
     redact: bool = True
+    #: built-in redaction kinds applied (password, bearer, api_key, email, card, phone)
+    redact_kinds: tuple[str, ...] = ("password", "bearer", "api_key", "email", "card", "phone")
+    #: extra redaction regexes, name → pattern (matches become ``[REDACTED:<name>]``)
+    redact_patterns: dict[str, str] = Field(default_factory=dict)
     flush_at_exit_s: float = Field(default=10.0, ge=0)
+    #: runs whose last state ``transition()`` remembers (least recently used are forgotten)
+    max_tracked_runs: int = Field(default=100_000, ge=1)
 
 
 class ClickHouseSettings(_Section):
@@ -216,10 +236,20 @@ class LifecycleSettings(_Section):
     preparing_budget_s: float = Field(default=60.0, gt=0)
     executing_budget_s: float = Field(default=600.0, gt=0)
     reviewing_budget_s: float = Field(default=300.0, gt=0)
-    #: per-tool EXECUTING budgets that override ``executing_budget_s``
-    executing_budget_by_tool_s: dict[str, float] = Field(default_factory=dict)
+    #: per-tool EXECUTING budgets that override ``executing_budget_s``: after each call
+    #: of a listed tool the run has that tool's budget to make its next move
+    executing_budget_by_tool_s: dict[str, PositiveFloat] = Field(default_factory=dict)
     #: how often the wall-clock timer looks for overdue runs
     timer_interval_s: float = Field(default=1.0, gt=0)
+    #: how far past a deadline the clock must be before a run is failed (producer clock
+    #: skew, lag between the transitions and tool-calls topics)
+    timeout_grace_s: float = Field(default=5.0, ge=0)
+    #: with no event for this long the wall clock drives timeouts (the input is caught up)
+    idle_after_s: float = Field(default=2.0, gt=0)
+    #: recent event ids each run remembers to drop duplicates
+    dedup_ids_per_run: int = Field(default=16, ge=1)
+    #: how long (event time) a finished run is kept for duplicates and late-event reasons
+    terminal_retention_s: float = Field(default=3600.0, gt=0)
 
 
 class RollupSettings(_Section):
@@ -229,6 +259,8 @@ class RollupSettings(_Section):
     allowed_lateness_s: float = Field(default=5.0, ge=0)
     #: relative accuracy of the latency quantile sketch
     sketch_relative_accuracy: float = Field(default=0.01, gt=0, lt=1)
+    #: with no event for this long the wall clock (minus the lateness) closes windows
+    idle_after_s: float = Field(default=2.0, gt=0)
 
 
 class SinkSettings(_Section):
@@ -385,9 +417,7 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{_setting_name(err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
+        problems = "; ".join(f"{_setting_name(err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"invalid configuration: {problems}") from exc
 
 

@@ -17,6 +17,7 @@ wrapped library errors (fastavro, Kafka, ClickHouse) are chained with
     │   ├── PortInUseError         a port the broker needs is taken
     │   └── BrokerStartError       the broker did not come up in time (has the log tail)
     ├── DeliveryError              an event could not be delivered nor spooled
+    │   └── ChannelError           an alert channel refused or missed a notification
     ├── StorageError               the ClickHouse backend failed
     │   └── BackPressure           the sink is full; retry after ``retry_after`` seconds
     └── QueryRefused               an analyst query is not read-only
@@ -38,6 +39,7 @@ __all__ = [
     "AlertRuleError",
     "BackPressure",
     "BrokerStartError",
+    "ChannelError",
     "CodecError",
     "ConfigError",
     "ContractError",
@@ -105,6 +107,21 @@ class BrokerStartError(LocalStackError):
 
 class DeliveryError(AgentstreamError):
     """An event could neither be delivered to Kafka nor written to the spool."""
+
+
+class ChannelError(DeliveryError):
+    """An alert channel (webhook, Slack, ...) did not take a notification.
+
+    ``retryable``: a later attempt may succeed (network error, 5xx, 408, 429);
+    ``retry_after``: seconds the receiver asked to wait (``Retry-After``), if any.
+    """
+
+    def __init__(
+        self, message: str, *, retryable: bool = True, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after
 
 
 class StorageError(AgentstreamError):

@@ -5,32 +5,28 @@ ports in a temporary folder (the jar cache is shared with ``agentstream kafka``,
 so jars are fetched at most once per machine). Set
 ``AGENTSTREAM_TEST_KAFKA_BOOTSTRAP=host:port`` to use an already-running broker
 instead. ``kafka_topic`` makes a fresh topic per call.
+
+ClickHouse: ``chdb_path`` is one embedded data folder per session (chdb holds one
+folder per process); ``clickhouse`` is the real engine with a fresh database per test.
 """
 
 from __future__ import annotations
 
 import os
-import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-# pytest (import mode "prepend") puts this folder first on sys.path because it has no
-# __init__.py, so the test folders named like our packages (tests/agentstream, tests/sinks,
-# ...) would shadow the real packages as namespace packages. The project root goes first.
-# Setting ``pythonpath = ["."]`` in [tool.pytest.ini_options] makes this line redundant.
-_ROOT = str(Path(__file__).resolve().parent.parent)
-if sys.path[:1] != [_ROOT]:
-    sys.path.insert(0, _ROOT)
-
-from agentstream.config import LocalKafkaSettings, load_settings  # noqa: E402
-from agentstream.localstack.testing import (  # noqa: E402
+from agentstream.config import ClickHouseSettings, LocalKafkaSettings, load_settings
+from agentstream.localstack.testing import (
     BrokerHandle,
     TopicFactory,
     temporary_broker,
     unique_topic_name,
 )
+from sinks.clickhouse import ClickHouseBackend, open_backend
 
 #: ``host:port`` of a running broker the tests should use instead of starting one
 KAFKA_BOOTSTRAP_ENV = "AGENTSTREAM_TEST_KAFKA_BOOTSTRAP"
@@ -73,3 +69,24 @@ def kafka_topic(kafka_broker: BrokerHandle, request: pytest.FixtureRequest) -> T
         return name
 
     return make
+
+
+# -- ClickHouse ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One embedded data folder per test session (chdb holds one folder per process)."""
+    return tmp_path_factory.mktemp("chdb")
+
+
+@pytest.fixture
+def clickhouse(chdb_path: Path) -> Iterator[ClickHouseBackend]:
+    """The embedded engine with a fresh database for this test."""
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    backend = open_backend(ClickHouseSettings(path=chdb_path, database=database))
+    try:
+        yield backend
+    finally:
+        backend.command(f"DROP DATABASE IF EXISTS {database}")
+        backend.close()

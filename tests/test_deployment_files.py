@@ -34,7 +34,7 @@ def test_worker_environment_names_real_settings() -> None:
         assert section in Settings.model_fields, name
         annotation = Settings.model_fields[section].annotation
         assert annotation is not None
-        assert field in annotation.model_fields, name  # type: ignore[union-attr]
+        assert field in annotation.model_fields, name
 
 
 def test_compose_mounts_files_that_exist() -> None:

@@ -15,16 +15,13 @@ it; :meth:`LocalKafka.stop` finds it again through the pid file.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
-from string import Template
 from typing import NoReturn
 
 from confluent_kafka import KafkaException
@@ -33,6 +30,7 @@ from confluent_kafka.admin import AdminClient
 from agentstream.config import LocalKafkaSettings
 from agentstream.errors import BrokerStartError, ConfigError, LocalStackError, ToolMissingError
 from agentstream.localstack._jars import JarCache, ProgressFn, _no_progress
+from agentstream.localstack._render import render_log4j2, render_server_properties
 from agentstream.localstack._system import (
     check_ports_free,
     file_lock,
@@ -46,18 +44,8 @@ from agentstream.localstack._system import (
     terminate,
 )
 
-__all__ = [
-    "NODE_ID",
-    "BrokerStatus",
-    "LocalKafka",
-    "StartResult",
-    "broker_answers",
-    "render_log4j2",
-    "render_server_properties",
-]
+__all__ = ["BrokerStatus", "LocalKafka", "StartResult", "broker_answers"]
 
-#: the node id of the single combined broker + controller
-NODE_ID = 1
 MAIN_CLASS = "kafka.Kafka"
 _STORAGE_TOOL = "kafka.tools.StorageTool"
 _LOG_TAIL_LINES = 20
@@ -96,52 +84,6 @@ class StartResult:
     #: the data folder was formatted by this start
     formatted: bool
     log_file: Path
-
-
-def _property_value(value: str) -> str:
-    """Escape ``value`` for a Java properties file (read as ISO-8859-1)."""
-    out = []
-    for char in value.replace("\\", "\\\\"):
-        code = ord(char)
-        if code < 0x7F:
-            out.append(char)
-        else:
-            encoded = char.encode("utf-16-be")
-            out.extend(
-                f"\\u{int.from_bytes(encoded[i : i + 2], 'big'):04x}"
-                for i in range(0, len(encoded), 2)
-            )
-    return "".join(out)
-
-
-def _template(name: str) -> Template:
-    return Template(resources.files("agentstream.localstack").joinpath(name).read_text())
-
-
-def render_server_properties(settings: LocalKafkaSettings, data_dir: Path) -> str:
-    """The broker's ``server.properties`` for ``settings``, storing data in ``data_dir``."""
-    if settings.port == settings.controller_port:
-        raise ConfigError(
-            "AGENTSTREAM_LOCAL_KAFKA__CONTROLLER_PORT: must differ from "
-            f"AGENTSTREAM_LOCAL_KAFKA__PORT ({settings.port})"
-        )
-    if "," in str(data_dir):
-        raise ConfigError(f"AGENTSTREAM_LOCAL_KAFKA__HOME: no commas allowed: {data_dir}")
-    return _template("server.properties").substitute(
-        node_id=NODE_ID,
-        host=settings.host,
-        port=settings.port,
-        controller_port=settings.controller_port,
-        log_dirs=_property_value(str(data_dir)),
-    )
-
-
-def render_log4j2(log_file: Path) -> str:
-    """The broker's log4j2 YAML configuration, logging to the rolling ``log_file``."""
-    return _template("log4j2.yaml").substitute(
-        log_file=json.dumps(str(log_file)),
-        log_file_pattern=json.dumps(f"{log_file}.%i"),
-    )
 
 
 def _size(path: Path) -> int:

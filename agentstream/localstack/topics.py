@@ -20,6 +20,11 @@ __all__ = ["ensure_topics"]
 _POLL_S = 0.1
 
 
+def _describe(exc: KafkaException) -> str:
+    error = exc.args[0] if exc.args else None
+    return error.str() if isinstance(error, KafkaError) else str(exc)
+
+
 def _ready(metadata: ClusterMetadata, name: str) -> bool:
     topic = metadata.topics.get(name)
     if topic is None or topic.error is not None or not topic.partitions:
@@ -46,14 +51,15 @@ def ensure_topics(
     wanted = list(dict.fromkeys(names))
     if not wanted:
         return []
-    conf: dict[str, str | int | float | bool] = {"bootstrap.servers": bootstrap}
+    # connection failures become one LocalStackError, not a stream of librdkafka log lines
+    conf: dict[str, str | int | float | bool] = {"bootstrap.servers": bootstrap, "log_level": 2}
     conf.update(client_config or {})
     admin = AdminClient(conf)
     deadline = time.monotonic() + timeout_s
     try:
         metadata = admin.list_topics(timeout=timeout_s)
     except KafkaException as exc:
-        raise LocalStackError(f"cannot reach Kafka at {bootstrap}: {exc.args[0]}") from exc
+        raise LocalStackError(f"cannot reach Kafka at {bootstrap}: {_describe(exc)}") from exc
     missing = [name for name in wanted if name not in metadata.topics]
     created: list[str] = []
     if missing:
@@ -66,21 +72,20 @@ def ensure_topics(
             try:
                 future.result()
             except KafkaException as exc:
-                error = exc.args[0]
+                error = exc.args[0] if exc.args else None
                 if (
                     isinstance(error, KafkaError)
                     and error.code() == KafkaError.TOPIC_ALREADY_EXISTS
                 ):
                     continue
-                detail = error.str() if isinstance(error, KafkaError) else str(error)
-                raise LocalStackError(f"cannot create topic {name!r}: {detail}") from exc
+                raise LocalStackError(f"cannot create topic {name!r}: {_describe(exc)}") from exc
             created.append(name)
     while True:
         remaining = deadline - time.monotonic()
         try:
             metadata = admin.list_topics(timeout=max(remaining, 0.5))
         except KafkaException as exc:
-            raise LocalStackError(f"cannot reach Kafka at {bootstrap}: {exc.args[0]}") from exc
+            raise LocalStackError(f"cannot reach Kafka at {bootstrap}: {_describe(exc)}") from exc
         pending = [name for name in wanted if not _ready(metadata, name)]
         if not pending:
             return created

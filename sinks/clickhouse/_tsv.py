@@ -9,8 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import math
+import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 __all__ = ["encode_param", "encode_rows", "format_datetime"]
@@ -30,8 +31,9 @@ _QUOTED_ESCAPES = {**_ESCAPES, ord("'"): "\\'"}
 def format_datetime(value: dt.datetime) -> str:
     """UTC ``YYYY-MM-DD hh:mm:ss.ffffff`` (naive values are taken as UTC)."""
     if value.tzinfo is not None:
-        value = value.astimezone(dt.UTC)
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    # isoformat is ~20x faster than strftime and zero-pads years < 1000
+    return value.isoformat(" ", "microseconds")
 
 
 def _bytes_text(value: bytes, quoted: bool) -> str:
@@ -87,9 +89,54 @@ def _value(value: Any, quoted: bool) -> str:
     raise TypeError(f"cannot store a {type(value).__name__} in ClickHouse")
 
 
+_NEEDS_ESCAPE = re.compile(r"[\\\t\n\r\0\b\f]").search
+
+
+def _text(value: str) -> str:
+    return value.translate(_ESCAPES) if _NEEDS_ESCAPE(value) else value
+
+
+def _unquoted_encoder(kind: type) -> Callable[[Any], str]:
+    """The fastest exact encoder of values of type ``kind`` (same output as ``_value``)."""
+    if kind is bool:
+        return lambda v: "1" if v else "0"
+    if issubclass(kind, enum.Enum):
+        if issubclass(kind, str):
+            return lambda v: _text(v.value)
+        return lambda v: _value(v.value, False)
+    if kind is int:
+        return int.__repr__
+    if kind is float:
+        return _number
+    if kind is str:
+        return _text
+    if kind is dt.datetime:
+        return format_datetime
+    if kind is type(None):
+        return lambda _v: "\\N"
+    return lambda v: _value(v, False)
+
+
+#: exact type → encoder, filled on first sight of a type
+_ENCODERS: dict[type, Callable[[Any], str]] = {}
+
+
 def encode_rows(rows: Sequence[Sequence[Any]]) -> str:
     """The TabSeparated text of ``rows`` (one line each)."""
-    return "".join("\t".join(_value(v, False) for v in row) + "\n" for row in rows)
+    encoders = _ENCODERS
+    lines: list[str] = []
+    append = lines.append
+    for row in rows:
+        cells: list[str] = []
+        for value in row:
+            kind = type(value)
+            encode = encoders.get(kind)
+            if encode is None:
+                encode = encoders[kind] = _unquoted_encoder(kind)
+            cells.append(encode(value))
+        append("\t".join(cells))
+    lines.append("")
+    return "\n".join(lines)
 
 
 def encode_param(value: Any) -> str:

@@ -28,6 +28,7 @@ from typing import Any
 
 from agentstream.config import Settings
 from agentstream.errors import (
+    AgentstreamError,
     BackPressure,
     CodecError,
     ContractError,
@@ -138,6 +139,7 @@ class SinkWorker:
             return
         from confluent_kafka import Consumer, Producer
 
+        self._aborting = False
         if self._backend is None:
             self._backend = open_backend(self.settings.clickhouse)
         if self._run_migrations:
@@ -177,6 +179,7 @@ class SinkWorker:
         self._teardown()
 
     def _teardown(self) -> None:
+        self._aborting = True  # the revoke callback of close() must not write or commit
         if self._consumer is not None:
             try:
                 self._consumer.close()
@@ -277,7 +280,7 @@ class SinkWorker:
         error = message.error()
         if error is not None:
             if error.fatal():
-                raise StorageError(f"Kafka consumer failed: {error.str()}")
+                raise AgentstreamError(f"the sink's Kafka consumer failed: {error.str()}")
             log.debug("sink consumer: %s", error.str())
             return
         topic, partition, offset = message.topic(), message.partition(), message.offset()
@@ -397,7 +400,11 @@ class SinkWorker:
             raise DeliveryError(f"dead letters not delivered: {'; '.join(errors) or 'timeout'}")
         if not todo:
             return
-        self.commit_offsets([TopicPartition(t, p, off) for (t, p), off in todo.items()])
+        try:
+            self.commit_offsets([TopicPartition(t, p, off) for (t, p), off in todo.items()])
+        except StorageError as exc:  # e.g. a rebalance is under way: try again next round
+            log.warning("sink: %s; retrying at the next commit", exc)
+            return
         self._committed.update(todo)
         self.stats.commits += 1
 

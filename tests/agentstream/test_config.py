@@ -97,7 +97,7 @@ def test_every_secret_field_is_secretstr() -> None:
     for section_name, section in Settings.model_fields.items():
         annotation = section.annotation
         assert annotation is not None
-        for field_name, field in annotation.model_fields.items():  # type: ignore[union-attr]
+        for field_name, field in annotation.model_fields.items():
             if any(word in field_name for word in secretish):
                 assert "SecretStr" in str(field.annotation), f"{section_name}.{field_name}"
 

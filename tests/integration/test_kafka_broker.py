@@ -14,7 +14,7 @@ from confluent_kafka import Consumer, Message, Producer
 
 from agentstream.cli import main
 from agentstream.config import LocalKafkaSettings
-from agentstream.errors import PortInUseError
+from agentstream.errors import LocalStackError, PortInUseError
 from agentstream.localstack import LocalKafka, ensure_topics, free_ports
 from agentstream.localstack._system import pid_alive
 from agentstream.localstack.testing import BrokerHandle, TopicFactory
@@ -126,6 +126,15 @@ def test_ensure_topics_is_idempotent(kafka_broker: BrokerHandle, kafka_topic: To
         names[0]: 3,
         names[1]: 3,
     }
+
+
+def test_ensure_topics_reports_a_refused_topic(
+    kafka_broker: BrokerHandle, kafka_topic: TopicFactory
+) -> None:
+    name = kafka_topic("too-many-replicas", create=False)
+    with pytest.raises(LocalStackError, match=f"cannot create topic '{name}'") as info:
+        ensure_topics(kafka_broker.bootstrap, [name], replication=3)
+    assert "\n" not in str(info.value)
 
 
 # -- separate brokers in temporary homes ---------------------------------------------------

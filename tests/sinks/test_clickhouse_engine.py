@@ -35,7 +35,8 @@ def test_write_and_read_back_a_row(clickhouse: ClickHouseBackend) -> None:
     )
     assert written == 1
     result = clickhouse.query(
-        "SELECT event_id, at, hex(raw), tags, note, latency FROM events WHERE event_id = {id:String}",
+        "SELECT event_id, at, hex(raw), tags, note, latency FROM events "
+        "WHERE event_id = {id:String}",
         {"id": "e-1"},
     )
     assert result.rows == [("e-1", at, raw.hex().upper(), ["a'b", "c\td"], None, 12.5)]
@@ -68,5 +69,5 @@ def test_data_survives_reopening_the_folder(chdb_path: Path) -> None:
 
 
 def test_bad_sql_is_a_storage_error_naming_the_problem(clickhouse: ClickHouseBackend) -> None:
-    with pytest.raises(StorageError, match="SYNTAX_ERROR|Syntax error"):
+    with pytest.raises(StorageError, match=r"SYNTAX_ERROR|Syntax error"):
         clickhouse.query("SELEC 1")

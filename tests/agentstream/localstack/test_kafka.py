@@ -20,6 +20,7 @@ from agentstream.localstack import (
     JarCache,
     LocalKafka,
     check_ports_free,
+    ensure_topics,
     free_ports,
     port_in_use,
     render_log4j2,
@@ -64,6 +65,13 @@ def test_server_properties_are_a_single_node_kraft_cluster(tmp_path: Path) -> No
     assert props["num.partitions"] == "1"
     assert props["auto.create.topics.enable"] == "true"
     assert not [value for value in props.values() if "$" in value]
+
+
+def test_server_properties_bracket_ipv6_hosts(tmp_path: Path) -> None:
+    settings = LocalKafkaSettings(host="::1", port=19500, controller_port=19501)
+    props = _properties(render_server_properties(settings, tmp_path))
+    assert props["listeners"] == "PLAINTEXT://[::1]:19500,CONTROLLER://[::1]:19501"
+    assert props["controller.quorum.voters"] == "1@[::1]:19501"
 
 
 def test_server_properties_escape_paths_for_java(tmp_path: Path) -> None:
@@ -226,6 +234,12 @@ def test_a_listening_port_is_in_use_and_a_free_one_is_not() -> None:
     assert info.value.port == taken
     assert str(taken) in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_ensure_topics_without_a_broker_is_one_clear_error() -> None:
+    (port,) = free_ports("127.0.0.1", 1)
+    with pytest.raises(LocalStackError, match=f"cannot reach Kafka at 127.0.0.1:{port}"):
+        ensure_topics(f"127.0.0.1:{port}", ["t"], timeout_s=1)
 
 
 def test_free_ports_are_distinct() -> None:

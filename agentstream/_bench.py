@@ -1,0 +1,178 @@
+"""Micro-benchmark: what ``emit`` costs the agent's thread, beside a raw ``produce()``.
+
+Three loops in one process, same producer settings, same event shape:
+
+* ``tool_call`` helper — ``with emitter.tool_call(...) as call: call.result_summary = ...``
+  (context lookup, latency clock, validation, redaction, encoding, enqueue);
+* ``emit(model)`` — a ToolCall built beforehand (redaction check, encoding, enqueue);
+* baseline — ``Producer.produce()`` of the same event's pre-encoded bytes.
+
+Each call is timed on its own (``perf_counter_ns``); p50 / p99 / mean in µs.
+Without ``bootstrap`` the producer points at a closed port with a long delivery
+timeout, so nothing is sent and nothing competes for the CPU; with a broker the
+background delivery thread runs as in production. Run it with
+``python -m agentstream._bench [--bootstrap host:port] [-n 20000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["EmitBench", "Timing", "measure_emit_overhead"]
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Per-call durations of one loop, in microseconds."""
+
+    name: str
+    n: int
+    p50_us: float
+    p99_us: float
+    mean_us: float
+
+
+@dataclass(frozen=True)
+class EmitBench:
+    """The three loops; ``ratio`` = helper p50 / raw produce p50."""
+
+    helper: Timing
+    emit_model: Timing
+    raw_produce: Timing
+    broker: str
+
+    @property
+    def ratio(self) -> float:
+        return self.helper.p50_us / self.raw_produce.p50_us if self.raw_produce.p50_us else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "helper_over_raw_p50": self.ratio}
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    rank = max(1, min(len(sorted_values), round(q * len(sorted_values) + 0.5)))
+    return sorted_values[rank - 1]
+
+
+def _time_each(name: str, calls: list[Callable[[], object]]) -> Timing:
+    clock = time.perf_counter_ns
+    samples: list[float] = []
+    append = samples.append
+    gc.collect()
+    gc.disable()
+    try:
+        for call in calls:
+            start = clock()
+            call()
+            append((clock() - start) / 1000)
+    finally:
+        gc.enable()
+    samples.sort()
+    return Timing(
+        name,
+        len(samples),
+        _percentile(samples, 0.50),
+        _percentile(samples, 0.99),
+        statistics.fmean(samples),
+    )
+
+
+def measure_emit_overhead(
+    bootstrap: str | None = None, *, n: int = 20_000, warmup: int = 2_000
+) -> EmitBench:
+    """Time ``n`` helper calls, ``n`` ``emit(model)`` calls and ``n`` raw produces."""
+    from confluent_kafka import Producer
+
+    from agentstream import Emitter, ToolCall, run_context
+    from agentstream._emitter import kafka_producer_config
+    from agentstream.config import load_settings
+    from agentstream.localstack import free_ports
+
+    if bootstrap is None:
+        [port] = free_ports("127.0.0.1", 1)
+        target, delivery_ms = f"127.0.0.1:{port}", 600_000
+    else:
+        target, delivery_ms = bootstrap, 30_000
+    with tempfile.TemporaryDirectory(prefix="agentstream-bench-") as scratch:
+        settings = load_settings(
+            kafka={"bootstrap_servers": target},
+            topics={"prefix": "bench."},
+            emitter={
+                "spool_dir": Path(scratch) / "spool",
+                "delivery_timeout_ms": delivery_ms,
+                "queue_max_messages": 4 * (n + warmup) + 10,
+            },
+        )
+        params = {"q": "weather in paris", "limit": 10}
+        emitter = Emitter(settings, replay_on_start=False)
+        raw = Producer({**kafka_producer_config(settings), "log_level": 2})
+        try:
+            with run_context(
+                tenant_id="acme", agent_id="planner", agent_version="1.4.0", user_id="u-17"
+            ):
+
+                def helper() -> None:
+                    with emitter.tool_call("search", params=params) as call:
+                        call.result_summary = "3 results"
+
+                for _ in range(warmup):
+                    helper()
+                helper_timing = _time_each("tool_call helper", [helper] * n)
+
+                models = [
+                    ToolCall(
+                        tenant_id="acme", user_id="u-17", agent_id="planner",
+                        agent_version="1.4.0", run_id="run-bench", tool="search",
+                        status="SUCCESS", latency_ms=812.5, params=params,
+                        result_summary="3 results",
+                    )  # fmt: skip
+                    for _ in range(n + warmup)
+                ]
+                for model in models[:warmup]:
+                    emitter.emit(model)
+                emit_timing = _time_each(
+                    "emit(model)", [lambda m=m: emitter.emit(m) for m in models[warmup:]]
+                )
+            value = emitter.codec.encode_model(models[0])
+            topic = settings.topics.name("tool_calls")
+            key = b"run-bench"
+
+            def produce() -> None:
+                raw.produce(topic, value, key)
+
+            for _ in range(warmup):
+                produce()
+            raw_timing = _time_each("raw produce() baseline", [produce] * n)
+        finally:
+            raw.purge(in_queue=True, in_flight=True, blocking=False)
+            raw.flush(0)
+            emitter.close(10.0 if bootstrap else 0.0)
+    return EmitBench(helper_timing, emit_timing, raw_timing, bootstrap or "none (closed port)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--bootstrap", help="a broker to deliver to (default: none)")
+    parser.add_argument("-n", type=int, default=20_000, help="timed calls per loop")
+    args = parser.parse_args(argv)
+    result = measure_emit_overhead(args.bootstrap, n=args.n)
+    print(f"broker: {result.broker}")
+    for timing in (result.helper, result.emit_model, result.raw_produce):
+        print(
+            f"{timing.name:<24} p50 {timing.p50_us:7.1f} us   p99 {timing.p99_us:7.1f} us   "
+            f"mean {timing.mean_us:7.1f} us   (n={timing.n})"
+        )
+    print(f"helper p50 / raw produce p50: x{result.ratio:.1f}  (target: helper p50 < 20 us)")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

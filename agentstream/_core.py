@@ -1,0 +1,399 @@
+"""What every emitter does before a message leaves: context, trace, redaction, encoding, size.
+
+:class:`EmitterCore` holds the pipeline and the helpers (``tool_call``,
+``traced``, ``transition``, ``model_call``, ``review``); subclasses decide where
+an encoded message goes (:class:`~agentstream.Emitter`: Kafka;
+:class:`~agentstream.testing.InMemoryEmitter`: a list).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar, overload
+
+from pydantic_core import to_json
+
+from agentstream._classify import classify_error
+from agentstream._context import active_trace, current_context
+from agentstream._redact import Redactor
+from agentstream._toolcall import ToolCallScope, ToolSpec
+from agentstream.config import Settings
+from agentstream.errors import ConfigError, ContractError, EventValidationError
+from schemas import (
+    AgentEvent,
+    AgentState,
+    AvroCodec,
+    CallStatus,
+    Decision,
+    ErrorClass,
+    ModelCall,
+    Retention,
+    ReviewDecision,
+    StateTransition,
+    ToolCall,
+)
+
+__all__ = ["Classifier", "EmitterCore", "Headers"]
+
+E = TypeVar("E", bound=AgentEvent)
+F = TypeVar("F", bound=Callable[..., Any])
+Headers = list[tuple[str, bytes]] | None
+#: exception → (error class, error code); see :func:`agentstream.classify_error`
+Classifier = Callable[[BaseException], tuple[ErrorClass, str]]
+
+#: the stream (``TopicSettings`` field) each event goes to
+STREAMS: Final[Mapping[type[AgentEvent], str]] = {
+    ToolCall: "tool_calls",
+    ModelCall: "model_calls",
+    StateTransition: "transitions",
+    ReviewDecision: "reviews",
+}
+#: free-text fields redacted before an event leaves the process
+FREE_TEXT: Final[Mapping[type[AgentEvent], tuple[str, ...]]] = {
+    ToolCall: ("params", "result_summary"),
+    ModelCall: (),
+    StateTransition: ("reason",),
+    ReviewDecision: ("comment",),
+}
+ID_FIELDS: Final = ("tenant_id", "user_id", "agent_id", "agent_version", "run_id")
+_TERMINAL: Final = frozenset({AgentState.COMPLETED, AgentState.FAILED})
+_TRACE_IDS: Final = re.compile(r"[0-9a-f]{32}-[0-9a-f]{16}")
+
+
+def _no_context(record: str, missing: list[str]) -> EventValidationError:
+    return EventValidationError(
+        record,
+        [
+            {
+                "type": "missing",
+                "loc": (name,),
+                "msg": "Field required (no agentstream.run_context() is active)",
+                "input": None,
+            }
+            for name in missing
+        ],
+    )
+
+
+def _oversize(event: AgentEvent, size: int, limit: int) -> EventValidationError:
+    texts = [(k, len(v)) for k, v in event.__dict__.items() if isinstance(v, str)]
+    field, chars = max(texts, key=lambda item: item[1])
+    return EventValidationError(
+        event.avro_name,
+        [
+            {
+                "type": "too_large",
+                "loc": (field,),
+                "msg": f"the encoded event is {size} bytes, over the {limit}-byte limit "
+                f"(AGENTSTREAM_EMITTER__MAX_EVENT_BYTES); {field} is its largest field "
+                f"({chars} characters)",
+                "input": None,
+            }
+        ],
+    )
+
+
+class _RunStates:
+    """Last state per run (LRU-bounded), so ``transition`` can fill ``from_state``."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._states: OrderedDict[str, AgentState] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, run_id: str) -> AgentState | None:
+        return self._states.get(run_id)
+
+    def set(self, run_id: str, state: AgentState) -> None:
+        if state in _TERMINAL:
+            self._states.pop(run_id, None)
+            return
+        self._states[run_id] = state
+        self._states.move_to_end(run_id)
+        while len(self._states) > self._limit:
+            self._states.popitem(last=False)
+
+
+class EmitterCore:
+    """The event pipeline and the helpers; subclasses implement :meth:`_send`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        codec: AvroCodec,
+        redactor: Redactor | bool | None = True,
+        classify: Classifier | None = None,
+    ) -> None:
+        es = settings.emitter
+        self.settings = settings
+        self.codec = codec
+        if redactor is True:
+            redactor = self._redactor_from(settings) if es.redact else None
+        self.redactor: Redactor | None = redactor or None
+        self._max_bytes = es.max_event_bytes
+        self._topics = {cls: settings.topics.name(stream) for cls, stream in STREAMS.items()}
+        self.classify: Classifier = classify or classify_error
+        self._runs = _RunStates(es.max_tracked_runs)
+
+    @staticmethod
+    def _redactor_from(settings: Settings) -> Redactor:
+        es = settings.emitter
+        try:
+            return Redactor(es.redact_kinds, es.redact_patterns)
+        except ValueError as exc:
+            raise ConfigError(f"AGENTSTREAM_EMITTER__REDACT_KINDS / _PATTERNS: {exc}") from exc
+
+    def topic_for(self, event_type: type[AgentEvent]) -> str:
+        """The topic events of ``event_type`` go to."""
+        try:
+            return self._topics[event_type]
+        except KeyError:
+            names = ", ".join(cls.__name__ for cls in STREAMS)
+            raise ContractError(
+                f"the Emitter sends agent events ({names}), not {event_type.__name__}"
+            ) from None
+
+    # -- the pipeline ------------------------------------------------------------------------
+
+    @overload
+    def emit(self, event: E, /) -> E: ...
+
+    @overload
+    def emit(self, event: type[E], /, **fields: Any) -> E: ...
+
+    def emit(self, event: E | type[E], /, **fields: Any) -> E:
+        """Validate, redact, encode and enqueue one event; returns the event as sent.
+
+        ``emit(ToolCall(...))`` sends a built event; ``emit(ToolCall, tool=..., ...)``
+        builds it first, taking the ids from the active :func:`run_context` (fields
+        given win). Trace ids come from the active OpenTelemetry span when the event
+        has none. Never blocks on the network. Raises :class:`EventValidationError`
+        naming the field for bad values, a missing run id or an oversize event.
+        """
+        if isinstance(event, type):
+            self.topic_for(event)
+            data, sampled = self.context_fields(event.avro_name, fields)
+            return self.emit_data(event, data, sampled)
+        if fields:
+            raise TypeError("emit(event) takes no fields; use emit(EventClass, **fields)")
+        if not isinstance(event, AgentEvent):
+            raise ContractError(f"emit() needs an agent event, not {type(event).__name__}")
+        self.topic_for(type(event))
+        sampled = True
+        if event.trace_id is None:
+            trace = active_trace()
+            if trace is not None:
+                event = event.model_copy(update={"trace_id": trace[0], "span_id": trace[1]})
+                sampled = trace[2]
+        if self.redactor is not None:
+            changes = self._redacted(type(event), event.__dict__)
+            if changes:
+                event = type(event).model_validate({**event.__dict__, **changes})
+        return self.dispatch(event, sampled)
+
+    def context_fields(
+        self, record: str, fields: Mapping[str, Any], run_id: str | None = None
+    ) -> tuple[dict[str, Any], bool]:
+        """``fields`` plus the run's ids and the active trace; and the trace's sampled flag."""
+        ctx = current_context()
+        if ctx is not None:
+            data: dict[str, Any] = {
+                "tenant_id": ctx.tenant_id,
+                "user_id": ctx.user_id,
+                "agent_id": ctx.agent_id,
+                "agent_version": ctx.agent_version,
+                "run_id": ctx.run_id,
+            }
+            data.update(fields)
+        else:
+            data = dict(fields)
+        if run_id is not None:
+            data["run_id"] = run_id
+        missing = [name for name in ID_FIELDS if data.get(name) is None]
+        if missing:
+            raise _no_context(record, missing)
+        sampled = True
+        if data.get("trace_id") is None:
+            trace = active_trace()
+            if trace is not None:
+                data["trace_id"], data["span_id"], sampled = trace
+        return data, sampled
+
+    def _redacted(self, event_type: type[AgentEvent], data: Mapping[str, Any]) -> dict[str, Any]:
+        """The free-text fields of ``data`` that redaction changes, redacted."""
+        redactor = self.redactor
+        changes: dict[str, Any] = {}
+        if redactor is None:
+            return changes
+        for name in FREE_TEXT[event_type]:
+            value = data.get(name)
+            if value is None:
+                continue
+            if name == "params":
+                if isinstance(value, str):
+                    new = redactor.json_text(value)
+                else:
+                    raw = to_json(redactor.value(value), fallback=repr, inf_nan_mode="null")
+                    new = raw.decode()
+            elif isinstance(value, str):
+                new = redactor.text(value)
+            else:
+                continue
+            if new is not value and new != value:
+                changes[name] = new
+        return changes
+
+    def emit_data(self, event_type: type[E], data: dict[str, Any], sampled: bool = True) -> E:
+        """Redact ``data``'s free text, build the event (validating it) and dispatch it."""
+        if self.redactor is not None:
+            data.update(self._redacted(event_type, data))
+        return self.dispatch(event_type(**data), sampled)
+
+    def dispatch(self, event: E, sampled: bool = True) -> E:
+        """Encode a validated, redacted event, check its size and hand it to :meth:`_send`."""
+        value = self.codec.encode_model(event)
+        if len(value) > self._max_bytes:
+            raise _oversize(event, len(value), self._max_bytes)
+        headers: Headers = None
+        trace_id, span_id = event.trace_id, event.span_id
+        if trace_id is not None and span_id is not None:
+            ids = f"{trace_id}-{span_id}"
+            if _TRACE_IDS.fullmatch(ids):
+                flags = "01" if sampled else "00"
+                headers = [("traceparent", f"00-{ids}-{flags}".encode())]
+        self._send(self._topics[type(event)], event.run_id.encode(), value, headers, event)
+        return event
+
+    def _send(
+        self, topic: str, key: bytes, value: bytes, headers: Headers, event: AgentEvent
+    ) -> None:
+        raise NotImplementedError
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def tool_call(
+        self,
+        tool: str,
+        *,
+        params: Any = None,
+        timeout_ms: float | None = None,
+        attempt: int = 1,
+        idempotent: bool = False,
+        atomic: bool = False,
+        retention: Retention | str = Retention.BUSINESS,
+        run_id: str | None = None,
+    ) -> ToolCallScope:
+        """A scope around one tool call: ``with``, ``async with``, or a decorator.
+
+        It measures the latency, turns an exception into status ERROR with an
+        error class and code (see :func:`~agentstream.classify_error`) and
+        re-raises it; inside, set ``result_summary``, ``output_valid``,
+        ``fallback_used``, ``status = "PARTIAL"`` or call ``fail(...)`` on the scope.
+        ``params`` (a dict, list or JSON text) is redacted before it leaves.
+        """
+        spec = ToolSpec(tool, params, timeout_ms, attempt, idempotent, atomic, retention, run_id)
+        return ToolCallScope(self, spec)
+
+    def traced(
+        self,
+        tool: str | None = None,
+        *,
+        timeout_ms: float | None = None,
+        idempotent: bool = False,
+        atomic: bool = False,
+        retention: Retention | str = Retention.BUSINESS,
+    ) -> Callable[[F], F]:
+        """Decorator: every call of the (sync or async) function is one tool call.
+
+        ``tool`` defaults to the function's name. Inside the function,
+        :func:`~agentstream.current_tool_call` returns the scope.
+        """
+
+        def decorate(fn: F) -> F:
+            name = tool or getattr(fn, "__name__", None) or "tool"
+            spec = ToolSpec(name, None, timeout_ms, 1, idempotent, atomic, retention, None)
+            return ToolCallScope(self, spec)(fn)
+
+        return decorate
+
+    def transition(
+        self,
+        to_state: AgentState | str,
+        *,
+        from_state: AgentState | str | None = None,
+        reason: str | None = None,
+        error_category: str | None = None,
+        run_id: str | None = None,
+        retention: Retention | str = Retention.BUSINESS,
+    ) -> StateTransition:
+        """The run moved to ``to_state``; ``from_state`` defaults to the run's last state.
+
+        The emitter remembers each run's last state (until COMPLETED/FAILED), so a
+        run's first transition has ``from_state`` None and later ones are filled in.
+        """
+        fields: dict[str, Any] = {"to_state": to_state, "retention": retention}
+        if reason is not None:
+            fields["reason"] = reason
+        if error_category is not None:
+            fields["error_category"] = error_category
+        data, sampled = self.context_fields("StateTransition", fields, run_id)
+        run = data["run_id"]
+        with self._runs.lock:
+            data["from_state"] = from_state if from_state is not None else self._runs.get(run)
+            event = self.emit_data(StateTransition, data, sampled)
+            self._runs.set(run, event.to_state)
+        return event
+
+    def model_call(
+        self,
+        model: str,
+        provider: str,
+        input_tokens: int,
+        output_tokens: int,
+        cost_usd: float,
+        latency_ms: float,
+        *,
+        status: CallStatus | str = CallStatus.SUCCESS,
+        error_class: ErrorClass | str = ErrorClass.NONE,
+        error_code: str | None = None,
+        retention: Retention | str = Retention.BUSINESS,
+        run_id: str | None = None,
+    ) -> ModelCall:
+        """One language-model call: tokens, cost and latency."""
+        fields: dict[str, Any] = {
+            "model": model,
+            "provider": provider,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "cost_usd": cost_usd,
+            "latency_ms": latency_ms,
+            "status": status,
+            "error_class": error_class,
+            "error_code": error_code,
+            "retention": retention,
+        }
+        data, sampled = self.context_fields("ModelCall", fields, run_id)
+        return self.emit_data(ModelCall, data, sampled)
+
+    def review(
+        self,
+        reviewer: str,
+        decision: Decision | str,
+        comment: str | None = None,
+        *,
+        retention: Retention | str = Retention.BUSINESS,
+        run_id: str | None = None,
+    ) -> ReviewDecision:
+        """A human reviewed the run: APPROVED, REJECTED or OVERRIDDEN."""
+        fields: dict[str, Any] = {
+            "reviewer": reviewer,
+            "decision": decision,
+            "comment": comment,
+            "retention": retention,
+        }
+        data, sampled = self.context_fields("ReviewDecision", fields, run_id)
+        return self.emit_data(ReviewDecision, data, sampled)

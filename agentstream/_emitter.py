@@ -1,0 +1,432 @@
+"""The thin producer: ``Emitter`` — validate, redact, encode, enqueue; never block, never lose.
+
+The caller's thread only validates, encodes and hands the message to
+confluent-kafka's local queue. One background thread (``agentstream-emitter``)
+serves delivery reports and owns the spool:
+
+* a delivery that fails for a reason a retry may fix (timed out while the broker
+  was away, ...) is appended to the spool — one ``fsync`` per batch — and the
+  emitter starts *diverting*: new events go straight to the spool (in order)
+  instead of piling up in memory behind a broker that is gone;
+* a full local queue (``BufferError``) diverts that event to the spool at once;
+* a failure no retry can fix (message too large, not authorised) goes to a
+  ``rejected-`` segment and is logged: kept, not replayed on its own;
+* while the spool holds events, the broker is probed every
+  ``emitter.replay_interval_s`` (and at start); when it answers, the spool is
+  replayed in order (:class:`~agentstream._replay.ReplayJob`), and diverting
+  stops once a replay round finishes cleanly;
+* a spool write the disk refuses (full, read-only) is the only way an event is
+  lost: logged at CRITICAL and counted in ``stats().lost``.
+
+``flush(timeout)`` waits until every emitted event is delivered or spooled;
+``close()`` flushes, spools what is still queued and stops the thread. Every
+open emitter is closed at interpreter exit (flushing up to
+``emitter.flush_at_exit_s``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Final
+
+from confluent_kafka import KafkaException, Producer
+
+from agentstream._core import Classifier, EmitterCore, Headers
+from agentstream._redact import Redactor
+from agentstream._replay import ReplayJob, is_permanent, record_of
+from agentstream._spool import Spool, SpoolRecord
+from agentstream.config import Settings, get_settings
+from agentstream.errors import ConfigError, DeliveryError, SchemaRegistryError
+from schemas import AgentEvent, AvroCodec, HttpSchemaRegistry
+
+__all__ = ["Emitter", "EmitterStats", "codec_from_settings", "kafka_producer_config"]
+
+_log: Final = logging.getLogger("agentstream.emitter")
+_kafka_log: Final = logging.getLogger("agentstream.kafka")
+#: how long the background thread waits for delivery reports per turn
+_POLL_S: Final = 0.05
+#: broker warnings (all brokers down, ...) are logged at most this often
+_WARN_EVERY_S: Final = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class EmitterStats:
+    """Counters since the emitter started.
+
+    ``emitted``: accepted by ``emit``; ``delivered``: acknowledged by the broker;
+    ``failed``: delivery reports with an error; ``spooled``: written to the spool
+    (failed, diverted or left at close); ``replayed``: spooled events delivered by a
+    replay; ``rejected``: refused for good by the broker (kept in the spool);
+    ``lost``: could not even be spooled (disk full); ``queued``: in the producer's
+    queue now; ``diverting``: new events go to the spool while the broker is away.
+    """
+
+    emitted: int
+    delivered: int
+    failed: int
+    spooled: int
+    replayed: int
+    rejected: int
+    lost: int
+    queued: int
+    diverting: bool
+
+
+def kafka_producer_config(settings: Settings) -> dict[str, Any]:
+    """The confluent-kafka producer configuration of ``settings`` (no callbacks)."""
+    es = settings.emitter
+    conf: dict[str, Any] = dict(settings.kafka.confluent_config())
+    conf.update(
+        {
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": es.linger_ms,
+            "compression.type": es.compression,
+            "batch.size": es.batch_size_bytes,
+            "queue.buffering.max.messages": es.queue_max_messages,
+            "queue.buffering.max.kbytes": es.queue_max_kbytes,
+            "delivery.timeout.ms": es.delivery_timeout_ms,
+        }
+    )
+    return conf
+
+
+def codec_from_settings(settings: Settings) -> AvroCodec:
+    """Single-object framing, or Confluent framing when ``emitter.registry_url`` is set.
+
+    The schemas are registered here, not on the first ``emit`` (which must not
+    block); an unreachable registry falls back to single-object framing (consumers
+    read both) with a warning.
+    """
+    es = settings.emitter
+    if es.registry_url is None:
+        if es.framing == "confluent":
+            raise ConfigError(
+                "AGENTSTREAM_EMITTER__REGISTRY_URL: the confluent framing needs a registry url"
+            )
+        return AvroCodec()
+    password = es.registry_password.get_secret_value() if es.registry_password else None
+    registry = HttpSchemaRegistry(es.registry_url, username=es.registry_username, password=password)
+    codec = AvroCodec("confluent", registry)
+    try:
+        codec.register_all()
+    except SchemaRegistryError as exc:
+        _log.warning("agentstream: %s; emitting with the single-object framing instead", exc)
+        return AvroCodec()
+    return codec
+
+
+_LIVE: weakref.WeakSet[Emitter] = weakref.WeakSet()
+_atexit_registered = False
+_atexit_lock = threading.Lock()
+
+
+def _close_all_at_exit() -> None:
+    for emitter in list(_LIVE):
+        try:
+            emitter.close(emitter.settings.emitter.flush_at_exit_s)
+        except Exception:  # pragma: no cover - best effort at exit
+            _log.exception("agentstream: closing an emitter at exit failed")
+
+
+def _track(emitter: Emitter) -> None:
+    global _atexit_registered
+    with _atexit_lock:
+        if not _atexit_registered:
+            atexit.register(_close_all_at_exit)
+            _atexit_registered = True
+        _LIVE.add(emitter)
+
+
+class Emitter(EmitterCore):
+    """Sends agent events to Kafka; see the module documentation for the guarantees.
+
+    ``settings`` defaults to :func:`agentstream.config.get_settings`; ``codec`` to
+    the framing the settings ask for; ``producer_config`` adds or overrides
+    librdkafka settings; ``redactor`` replaces the one built from the settings
+    (``None``: no redaction); ``classify`` replaces :func:`classify_error`.
+    ``replay_on_start=False`` leaves an existing spool alone until something fails.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        codec: AvroCodec | None = None,
+        producer_config: dict[str, Any] | None = None,
+        redactor: Redactor | bool | None = True,
+        classify: Classifier | None = None,
+        replay_on_start: bool = True,
+    ) -> None:
+        settings = settings if settings is not None else get_settings()
+        if codec is None:
+            codec = codec_from_settings(settings)
+        elif codec.framing == "confluent":
+            codec.register_all()
+        super().__init__(settings, codec=codec, redactor=redactor, classify=classify)
+        es = settings.emitter
+        self._conf = kafka_producer_config(settings)
+        self._conf.update(
+            {
+                "on_delivery": self._on_delivery,
+                "error_cb": self._on_error,
+                "logger": _kafka_log,
+                # connection failures come through error_cb (rate-limited), not every retry
+                "log_level": 2,
+            }
+        )
+        self._conf.update(producer_config or {})
+        try:
+            self._producer: Any = Producer(self._conf)
+        except KafkaException as exc:
+            raise ConfigError(f"invalid Kafka producer configuration: {exc.args[0]}") from exc
+        self.spool = Spool(es.spool_dir, segment_bytes=es.spool_segment_bytes)
+        self._interval = es.replay_interval_s
+        self._probe_timeout = min(es.replay_interval_s, 2.0)
+        # written by callers, drained by the background thread (deque appends are atomic)
+        self._overflow: deque[SpoolRecord] = deque()
+        # touched only by the thread that polls (the background thread, then close())
+        self._failed: list[SpoolRecord] = []
+        self._rejected_records: list[SpoolRecord] = []
+        self._writing = 0
+        self._replay: ReplayJob | None = None
+        self._pending_spool = replay_on_start and self.spool.has_waiting()
+        self._next_replay = time.monotonic()
+        self._last_warning = 0.0
+        self._fatal: Any = None
+        self._diverting = False
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self._emitted = self._delivered = self._failures = self._spooled = 0
+        self._replayed = self._rejected = self._lost = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="agentstream-emitter", daemon=True)
+        self._thread.start()
+        _track(self)
+
+    def __repr__(self) -> str:
+        return f"Emitter(bootstrap={self.settings.kafka.bootstrap_servers!r})"
+
+    def __enter__(self) -> Emitter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the caller's side -------------------------------------------------------------------
+
+    def _send(
+        self, topic: str, key: bytes, value: bytes, headers: Headers, event: AgentEvent
+    ) -> None:
+        if self._closed:
+            raise DeliveryError("the Emitter is closed; create a new one to emit more events")
+        with self._count_lock:
+            self._emitted += 1
+        if self._diverting:
+            self._overflow.append(SpoolRecord(topic, key, value, tuple(headers or ())))
+            return
+        try:
+            self._producer.produce(topic, value, key, headers=headers)
+        except BufferError:  # the local queue is full: never block, spool it
+            self._overflow.append(SpoolRecord(topic, key, value, tuple(headers or ())))
+        except KafkaException as exc:  # e.g. the producer hit a fatal error: keep the event
+            _log.warning("agentstream: produce failed (%s); spooling the event", exc.args[0])
+            self._overflow.append(SpoolRecord(topic, key, value, tuple(headers or ())))
+
+    def stats(self) -> EmitterStats:
+        """A snapshot of the counters."""
+        return EmitterStats(
+            emitted=self._emitted,
+            delivered=self._delivered,
+            failed=self._failures,
+            spooled=self._spooled,
+            replayed=self._replayed,
+            rejected=self._rejected,
+            lost=self._lost,
+            queued=len(self._producer),
+            diverting=self._diverting,
+        )
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Wait until every emitted event is delivered or spooled; the number still pending.
+
+        ``timeout`` in seconds (None: ``emitter.delivery_timeout_ms`` plus a margin).
+        Spooled events count as done: they are durable and replayed later.
+        """
+        if timeout is None:
+            timeout = self.settings.emitter.delivery_timeout_ms / 1000 + 5.0
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = self._pending()
+            if remaining == 0 or time.monotonic() >= deadline:
+                return remaining
+            if not self._thread.is_alive():  # closed: nobody serves reports any more
+                return remaining
+            time.sleep(0.005)
+
+    def _pending(self) -> int:
+        return len(self._producer) + len(self._overflow) + len(self._failed) + self._writing
+
+    def close(self, timeout: float | None = None) -> None:
+        """Flush (up to ``timeout`` s), spool whatever is still queued, stop the thread.
+
+        Messages purged from the queue while in flight may also have reached the
+        broker; they are spooled and replayed anyway (a duplicate the sink drops by
+        ``event_id``) rather than risk losing them.
+        """
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        _LIVE.discard(self)
+        if timeout is None:
+            timeout = self.settings.emitter.flush_at_exit_s
+        self.flush(timeout)
+        self._stop.set()
+        self._thread.join()
+        producer = self._producer
+        if len(producer):
+            producer.purge(in_queue=True, in_flight=True, blocking=False)
+            deadline = time.monotonic() + 5.0
+            while len(producer) and time.monotonic() < deadline:
+                producer.poll(0.05)
+        if self._replay is not None:
+            self._replay.abandon()
+            self._replay = None
+        self._drain()
+        self.spool.close()
+        stats = self.stats()
+        if stats.queued:
+            _log.critical("agentstream: %d events were still queued at close", stats.queued)
+        if stats.spooled or stats.lost:
+            _log.warning("agentstream: emitter closed: %s", stats)
+
+    # -- the background thread ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._producer.poll(_POLL_S)
+                self._drain()
+                if self._fatal is not None:
+                    self._recreate_producer()
+                self._replay_step()
+            except Exception:  # pragma: no cover - keep serving reports whatever happens
+                _log.exception("agentstream: emitter background loop failed; continuing")
+                time.sleep(_POLL_S)
+
+    def _on_delivery(self, error: Any, message: Any) -> None:
+        if error is None:
+            self._delivered += 1
+            return
+        self._failures += 1
+        if is_permanent(error):
+            self._rejected += 1
+            self._rejected_records.append(record_of(message))
+            _log.error(
+                "agentstream: the broker refused an event for good (%s); kept in a rejected- "
+                "spool segment",
+                error.str(),
+            )
+            return
+        self._failed.append(record_of(message))
+        self._diverting = True
+
+    def _on_error(self, error: Any) -> None:
+        if error.fatal():
+            _log.critical("agentstream: fatal producer error %s; recreating it", error.str())
+            self._fatal = error
+            self._diverting = True
+            return
+        now = time.monotonic()
+        if now - self._last_warning >= _WARN_EVERY_S:
+            self._last_warning = now
+            _log.warning("agentstream: Kafka: %s", error.str())
+
+    def _drain(self) -> None:
+        """Spool the failed and diverted events (one fsync per batch)."""
+        overflow = self._overflow
+        diverted = len(overflow)
+        batch = self._failed
+        self._writing = len(batch) + diverted  # flush() counts them until they are on disk
+        self._failed = []
+        for _ in range(diverted):
+            batch.append(overflow.popleft())
+        try:
+            self._write(batch, rejected=False)
+        finally:
+            self._writing = 0
+        if self._rejected_records:
+            rejected, self._rejected_records = self._rejected_records, []
+            self._write(rejected, rejected=True)
+
+    def _write(self, batch: list[SpoolRecord], *, rejected: bool) -> None:
+        if not batch:
+            return
+        try:
+            self.spool.append(batch, rejected=rejected)
+        except DeliveryError as exc:
+            self._lost += len(batch)
+            _log.critical("agentstream: %d EVENTS LOST: %s", len(batch), exc)
+            return
+        self._spooled += len(batch)
+        if not rejected:
+            self._pending_spool = True
+
+    def _replay_step(self) -> None:
+        job = self._replay
+        now = time.monotonic()
+        if job is not None:
+            job.pump(self._producer)
+            job.reap()
+            if job.done:
+                self._replay = None
+                clean = job.failed == 0 and not self._failed
+                if clean:
+                    self._diverting = self._fatal is not None
+                self._next_replay = now if clean else now + self._interval
+            return
+        if now < self._next_replay:
+            return
+        self._next_replay = now + self._interval
+        if not (self._pending_spool or self._diverting or self.spool.has_waiting()):
+            return
+        if not self._broker_answers():
+            return
+        segments = self.spool.claim()
+        if not segments:
+            self._pending_spool = False
+            if not self._failed and not self._overflow:
+                self._diverting = self._fatal is not None
+            return
+        self._pending_spool = False
+        self._replay = ReplayJob(self.spool, segments, on_delivered=self._count_replayed)
+        self._replay.pump(self._producer)
+
+    def _count_replayed(self, n: int) -> None:
+        self._replayed += n
+
+    def _broker_answers(self) -> bool:
+        try:
+            metadata = self._producer.list_topics(timeout=self._probe_timeout)
+        except KafkaException:
+            return False
+        return bool(metadata.brokers)
+
+    def _recreate_producer(self) -> None:
+        """After a fatal error the producer is unusable: spool its queue, start a new one."""
+        old = self._producer
+        self._fatal = None
+        self._producer = Producer(self._conf)
+        old.purge(in_queue=True, in_flight=True, blocking=False)
+        deadline = time.monotonic() + 5.0
+        while len(old) and time.monotonic() < deadline:
+            old.poll(0.05)
+        self._drain()

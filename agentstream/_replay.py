@@ -1,0 +1,205 @@
+"""Re-sending spooled messages: shared by the Emitter's background thread and the CLI.
+
+A :class:`ReplayJob` walks claimed segments in order, produces their records
+(stopping, without blocking, when the producer's queue is full) and deletes a
+segment once every record in it is accounted for: delivered, or written to the
+spool again (failed again) — so a crash at any point may duplicate messages on
+the wire (the sink deduplicates by ``event_id``) but never loses one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Final
+
+from confluent_kafka import KafkaError
+
+from agentstream._spool import ClaimedSegment, Spool, SpoolRecord
+from agentstream.errors import DeliveryError
+
+__all__ = ["PERMANENT_ERRORS", "ReplayJob", "is_permanent", "record_of"]
+
+_log: Final = logging.getLogger("agentstream.spool")
+
+#: delivery errors that a retry cannot fix: such messages go to a ``rejected-`` segment
+PERMANENT_ERRORS: Final = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_MSG,
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+        KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+        KafkaError.POLICY_VIOLATION,
+        KafkaError.UNSUPPORTED_FOR_MESSAGE_FORMAT,
+        KafkaError._INVALID_ARG,
+    }
+)
+
+
+def is_permanent(error: Any) -> bool:
+    """Whether a delivery error (a ``KafkaError``) is one no retry can fix."""
+    return bool(error.code() in PERMANENT_ERRORS)
+
+
+def record_of(message: Any) -> SpoolRecord:
+    """The spool record of a confluent-kafka message (from a delivery report)."""
+    headers = message.headers()
+    return SpoolRecord(
+        message.topic(),
+        message.key(),
+        message.value() or b"",
+        tuple((name, value or b"") for name, value in headers) if headers else (),
+    )
+
+
+class _Segment:
+    """One claimed segment being replayed."""
+
+    __slots__ = ("claimed", "failed", "next", "outstanding", "records", "rejected", "torn")
+
+    def __init__(self, claimed: ClaimedSegment) -> None:
+        self.claimed = claimed
+        self.records, self.torn = claimed.read()
+        self.next = 0
+        self.outstanding = 0
+        self.failed: list[SpoolRecord] = []
+        self.rejected: list[SpoolRecord] = []
+
+    @property
+    def finished(self) -> bool:
+        return self.next >= len(self.records) and self.outstanding == 0
+
+
+class ReplayJob:
+    """Replays claimed segments through a producer, deleting each when it is done.
+
+    Drive it with :meth:`pump` (produce what fits), the producer's ``poll`` (delivery
+    reports) and :meth:`reap` (spool failures again, delete finished segments),
+    all from one thread. ``on_delivered(n)`` is told about delivered messages.
+    """
+
+    def __init__(
+        self,
+        spool: Spool,
+        segments: list[ClaimedSegment],
+        *,
+        on_delivered: Callable[[int], None] | None = None,
+    ) -> None:
+        self._spool = spool
+        self._pending: deque[_Segment] = deque()
+        self._on_delivered = on_delivered
+        self.total = 0
+        self.delivered = 0
+        self.failed = 0
+        self.rejected = 0
+        self.torn_tails = 0
+        for claimed in segments:
+            segment = _Segment(claimed)
+            self.total += len(segment.records)
+            self.torn_tails += int(segment.torn)
+            if segment.torn:
+                _log.warning(
+                    "agentstream: spool segment %s ends in a torn frame (a crash mid-write); "
+                    "replaying the %d records before it",
+                    claimed.path.name,
+                    len(segment.records),
+                )
+            self._pending.append(segment)
+
+    @property
+    def done(self) -> bool:
+        """Every segment was finished and deleted (or given back)."""
+        return not self._pending
+
+    @property
+    def produced_all(self) -> bool:
+        """Every record was handed to the producer."""
+        return all(s.next >= len(s.records) for s in self._pending)
+
+    def pump(self, producer: Any, limit: int = 10_000) -> int:
+        """Produce up to ``limit`` records; stops early when the producer's queue is full."""
+        produced = 0
+        for segment in self._pending:
+            records = segment.records
+            while segment.next < len(records) and produced < limit:
+                record = records[segment.next]
+                try:
+                    producer.produce(
+                        record.topic,
+                        record.value,
+                        record.key,
+                        headers=list(record.headers) or None,
+                        on_delivery=self._reporter(segment),
+                    )
+                except BufferError:
+                    return produced
+                segment.next += 1
+                segment.outstanding += 1
+                produced += 1
+            if produced >= limit:
+                break
+        return produced
+
+    def _reporter(self, segment: _Segment) -> Callable[[Any, Any], None]:
+        def report(error: Any, message: Any) -> None:
+            segment.outstanding -= 1
+            if error is None:
+                self.delivered += 1
+                if self._on_delivered is not None:
+                    self._on_delivered(1)
+            elif is_permanent(error):
+                self.rejected += 1
+                segment.rejected.append(record_of(message))
+                _log.error(
+                    "agentstream: the broker refused a spooled message for good (%s); kept in "
+                    "a rejected- spool segment",
+                    error.str(),
+                )
+            else:
+                self.failed += 1
+                segment.failed.append(record_of(message))
+
+        return report
+
+    def reap(self) -> int:
+        """Spool failed records again and delete finished segments; the number deleted."""
+        deleted = 0
+        while self._pending and self._pending[0].finished:
+            segment = self._pending.popleft()
+            if not self._settle(segment, []):
+                continue
+            deleted += 1
+        return deleted
+
+    def _settle(self, segment: _Segment, unsent: list[SpoolRecord]) -> bool:
+        """Write what is left of ``segment`` to the spool, then delete it; False: kept."""
+        try:
+            self._spool.append(segment.failed + unsent)
+            self._spool.append(segment.rejected, rejected=True)
+        except DeliveryError as exc:
+            _log.critical(
+                "agentstream: %s; segment %s is kept and will be replayed again",
+                exc,
+                segment.claimed.path.name,
+            )
+            segment.claimed.release()
+            return False
+        segment.claimed.delete()
+        return True
+
+    def abandon(self) -> None:
+        """Stop: spool what was not produced yet and delete, or give back segments in doubt.
+
+        A segment with messages still in flight (no delivery report yet) is given
+        back whole, to be replayed again later.
+        """
+        while self._pending:
+            segment = self._pending.popleft()
+            if segment.outstanding:
+                segment.claimed.release()
+                continue
+            self._settle(segment, segment.records[segment.next :])

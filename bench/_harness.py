@@ -1,0 +1,128 @@
+"""The bench harness: a stack of its own, figures beside baselines, a table and a JSON file."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BenchContext", "Figure", "percentile", "render", "timed_percentiles", "write_json"]
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured figure beside the baseline measured in the same run.
+
+    ``higher_is_better`` tells how to read the ratio (figure / baseline).
+    """
+
+    name: str
+    value: float
+    unit: str
+    baseline_name: str
+    baseline: float
+    higher_is_better: bool
+    target: str = ""
+    note: str = ""
+
+    @property
+    def ratio(self) -> float:
+        return self.value / self.baseline if self.baseline else float("nan")
+
+
+@dataclass
+class BenchContext:
+    """What every benchmark gets: a broker, a scratch folder, sizes, and a timeline."""
+
+    bootstrap: str
+    workdir: Path
+    events: int
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+
+    def mark(self, series: str, **values: float) -> None:
+        """Record a point for the over-time chart."""
+        self.timeline.append({"t": time.time(), "series": series, **values})
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q`` quantile (0..1) by the nearest-rank method."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), round(q * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def timed_percentiles(fn: Callable[[], object], n: int) -> tuple[float, float, float]:
+    """p50, p99 and mean of ``fn``'s duration in microseconds over ``n`` calls."""
+    clock = time.perf_counter_ns
+    samples = []
+    for _ in range(n):
+        start = clock()
+        fn()
+        samples.append((clock() - start) / 1000)
+    return percentile(samples, 0.5), percentile(samples, 0.99), statistics.fmean(samples)
+
+
+@contextmanager
+def stopwatch() -> Iterator[Callable[[], float]]:
+    """``with stopwatch() as elapsed: ...; elapsed()`` → seconds."""
+    start = time.perf_counter()
+    yield lambda: time.perf_counter() - start
+
+
+def render(figures: Sequence[Figure]) -> None:
+    """Print the table (rich when available)."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # pragma: no cover - rich is in the worker extra
+        for f in figures:
+            print(f"{f.name}: {f.value:.1f} {f.unit} | {f.baseline_name}: {f.baseline:.1f}")
+        return
+    table = Table(title="agentstream bench", show_lines=False)
+    for column, justify in (
+        ("figure", "left"),
+        ("value", "right"),
+        ("baseline (same run)", "left"),
+        ("baseline value", "right"),
+        ("ratio", "right"),
+        ("target", "left"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for f in figures:
+        good = f.ratio >= 1 if f.higher_is_better else f.ratio <= 1
+        ratio = f"[{'green' if good else 'yellow'}]x{f.ratio:.2f}[/]"
+        table.add_row(
+            f.name,
+            f"{f.value:,.1f} {f.unit}",
+            f.baseline_name,
+            f"{f.baseline:,.1f} {f.unit}",
+            ratio,
+            f.target,
+        )
+    Console().print(table)
+
+
+def write_json(path: Path, figures: Sequence[Figure], timeline: list[dict[str, Any]]) -> None:
+    """The table as JSON, for tracking across runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"python": platform.python_version(), "cpus": _cpus(), "node": platform.node()},
+        "figures": [asdict(f) | {"ratio": f.ratio} for f in figures],
+        "timeline": timeline,
+    }
+    path.write_text(json.dumps(payload, indent=2))
+
+
+def _cpus() -> int:
+    import os
+
+    return os.cpu_count() or 0

@@ -1,0 +1,57 @@
+"""Rollups: tumbling event-time windows of 1 s, 1 min and 1 h per scope.
+
+Pure and deterministic; the faust app is a thin shell around it:
+
+* :class:`RollupAggregator` — ``add(event)`` (tool calls, model calls, validated
+  lifecycle transitions, review decisions), ``advance(watermark=None) ->
+  list[Rollup]`` closes and emits each window once; JSON-able state for a
+  faust Table (``drain_changes``, ``snapshot``, ``restore``);
+* :class:`LatencySketch` — ddsketch bins, exact merge, compact bytes (the
+  ``latency_sketch`` of a Rollup);
+* :func:`merge_rollups` — partial rollups of one window, or 1 s into 1 min;
+* :func:`scopes_of` — the scopes an event counts in.
+
+Example::
+
+    agg = RollupAggregator(settings.rollups)
+    for event in events:
+        agg.add(event)
+    for rollup in agg.advance():      # windows the watermark has passed
+        await rollups_topic.send(key=rollup.scope_key, value=encode_model(rollup))
+"""
+
+from processors.rollups._aggregator import (
+    META_KEY,
+    QUANTILES,
+    RESOLUTION_US,
+    AggregatorMeta,
+    RollupAggregator,
+    RollupEvent,
+    build_rollup,
+    window_start,
+)
+from processors.rollups._cells import FIGURES, Cell, CellJson, Scope, ScopeJson, scopes_of
+from processors.rollups._merge import merge_rollups
+from processors.rollups._sketch import FORMAT_VERSION, LatencySketch, SketchJson, mapping_for
+
+__all__ = [
+    "FIGURES",
+    "FORMAT_VERSION",
+    "META_KEY",
+    "QUANTILES",
+    "RESOLUTION_US",
+    "AggregatorMeta",
+    "Cell",
+    "CellJson",
+    "LatencySketch",
+    "RollupAggregator",
+    "RollupEvent",
+    "Scope",
+    "ScopeJson",
+    "SketchJson",
+    "build_rollup",
+    "mapping_for",
+    "merge_rollups",
+    "scopes_of",
+    "window_start",
+]

@@ -1,0 +1,190 @@
+"""Canned reports: the seed's questions as parameterised SQL over the deduplicated views.
+
+Every report reads the ``*_dedup`` views (so a replayed batch never counts
+twice), filters on the event's own time (``--since`` / ``--until``) and, when a
+tenant is given, on ``tenant_id``. Definitions:
+
+* an *error* is a tool call with status ERROR; the error classes are counted
+  over calls whose ``error_class`` is not NONE (PARTIAL results included);
+* latency percentiles are exact and inclusive (``quantileExactInclusive``:
+  linear interpolation between closest ranks, like NumPy's default);
+* completion rate = runs that reached COMPLETED / runs that reached COMPLETED
+  or FAILED in the window; override rate = OVERRIDDEN decisions / reviews;
+* dwell time is the time a run spent in ``from_state`` before the transition.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from agentstream.errors import QueryRefused
+
+__all__ = ["REPORTS", "Report", "parse_duration", "parse_time", "render_report"]
+
+_TIME = "event_time >= {since:DateTime64(6, 'UTC')}"
+_UNTIL = " AND event_time < {until:DateTime64(6, 'UTC')}"
+_TENANT = " AND tenant_id = {tenant:String}"
+
+
+def _percentiles(column: str) -> str:
+    return ", ".join(
+        f"quantileExactInclusive({level})({column}) AS p{name}_ms"
+        for level, name in (("0.5", "50"), ("0.95", "95"), ("0.99", "99"))
+    )
+
+
+@dataclass(frozen=True)
+class Report:
+    """A canned report: its name, what it answers and its SQL template."""
+
+    name: str
+    title: str
+    sql: str
+
+    def render(self, *, tenant: bool, until: bool) -> str:
+        where = _TIME + (_UNTIL if until else "") + (_TENANT if tenant else "")
+        return self.sql.replace("{where}", where)
+
+
+_REPORTS = (
+    Report(
+        "qps",
+        "Tool calls per second and success rate over time",
+        "SELECT toStartOfInterval(event_time, toIntervalSecond({bucket_s:UInt32})) AS bucket, "
+        "count() AS calls, calls / {bucket_s:UInt32} AS qps, "
+        "countIf(status = 'SUCCESS') AS successes, successes / calls AS success_rate "
+        "FROM tool_calls_dedup WHERE {where} GROUP BY bucket ORDER BY bucket",
+    ),
+    Report(
+        "latency-tool",
+        "Latency p50 / p95 / p99 (ms) by tool",
+        f"SELECT tool, count() AS calls, {_percentiles('latency_ms')} "
+        "FROM tool_calls_dedup WHERE {where} GROUP BY tool ORDER BY tool",
+    ),
+    Report(
+        "latency-version",
+        "Latency p50 / p95 / p99 (ms) by agent version",
+        f"SELECT agent_id, agent_version, count() AS calls, {_percentiles('latency_ms')} "
+        "FROM tool_calls_dedup WHERE {where} "
+        "GROUP BY agent_id, agent_version ORDER BY agent_id, agent_version",
+    ),
+    Report(
+        "top-tools",
+        "Top 10 tools by calls",
+        "SELECT tool, count() AS calls, countIf(status = 'ERROR') AS errors, "
+        "errors / calls AS error_rate "
+        "FROM tool_calls_dedup WHERE {where} GROUP BY tool ORDER BY calls DESC, tool LIMIT 10",
+    ),
+    Report(
+        "top-errors",
+        "Top 10 tools by errors",
+        "SELECT tool, countIf(status = 'ERROR') AS errors, count() AS calls, "
+        "errors / calls AS error_rate "
+        "FROM tool_calls_dedup WHERE {where} GROUP BY tool HAVING errors > 0 "
+        "ORDER BY errors DESC, tool LIMIT 10",
+    ),
+    Report(
+        "error-classes",
+        "Retryable vs non-retryable vs timeout errors",
+        "SELECT error_class, count() AS calls, calls / sum(calls) OVER () AS share "
+        "FROM tool_calls_dedup WHERE {where} AND error_class != 'NONE' "
+        "GROUP BY error_class ORDER BY calls DESC, error_class",
+    ),
+    Report(
+        "completion",
+        "Run completion and human override rates by agent version",
+        "SELECT agent_id, agent_version, r.completed AS completed, r.failed AS failed, "
+        "if(completed + failed = 0, NULL, completed / (completed + failed)) AS completion_rate, "
+        "v.reviews AS reviews, v.overrides AS overrides, "
+        "if(reviews = 0, NULL, overrides / reviews) AS override_rate "
+        "FROM (SELECT agent_id, agent_version, "
+        "uniqExactIf(run_id, to_state = 'COMPLETED') AS completed, "
+        "uniqExactIf(run_id, to_state = 'FAILED') AS failed "
+        "FROM state_transitions_dedup WHERE {where} GROUP BY agent_id, agent_version) AS r "
+        "FULL OUTER JOIN (SELECT agent_id, agent_version, count() AS reviews, "
+        "countIf(decision = 'OVERRIDDEN') AS overrides "
+        "FROM review_decisions_dedup WHERE {where} GROUP BY agent_id, agent_version) AS v "
+        "USING (agent_id, agent_version) ORDER BY agent_id, agent_version",
+    ),
+    Report(
+        "dwell",
+        "Time spent in each state (ms): count, p50 / p95 / p99, mean, max",
+        f"SELECT from_state AS state, count() AS transitions, {_percentiles('dwell_ms')}, "
+        "avg(dwell_ms) AS mean_ms, max(dwell_ms) AS max_ms "
+        "FROM state_transitions_dedup WHERE {where} "
+        "AND from_state IS NOT NULL AND dwell_ms IS NOT NULL GROUP BY state ORDER BY state",
+    ),
+    Report(
+        "cost-agent",
+        "Model cost and tokens per agent",
+        "SELECT agent_id, count() AS model_calls, sum(input_tokens) AS tokens_in, "
+        "sum(output_tokens) AS tokens_out, sum(cost_usd) AS cost_usd "
+        "FROM model_calls_dedup WHERE {where} GROUP BY agent_id ORDER BY cost_usd DESC, agent_id",
+    ),
+    Report(
+        "cost-tenant",
+        "Model cost and tokens per tenant",
+        "SELECT tenant_id, count() AS model_calls, sum(input_tokens) AS tokens_in, "
+        "sum(output_tokens) AS tokens_out, sum(cost_usd) AS cost_usd "
+        "FROM model_calls_dedup WHERE {where} GROUP BY tenant_id "
+        "ORDER BY cost_usd DESC, tenant_id",
+    ),
+)
+
+#: every canned report by name
+REPORTS: Mapping[str, Report] = {report.name: report for report in _REPORTS}
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str, *, option: str = "--bucket") -> float:
+    """Seconds of ``"90s"``, ``"15m"``, ``"24h"``, ``"7d"``, ``"2w"``."""
+    match = _DURATION.match(text)
+    if match is None:
+        raise QueryRefused(f"{option}: {text!r} is not a duration (90s, 15m, 24h, 7d, 2w)")
+    return float(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+def parse_time(
+    text: str, *, now: dt.datetime | None = None, option: str = "--since"
+) -> dt.datetime:
+    """``"15m"``, ``"24h"``, ``"7d"`` (ago) or an ISO date/time (UTC when naive)."""
+    current = now or dt.datetime.now(dt.UTC)
+    if _DURATION.match(text):
+        return current - dt.timedelta(seconds=parse_duration(text, option=option))
+    try:
+        value = dt.datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise QueryRefused(
+            f"{option}: {text!r} is neither a duration (15m, 24h, 7d) nor an ISO time"
+        ) from exc
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def render_report(
+    name: str,
+    *,
+    since: dt.datetime,
+    until: dt.datetime | None = None,
+    tenant: str | None = None,
+    bucket_s: int = 60,
+) -> tuple[str, dict[str, Any]]:
+    """The SQL and parameters of report ``name``."""
+    report = REPORTS.get(name)
+    if report is None:
+        raise QueryRefused(f"unknown report {name!r}; reports: {', '.join(REPORTS)}")
+    if bucket_s < 1:
+        raise QueryRefused("--bucket must be at least 1 second")
+    params: dict[str, Any] = {"since": since}
+    if until is not None:
+        params["until"] = until
+    if tenant is not None:
+        params["tenant"] = tenant
+    if "{bucket_s:" in report.sql:
+        params["bucket_s"] = bucket_s
+    return report.render(tenant=tenant is not None, until=until is not None), params

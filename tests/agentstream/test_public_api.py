@@ -1,0 +1,100 @@
+"""The public API of ``agentstream``: exactly these names, importable, and a cheap import."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import agentstream
+import agentstream.testing
+
+ROOT = Path(__file__).resolve().parents[2]
+
+EXPECTED = {
+    "AgentState",
+    "AgentstreamError",
+    "CallStatus",
+    "ConfigError",
+    "ContractError",
+    "Decision",
+    "DeliveryError",
+    "Emitter",
+    "EmitterStats",
+    "ErrorClass",
+    "EventValidationError",
+    "ModelCall",
+    "Redactor",
+    "Retention",
+    "ReviewDecision",
+    "RunContext",
+    "Settings",
+    "StateTransition",
+    "ToolCall",
+    "ToolCallScope",
+    "classify_error",
+    "current_context",
+    "current_tool_call",
+    "get_settings",
+    "load_settings",
+    "run_context",
+}
+
+
+def test_all_lists_exactly_the_public_names() -> None:
+    assert set(agentstream.__all__) == EXPECTED
+    assert len(agentstream.__all__) == len(EXPECTED)
+    assert set(agentstream.testing.__all__) == {"InMemoryEmitter", "SentMessage"}
+
+
+def test_every_public_name_resolves() -> None:
+    for name in agentstream.__all__:
+        value = getattr(agentstream, name)
+        assert value is not None, name
+    assert set(agentstream.__all__) <= set(dir(agentstream))
+    assert issubclass(agentstream.EventValidationError, agentstream.ContractError)
+    assert issubclass(agentstream.ContractError, agentstream.AgentstreamError)
+    assert issubclass(agentstream.testing.InMemoryEmitter, agentstream.Emitter.__mro__[1])
+
+
+def test_unknown_names_raise_attribute_error() -> None:
+    try:
+        agentstream.NoSuchThing  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError as exc:
+        assert "NoSuchThing" in str(exc)
+    else:
+        raise AssertionError("agentstream.NoSuchThing did not raise")
+
+
+def test_the_emitter_and_helpers_have_the_documented_signatures() -> None:
+    emitter = inspect.signature(agentstream.Emitter)
+    assert list(emitter.parameters)[:2] == ["settings", "codec"]
+    assert emitter.parameters["codec"].kind is inspect.Parameter.KEYWORD_ONLY
+    core = agentstream.Emitter
+    assert list(inspect.signature(core.tool_call).parameters) == [
+        "self", "tool", "params", "timeout_ms", "attempt", "idempotent", "atomic",
+        "retention", "run_id",
+    ]  # fmt: skip
+    assert list(inspect.signature(core.transition).parameters)[:2] == ["self", "to_state"]
+    assert list(inspect.signature(core.model_call).parameters)[:7] == [
+        "self", "model", "provider", "input_tokens", "output_tokens", "cost_usd", "latency_ms",
+    ]  # fmt: skip
+    assert list(inspect.signature(core.review).parameters)[:4] == [
+        "self", "reviewer", "decision", "comment",
+    ]  # fmt: skip
+    for name in ("emit", "flush", "close", "stats", "traced"):
+        assert callable(getattr(core, name)), name
+
+
+def test_import_agentstream_imports_nothing_heavy() -> None:
+    code = (
+        "import json, sys, agentstream\n"
+        "heavy = {'confluent_kafka', 'schemas', 'pydantic', 'opentelemetry', 'fastavro'}\n"
+        "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules} & heavy)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert json.loads(result.stdout) == []

@@ -1,0 +1,540 @@
+"""Rollups: generated traffic against a ground truth computed here, lateness, state, merges.
+
+Quantiles: ddsketch's lower quantile (value at rank ``floor(q * (n - 1))`` of the
+sorted latencies) must be within the relative accuracy of the exact one, and
+equal to a ``ddsketch.DDSketch`` fed the raw latencies of the window directly
+(which is what "1 min equals the merge of its 1 s windows, exactly" means).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from ddsketch import DDSketch
+
+from agentstream.config import RollupSettings
+from processors import from_us, to_us
+from processors.rollups import LatencySketch, RollupAggregator, RollupEvent, merge_rollups
+from schemas import (
+    AgentState,
+    CallStatus,
+    Decision,
+    ErrorClass,
+    ModelCall,
+    ReviewDecision,
+    Rollup,
+    ScopeKind,
+    StateTransition,
+    ToolCall,
+)
+
+ALPHA = 0.01
+SETTINGS = RollupSettings(allowed_lateness_s=3, sketch_relative_accuracy=ALPHA)
+T0 = datetime(2025, 1, 1, 10, 58, 30, tzinfo=UTC)  # traffic crosses a minute and an hour
+STAMP = datetime(2025, 1, 2, tzinfo=UTC)
+FAR = to_us(datetime(2030, 1, 1, tzinfo=UTC))
+LENGTH_S = {"1s": 1, "1m": 60, "1h": 3600}
+QS = (0.5, 0.95, 0.99)
+
+AGENTS = [("planner", "1.0"), ("planner", "1.1"), ("coder", "2.0")]
+TENANTS = ["acme", "globex"]
+TOOLS = ["search", "build", "fetch"]
+OUTCOMES = [
+    (CallStatus.SUCCESS, ErrorClass.NONE),
+    (CallStatus.PARTIAL, ErrorClass.NONE),
+    (CallStatus.PARTIAL, ErrorClass.RETRYABLE),
+    (CallStatus.ERROR, ErrorClass.RETRYABLE),
+    (CallStatus.ERROR, ErrorClass.NON_RETRYABLE),
+    (CallStatus.ERROR, ErrorClass.TIMEOUT),
+]
+MOVES = [
+    (None, AgentState.INIT),
+    (AgentState.INIT, AgentState.PREPARING),
+    (AgentState.EXECUTING, AgentState.REVIEWING),
+    (AgentState.REVIEWING, AgentState.COMPLETED),
+    (AgentState.EXECUTING, AgentState.FAILED),
+]
+
+
+def context(rng: random.Random, t: datetime) -> dict[str, Any]:
+    agent, version = rng.choice(AGENTS)
+    return {
+        "tenant_id": rng.choice(TENANTS),
+        "user_id": "u1",
+        "agent_id": agent,
+        "agent_version": version,
+        "run_id": f"run-{rng.randrange(50)}",
+        "event_time": t,
+    }
+
+
+def make_event(rng: random.Random, t: datetime) -> RollupEvent:
+    ctx = context(rng, t)
+    roll = rng.random()
+    if roll < 0.7:
+        status, error_class = rng.choice(OUTCOMES)
+        latency = 0.0 if rng.random() < 0.01 else rng.lognormvariate(6, 1.2)
+        return ToolCall(
+            **ctx,
+            tool=rng.choice(TOOLS),
+            status=status,
+            error_class=error_class,
+            latency_ms=latency,
+        )
+    if roll < 0.85:
+        return ModelCall(
+            **ctx,
+            model="m",
+            provider="p",
+            input_tokens=rng.randrange(5000),
+            output_tokens=rng.randrange(800),
+            cost_usd=rng.uniform(0, 0.05),
+            latency_ms=10.0,
+            status=CallStatus.SUCCESS,
+        )
+    if roll < 0.95:
+        source, target = rng.choice(MOVES)
+        return StateTransition(
+            **ctx,
+            from_state=source,
+            to_state=target,
+            dwell_ms=None if source is None else rng.randrange(100_000),
+        )
+    return ReviewDecision(**ctx, reviewer="rev", decision=rng.choice(list(Decision)))
+
+
+def traffic(seed: int, n: int, span_s: float, jitter_s: float) -> list[RollupEvent]:
+    """Events over ``span_s`` from T0, in arrival order: time order disturbed by < jitter."""
+    rng = random.Random(seed)
+    events = [make_event(rng, T0 + timedelta(seconds=rng.uniform(0, span_s))) for _ in range(n)]
+    keyed = [
+        (to_us(e.event_time) + rng.uniform(0, jitter_s * 1e6), i) for i, e in enumerate(events)
+    ]
+    return [events[i] for _, i in sorted(keyed)]
+
+
+def scope_keys(ev: RollupEvent) -> list[tuple[ScopeKind, str]]:
+    tenant = f"tenant={ev.tenant_id}"
+    keys = [
+        (ScopeKind.GLOBAL, "global"),
+        (ScopeKind.TENANT, tenant),
+        (ScopeKind.AGENT, f"{tenant}/agent={ev.agent_id}@{ev.agent_version}"),
+    ]
+    if isinstance(ev, ToolCall):
+        keys.append((ScopeKind.TOOL, f"{tenant}/tool={ev.tool}"))
+    return keys
+
+
+@dataclass
+class Truth:
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    costs: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)
+    state_ms: dict[AgentState, int] = field(default_factory=lambda: defaultdict(int))
+
+
+def ground_truth(events: list[RollupEvent]) -> dict[tuple[str, int, str], Truth]:
+    truth: dict[tuple[str, int, str], Truth] = defaultdict(Truth)
+    for ev in events:
+        t = to_us(ev.event_time)
+        for resolution, length in LENGTH_S.items():
+            start = t - t % (length * 1_000_000)
+            for _kind, key in scope_keys(ev):
+                g = truth[(resolution, start, key)]
+                c = g.counts
+                if isinstance(ev, ToolCall):
+                    c["count"] += 1
+                    c[ev.status.value.lower()] += 1
+                    if ev.error_class is not ErrorClass.NONE:
+                        c[ev.error_class.value.lower()] += 1
+                    g.latencies.append(ev.latency_ms)
+                elif isinstance(ev, ModelCall):
+                    c["model_calls"] += 1
+                    c["tokens_in"] += ev.input_tokens
+                    c["tokens_out"] += ev.output_tokens
+                    g.costs.append(ev.cost_usd)
+                elif isinstance(ev, StateTransition):
+                    if ev.to_state is AgentState.INIT:
+                        c["runs_started"] += 1
+                    if ev.to_state is AgentState.COMPLETED:
+                        c["runs_completed"] += 1
+                    if ev.to_state is AgentState.FAILED:
+                        c["runs_failed"] += 1
+                    if ev.from_state is not None and ev.dwell_ms:
+                        g.state_ms[ev.from_state] += ev.dwell_ms
+                else:
+                    c["reviews"] += 1
+                    if ev.decision is Decision.OVERRIDDEN:
+                        c["overrides"] += 1
+    return truth
+
+
+COUNTED = [
+    "count",
+    "success",
+    "partial",
+    "error",
+    "retryable",
+    "non_retryable",
+    "timeout",
+    "late_events",
+    "tokens_in",
+    "tokens_out",
+    "model_calls",
+    "runs_started",
+    "runs_completed",
+    "runs_failed",
+    "reviews",
+    "overrides",
+]
+
+
+def run_all(
+    events: list[RollupEvent], settings: RollupSettings = SETTINGS, every: int = 97
+) -> list[Rollup]:
+    agg = RollupAggregator(settings)
+    out: list[Rollup] = []
+    for i, ev in enumerate(events):
+        agg.add(ev)
+        if i % every == 0:
+            out.extend(agg.advance(computed_at=STAMP))
+    out.extend(agg.advance(FAR, computed_at=STAMP))
+    return out
+
+
+def by_key(rollups: list[Rollup]) -> dict[tuple[str, int, str], Rollup]:
+    keyed: dict[tuple[str, int, str], Rollup] = {
+        (r.resolution, to_us(r.window_start), r.scope_key): r for r in rollups
+    }
+    assert len(keyed) == len(rollups), "a window was emitted twice"
+    return keyed
+
+
+@pytest.fixture(scope="module")
+def events() -> list[RollupEvent]:
+    return traffic(seed=42, n=6000, span_s=180, jitter_s=2.0)
+
+
+@pytest.fixture(scope="module")
+def emitted(events: list[RollupEvent]) -> dict[tuple[str, int, str], Rollup]:
+    return by_key(run_all(events))
+
+
+def test_every_window_and_scope_matches_the_ground_truth(
+    events: list[RollupEvent], emitted: dict[tuple[str, int, str], Rollup]
+) -> None:
+    truth = ground_truth(events)
+    assert set(emitted) == set(truth)
+    assert {r for r, _, _ in emitted} == {"1s", "1m", "1h"}
+    assert len([k for k in emitted if k[0] == "1h"]) >= 2 * 4  # two hours, several scopes
+    for key, expected in truth.items():
+        rollup = emitted[key]
+        got = {name: getattr(rollup, name) for name in COUNTED}
+        assert got == {name: expected.counts.get(name, 0) for name in COUNTED}, key
+        assert math.isclose(rollup.cost_usd, math.fsum(expected.costs), abs_tol=1e-9 * 10_000)
+        assert rollup.state_time_ms == dict(expected.state_ms)
+        assert rollup.window_end - rollup.window_start == timedelta(seconds=LENGTH_S[key[0]])
+
+
+def test_scope_fields(emitted: dict[tuple[str, int, str], Rollup]) -> None:
+    for (_, _, key), rollup in emitted.items():
+        if rollup.scope_kind is ScopeKind.GLOBAL:
+            assert key == "global"
+            assert rollup.tenant_id is None
+        elif rollup.scope_kind is ScopeKind.TENANT:
+            assert key == f"tenant={rollup.tenant_id}"
+            assert rollup.agent_id is None
+        elif rollup.scope_kind is ScopeKind.AGENT:
+            assert (
+                key == f"tenant={rollup.tenant_id}/agent={rollup.agent_id}@{rollup.agent_version}"
+            )
+            assert rollup.tool is None
+        else:
+            assert key == f"tenant={rollup.tenant_id}/tool={rollup.tool}"
+            assert rollup.model_calls == rollup.reviews == rollup.runs_started == 0
+
+
+def test_latency_quantiles_within_accuracy_and_exactly_ddsketch(
+    events: list[RollupEvent], emitted: dict[tuple[str, int, str], Rollup]
+) -> None:
+    truth = ground_truth(events)
+    checked = 0
+    for key, expected in truth.items():
+        rollup = emitted[key]
+        values = expected.latencies
+        got = [rollup.latency_p50, rollup.latency_p95, rollup.latency_p99]
+        if not values:
+            assert got == [None, None, None]
+            assert rollup.latency_sketch is None
+            continue
+        ordered = sorted(values)
+        direct = DDSketch(ALPHA)
+        for v in values:
+            direct.add(v)
+        for q, estimate in zip(QS, got, strict=True):
+            exact = ordered[int(q * (len(ordered) - 1))]
+            assert estimate is not None
+            assert abs(estimate - exact) <= ALPHA * exact * (1 + 1e-9), (key, q)
+            assert estimate == direct.get_quantile_value(q), (key, q)
+        checked += 1
+    assert checked > 1000
+
+
+def test_coarse_windows_are_the_exact_merge_of_their_seconds(
+    emitted: dict[tuple[str, int, str], Rollup],
+) -> None:
+    for (resolution, start, key), coarse in emitted.items():
+        if resolution == "1s":
+            continue
+        length = LENGTH_S[resolution] * 1_000_000
+        seconds = [
+            r
+            for (res, s, k), r in emitted.items()
+            if res == "1s" and k == key and start <= s < start + length
+        ]
+        assert sum(r.count for r in seconds) == coarse.count
+        assert sum(r.tokens_in for r in seconds) == coarse.tokens_in
+        merged = LatencySketch(ALPHA)
+        for r in seconds:
+            if r.latency_sketch is not None:
+                merged.merge(LatencySketch.from_bytes(r.latency_sketch))
+        if coarse.latency_sketch is None:
+            assert merged.count == 0
+            continue
+        assert merged.to_bytes() == coarse.latency_sketch
+        assert merged.quantiles(QS) == [coarse.latency_p50, coarse.latency_p95, coarse.latency_p99]
+        remerged = merge_rollups(seconds, resolution, computed_at=STAMP)  # type: ignore[arg-type]
+        assert remerged == coarse
+
+
+# ---------------------------------------------------------------- lateness
+
+
+def tool(at_s: float, tenant: str = "acme", latency: float = 100.0) -> ToolCall:
+    return ToolCall(
+        tenant_id=tenant,
+        user_id="u",
+        agent_id="planner",
+        agent_version="1.0",
+        run_id="r",
+        tool="search",
+        status=CallStatus.SUCCESS,
+        latency_ms=latency,
+        event_time=T0 + timedelta(seconds=at_s),
+    )
+
+
+def second(at_s: float) -> int:
+    t = to_us(T0 + timedelta(seconds=at_s))
+    return t - t % 1_000_000
+
+
+def test_late_events_are_counted_in_the_open_window_never_lost() -> None:
+    settings = RollupSettings(allowed_lateness_s=2, sketch_relative_accuracy=ALPHA)
+    agg = RollupAggregator(settings)
+    out: list[Rollup] = []
+    agg.add(tool(10.5))
+    agg.add(tool(20.2))  # watermark 18.2: windows ending at or before it are closed
+    out += agg.advance(computed_at=STAMP)
+    agg.add(tool(12.0))  # late: its window [12, 13) is closed
+    agg.add(tool(17.5, tenant="globex"))  # late: [17, 18) ended before 18.2
+    agg.add(tool(18.5))  # on time: [18, 19) is open
+    out += agg.advance(computed_at=STAMP)
+    assert agg.advance(computed_at=STAMP) == []  # nothing closes twice
+    out += agg.advance(FAR, computed_at=STAMP)
+    assert agg.advance(FAR, computed_at=STAMP) == []
+    keyed = by_key(out)
+    assert keyed[("1s", second(10.5), "global")].count == 1
+    assert ("1s", second(12.0), "global") not in keyed  # a late event opens no window
+    assert ("1s", second(17.5), "global") not in keyed
+    landing = keyed[("1s", second(18.2), "global")]
+    assert (landing.count, landing.late_events) == (1, 2)
+    assert keyed[("1s", second(18.2), "tenant=acme")].late_events == 1
+    globex = keyed[("1s", second(18.2), "tenant=globex")]
+    assert (globex.count, globex.late_events, globex.latency_p50) == (0, 1, None)
+    # every event is either counted or late, at every resolution
+    for resolution in ("1s", "1m", "1h"):
+        rows = [r for (res, _, k), r in keyed.items() if res == resolution and k == "global"]
+        assert sum(r.count + r.late_events for r in rows) == 5
+
+
+def test_a_window_closes_when_the_watermark_reaches_its_end() -> None:
+    settings = RollupSettings(allowed_lateness_s=2, sketch_relative_accuracy=ALPHA)
+    agg = RollupAggregator(settings)
+    agg.add(tool(16.5))
+    agg.add(tool(17.5))
+    agg.add(tool(20.0))  # watermark exactly 18.0
+    closed = {(r.resolution, to_us(r.window_start), r.scope_key) for r in agg.advance()}
+    assert ("1s", second(16.5), "global") in closed
+    assert ("1s", second(17.5), "global") in closed  # [17, 18) ends at the watermark
+    agg.add(tool(17.999999))  # [17, 18) ends at the watermark: late
+    agg.add(tool(18.0))  # [18, 19) is open
+    rest = by_key(agg.advance(FAR, computed_at=STAMP))
+    assert ("1s", second(17.5), "global") not in rest
+    landing = rest[("1s", second(18.0), "global")]
+    assert (landing.count, landing.late_events) == (1, 1)
+
+
+def test_no_event_is_late_within_the_allowed_lateness(events: list[RollupEvent]) -> None:
+    rollups = run_all(events)
+    assert sum(r.late_events for r in rollups) == 0
+    assert sum(r.count for r in rollups if r.resolution == "1h" and r.scope_key == "global") == sum(
+        isinstance(e, ToolCall) for e in events
+    )
+
+
+def test_heavy_disorder_matches_the_ground_truth_of_on_time_events() -> None:
+    disordered = traffic(seed=5, n=4000, span_s=120, jitter_s=6.0)  # jitter beyond lateness
+    lateness = round(SETTINGS.allowed_lateness_s * 1_000_000)
+    on_time: list[RollupEvent] = []
+    late_at: dict[int, int] = defaultdict(int)  # 1 s window the late event lands in -> count
+    newest = None
+    for ev in disordered:  # the documented rule, simulated independently
+        t = to_us(ev.event_time)
+        newest = t if newest is None else max(newest, t)
+        watermark = newest - lateness
+        if t - t % 1_000_000 + 1_000_000 <= watermark:
+            late_at[watermark - watermark % 1_000_000] += 1
+        else:
+            on_time.append(ev)
+    assert 100 < sum(late_at.values()) < len(disordered) // 2
+    emitted = by_key(run_all(disordered))
+    truth = ground_truth(on_time)
+    for window, expected in truth.items():
+        rollup = emitted[window]
+        got = {name: getattr(rollup, name) for name in COUNTED if name != "late_events"}
+        assert got == {name: expected.counts.get(name, 0) for name in got}, window
+    for (resolution, start, scope_key), rollup in emitted.items():
+        if resolution == "1s" and scope_key == "global":
+            assert rollup.late_events == late_at.get(start, 0)
+    for resolution in ("1s", "1m", "1h"):
+        rows = [r for (res, _, k), r in emitted.items() if res == resolution and k == "global"]
+        assert sum(r.late_events for r in rows) == sum(late_at.values())
+
+
+def test_idle_watermark_closes_windows_and_makes_stragglers_late() -> None:
+    agg = RollupAggregator(SETTINGS)
+    agg.add(tool(5.2))
+    assert agg.advance(computed_at=STAMP) == []  # watermark 2.2: [5, 6) still open
+    idle_mark = to_us(T0 + timedelta(seconds=20))  # the wall clock minus the lateness
+    closed = agg.advance(idle_mark, computed_at=STAMP)
+    assert {(r.resolution, to_us(r.window_start)) for r in closed} == {("1s", second(5.2))}
+    agg.add(tool(6.0))  # its window ended before the (idle) watermark
+    rest = by_key(agg.advance(FAR, computed_at=STAMP))
+    assert rest[("1s", second(20), "global")].late_events == 1
+
+
+# ---------------------------------------------------------------- state, merges, settings
+
+
+def test_restore_from_table_resumes_exactly(events: list[RollupEvent]) -> None:
+    straight = run_all(events)
+    agg = RollupAggregator(SETTINGS)
+    table: dict[str, Any] = {}  # what a faust Table would hold
+    out: list[Rollup] = []
+    half = len(events) // 2
+    for i, ev in enumerate(events[:half]):
+        agg.add(ev)
+        if i % 97 == 0:
+            out.extend(agg.advance(computed_at=STAMP))
+        if i % 250 == 0:
+            for key, value in agg.drain_changes().items():
+                if value is None:
+                    table.pop(key, None)
+                else:
+                    table[key] = json.loads(json.dumps(value))
+    for key, value in agg.drain_changes().items():
+        if value is None:
+            table.pop(key, None)
+        else:
+            table[key] = json.loads(json.dumps(value))
+    assert table == json.loads(json.dumps(agg.snapshot()))
+    restored = RollupAggregator.restore(SETTINGS, table.items())
+    assert restored.snapshot() == agg.snapshot()
+    for j, ev in enumerate(events[half:], start=half):
+        restored.add(ev)
+        if j % 97 == 0:
+            out.extend(restored.advance(computed_at=STAMP))
+    out.extend(restored.advance(FAR, computed_at=STAMP))
+    assert out == straight
+
+
+def test_restore_names_a_bad_entry() -> None:
+    with pytest.raises(ValueError, match=r"'2s\|0\|global'"):
+        RollupAggregator.restore(SETTINGS, [("2s|0|global", {})])
+
+
+def test_partials_from_two_partitions_merge_into_the_whole(events: list[RollupEvent]) -> None:
+    whole = by_key(run_all(events))
+    parts: list[list[RollupEvent]] = [[], []]
+    for ev in events:
+        parts[int(ev.run_id.split("-")[1]) % 2].append(ev)
+    partials: dict[tuple[str, int, str], list[Rollup]] = defaultdict(list)
+    for part in parts:
+        for rollup in run_all(part):
+            partials[(rollup.resolution, to_us(rollup.window_start), rollup.scope_key)].append(
+                rollup
+            )
+    assert set(partials) == set(whole)
+    for key, pieces in partials.items():
+        assert merge_rollups(pieces, computed_at=STAMP) == whole[key]
+
+
+def test_merge_rollups_refuses_mixed_scopes_and_windows(
+    emitted: dict[tuple[str, int, str], Rollup],
+) -> None:
+    seconds = sorted(
+        (r for (res, _, k), r in emitted.items() if res == "1s" and k == "global"),
+        key=lambda r: r.window_start,
+    )
+    with pytest.raises(ValueError, match="differs from"):
+        merge_rollups(seconds[:2])
+    other = next(r for (res, _, k), r in emitted.items() if res == "1s" and k != "global")
+    with pytest.raises(ValueError, match="scope"):
+        merge_rollups([seconds[0], other])
+    with pytest.raises(ValueError, match="no rollups"):
+        merge_rollups([])
+
+
+def test_only_configured_resolutions_are_emitted(events: list[RollupEvent]) -> None:
+    settings = SETTINGS.model_copy(update={"resolutions": ("1m",)})
+    only = by_key(run_all(events, settings))
+    full = by_key(run_all(events))
+    assert {k[0] for k in only} == {"1m"}
+    assert only == {k: r for k, r in full.items() if k[0] == "1m"}
+
+
+def test_scope_keys_escape_separators() -> None:
+    agg = RollupAggregator(SETTINGS)
+    odd = ToolCall(
+        tenant_id="a/tool=x",
+        user_id="u",
+        agent_id="p@q",
+        agent_version="1",
+        run_id="r",
+        tool="t",
+        status=CallStatus.SUCCESS,
+        latency_ms=1.0,
+        event_time=T0,
+    )
+    plain = odd.model_copy(update={"tenant_id": "a", "tool": "x"})
+    agg.add(odd)
+    agg.add(plain)
+    keys = {r.scope_key for r in agg.advance(FAR, computed_at=STAMP) if r.resolution == "1s"}
+    assert len(keys) == 1 + 2 + 2 + 2
+    assert "tenant=a%2Ftool%3Dx/agent=p%40q@1" in keys
+    assert "tenant=a/tool=x" in keys
+
+
+def test_window_bounds_are_utc_and_aligned(emitted: dict[tuple[str, int, str], Rollup]) -> None:
+    for (resolution, start, _), rollup in emitted.items():
+        assert rollup.window_start == from_us(start)
+        assert start % (LENGTH_S[resolution] * 1_000_000) == 0
+        assert rollup.window_start.tzinfo is not None
