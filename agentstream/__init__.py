@@ -15,9 +15,12 @@ The SDK agents use::
 from __future__ import annotations
 
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
 
+# not ``typing.TYPE_CHECKING``: importing typing alone would double this module's import time
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from agentstream._classify import classify_error
     from agentstream._context import RunContext, current_context, run_context
     from agentstream._emitter import Emitter, EmitterStats

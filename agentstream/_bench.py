@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -113,7 +114,7 @@ def measure_emit_overhead(
         )
         params = {"q": "weather in paris", "limit": 10}
         emitter = Emitter(settings, replay_on_start=False)
-        raw = Producer({**kafka_producer_config(settings), "log_level": 2})
+        raw: Any = None
         try:
             with run_context(
                 tenant_id="acme", agent_id="planner", agent_version="1.4.0", user_id="u-17"
@@ -127,20 +128,26 @@ def measure_emit_overhead(
                     helper()
                 helper_timing = _time_each("tool_call helper", [helper] * n)
 
-                models = [
-                    ToolCall(
-                        tenant_id="acme", user_id="u-17", agent_id="planner",
-                        agent_version="1.4.0", run_id="run-bench", tool="search",
-                        status="SUCCESS", latency_ms=812.5, params=params,
-                        result_summary="3 results",
-                    )  # fmt: skip
-                    for _ in range(n + warmup)
-                ]
+                fields: dict[str, Any] = {
+                    "tenant_id": "acme",
+                    "user_id": "u-17",
+                    "agent_id": "planner",
+                    "agent_version": "1.4.0",
+                    "run_id": "run-bench",
+                    "tool": "search",
+                    "status": "SUCCESS",
+                    "latency_ms": 812.5,
+                    "params": params,
+                    "result_summary": "3 results",
+                }
+                models = [ToolCall(**fields) for _ in range(n + warmup)]
                 for model in models[:warmup]:
                     emitter.emit(model)
                 emit_timing = _time_each(
-                    "emit(model)", [lambda m=m: emitter.emit(m) for m in models[warmup:]]
+                    "emit(model)", [partial(emitter.emit, m) for m in models[warmup:]]
                 )
+            # created only now: its threads must not disturb the loops above
+            raw = Producer({**kafka_producer_config(settings), "log_level": 2})
             value = emitter.codec.encode_model(models[0])
             topic = settings.topics.name("tool_calls")
             key = b"run-bench"
@@ -152,8 +159,9 @@ def measure_emit_overhead(
                 produce()
             raw_timing = _time_each("raw produce() baseline", [produce] * n)
         finally:
-            raw.purge(in_queue=True, in_flight=True, blocking=False)
-            raw.flush(0)
+            if raw is not None:
+                raw.purge(in_queue=True, in_flight=True, blocking=False)
+                raw.flush(0)
             emitter.close(10.0 if bootstrap else 0.0)
     return EmitBench(helper_timing, emit_timing, raw_timing, bootstrap or "none (closed port)")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 __all__ = [
@@ -49,6 +49,21 @@ class RunContext:
     run_id: str
     user_id: str = DEFAULT_USER_ID
     agent_version: str = DEFAULT_AGENT_VERSION
+    _fields: dict[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        ids = {
+            "tenant_id": self.tenant_id,
+            "user_id": self.user_id,
+            "agent_id": self.agent_id,
+            "agent_version": self.agent_version,
+            "run_id": self.run_id,
+        }
+        object.__setattr__(self, "_fields", ids)
+
+    def fields(self) -> dict[str, str]:
+        """The ids as event fields (a new dict)."""
+        return self._fields.copy()
 
 
 _CURRENT: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
@@ -97,7 +112,7 @@ def run_context(
     overrides those it names (e.g. a sub-run with its own ``run_id``). Bad ids
     raise :class:`~agentstream.errors.ContractError` naming the field.
     """
-    given = {
+    given: dict[str, Any] = {
         name: value
         for name, value in (
             ("tenant_id", tenant_id),

@@ -61,6 +61,8 @@ FREE_TEXT: Final[Mapping[type[AgentEvent], tuple[str, ...]]] = {
 ID_FIELDS: Final = ("tenant_id", "user_id", "agent_id", "agent_version", "run_id")
 _TERMINAL: Final = frozenset({AgentState.COMPLETED, AgentState.FAILED})
 _TRACE_IDS: Final = re.compile(r"[0-9a-f]{32}-[0-9a-f]{16}")
+#: tool specs remembered by ``tool_call`` (forgotten all at once beyond this)
+_MAX_SPECS: Final = 4096
 
 
 def _no_context(record: str, missing: list[str]) -> EventValidationError:
@@ -138,6 +140,7 @@ class EmitterCore:
         self._topics = {cls: settings.topics.name(stream) for cls, stream in STREAMS.items()}
         self.classify: Classifier = classify or classify_error
         self._runs = _RunStates(es.max_tracked_runs)
+        self._specs: dict[tuple[Any, ...], ToolSpec] = {}
 
     @staticmethod
     def _redactor_from(settings: Settings) -> Redactor:
@@ -196,21 +199,16 @@ class EmitterCore:
         return self.dispatch(event, sampled)
 
     def context_fields(
-        self, record: str, fields: Mapping[str, Any], run_id: str | None = None
+        self, record: str, fields: Mapping[str, Any] | None, run_id: str | None = None
     ) -> tuple[dict[str, Any], bool]:
         """``fields`` plus the run's ids and the active trace; and the trace's sampled flag."""
         ctx = current_context()
         if ctx is not None:
-            data: dict[str, Any] = {
-                "tenant_id": ctx.tenant_id,
-                "user_id": ctx.user_id,
-                "agent_id": ctx.agent_id,
-                "agent_version": ctx.agent_version,
-                "run_id": ctx.run_id,
-            }
-            data.update(fields)
+            data = ctx.fields()
+            if fields:
+                data.update(fields)
         else:
-            data = dict(fields)
+            data = dict(fields or ())
         if run_id is not None:
             data["run_id"] = run_id
         missing = [name for name in ID_FIELDS if data.get(name) is None]
@@ -229,21 +227,23 @@ class EmitterCore:
         changes: dict[str, Any] = {}
         if redactor is None:
             return changes
+        texts: list[tuple[str, str]] = []
         for name in FREE_TEXT[event_type]:
             value = data.get(name)
-            if value is None:
-                continue
-            if name == "params":
-                if isinstance(value, str):
-                    new = redactor.json_text(value)
-                else:
-                    raw = to_json(redactor.value(value), fallback=repr, inf_nan_mode="null")
-                    new = raw.decode()
-            elif isinstance(value, str):
-                new = redactor.text(value)
-            else:
-                continue
-            if new is not value and new != value:
+            if name == "params" and value is not None and not isinstance(value, str):
+                # serialised first: then clean params cost one scan, like clean text
+                value = to_json(value, fallback=repr, inf_nan_mode="null").decode()
+                changes[name] = value
+            if isinstance(value, str) and value:
+                texts.append((name, value))
+        if not texts:
+            return changes
+        probe = texts[0][1] if len(texts) == 1 else "\n".join([text for _, text in texts])
+        if not redactor.may_match(probe, json_keys=True):  # the common case: nothing to do
+            return changes
+        for name, value in texts:
+            new = redactor.json_text(value) if name == "params" else redactor.text(value)
+            if new != value:
                 changes[name] = new
         return changes
 
@@ -295,8 +295,13 @@ class EmitterCore:
         ``fallback_used``, ``status = "PARTIAL"`` or call ``fail(...)`` on the scope.
         ``params`` (a dict, list or JSON text) is redacted before it leaves.
         """
-        spec = ToolSpec(tool, params, timeout_ms, attempt, idempotent, atomic, retention, run_id)
-        return ToolCallScope(self, spec)
+        key = (tool, timeout_ms, attempt, idempotent, atomic, retention)
+        spec = self._specs.get(key)
+        if spec is None:
+            if len(self._specs) >= _MAX_SPECS:
+                self._specs.clear()
+            spec = self._specs[key] = ToolSpec(*key)
+        return ToolCallScope(self, spec, params, run_id)
 
     def traced(
         self,
@@ -315,7 +320,7 @@ class EmitterCore:
 
         def decorate(fn: F) -> F:
             name = tool or getattr(fn, "__name__", None) or "tool"
-            spec = ToolSpec(name, None, timeout_ms, 1, idempotent, atomic, retention, None)
+            spec = ToolSpec(name, timeout_ms, 1, idempotent, atomic, retention)
             return ToolCallScope(self, spec)(fn)
 
         return decorate

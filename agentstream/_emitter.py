@@ -53,6 +53,10 @@ _kafka_log: Final = logging.getLogger("agentstream.kafka")
 _POLL_S: Final = 0.05
 #: broker warnings (all brokers down, ...) are logged at most this often
 _WARN_EVERY_S: Final = 30.0
+#: segments one replay round takes (each is read into memory whole)
+_SEGMENTS_PER_ROUND: Final = 2
+#: a producer replaced after a fatal error is purged for this long (late produces)
+_RETIRE_S: Final = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +192,8 @@ class Emitter(EmitterCore):
             raise ConfigError(f"invalid Kafka producer configuration: {exc.args[0]}") from exc
         self.spool = Spool(es.spool_dir, segment_bytes=es.spool_segment_bytes)
         self._interval = es.replay_interval_s
+        self._queue_max = es.queue_max_messages
+        self._retired: list[tuple[Any, float]] = []
         self._probe_timeout = min(es.replay_interval_s, 2.0)
         # written by callers, drained by the background thread (deque appends are atomic)
         self._overflow: deque[SpoolRecord] = deque()
@@ -204,7 +210,7 @@ class Emitter(EmitterCore):
         self._closed = False
         self._close_lock = threading.Lock()
         self._count_lock = threading.Lock()
-        self._emitted = self._delivered = self._failures = self._spooled = 0
+        self._emitted = self._diverted = self._delivered = self._failures = self._spooled = 0
         self._replayed = self._rejected = self._lost = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="agentstream-emitter", daemon=True)
@@ -230,15 +236,26 @@ class Emitter(EmitterCore):
         with self._count_lock:
             self._emitted += 1
         if self._diverting:
-            self._overflow.append(SpoolRecord(topic, key, value, tuple(headers or ())))
+            self._divert(topic, key, value, headers)
             return
         try:
             self._producer.produce(topic, value, key, headers=headers)
         except BufferError:  # the local queue is full: never block, spool it
-            self._overflow.append(SpoolRecord(topic, key, value, tuple(headers or ())))
+            self._divert(topic, key, value, headers)
         except KafkaException as exc:  # e.g. the producer hit a fatal error: keep the event
             _log.warning("agentstream: produce failed (%s); spooling the event", exc.args[0])
-            self._overflow.append(SpoolRecord(topic, key, value, tuple(headers or ())))
+            self._divert(topic, key, value, headers)
+
+    def _divert(self, topic: str, key: bytes, value: bytes, headers: Headers) -> None:
+        """To the spool (through the background thread), not to the producer."""
+        # appended before it stops counting as queued: flush() never sees it nowhere
+        self._overflow.append(SpoolRecord(topic, key, value, tuple(headers or ())))
+        with self._count_lock:
+            self._diverted += 1
+
+    def _queued(self) -> int:
+        """Events handed to the producer whose delivery report has not come yet."""
+        return self._emitted - self._diverted - self._delivered - self._failures
 
     def stats(self) -> EmitterStats:
         """A snapshot of the counters."""
@@ -250,7 +267,7 @@ class Emitter(EmitterCore):
             replayed=self._replayed,
             rejected=self._rejected,
             lost=self._lost,
-            queued=len(self._producer),
+            queued=self._queued(),
             diverting=self._diverting,
         )
 
@@ -272,7 +289,13 @@ class Emitter(EmitterCore):
             time.sleep(0.005)
 
     def _pending(self) -> int:
-        return len(self._producer) + len(self._overflow) + len(self._failed) + self._writing
+        return (
+            self._queued()
+            + len(self._overflow)
+            + len(self._failed)
+            + len(self._rejected_records)
+            + self._writing
+        )
 
     def close(self, timeout: float | None = None) -> None:
         """Flush (up to ``timeout`` s), spool whatever is still queued, stop the thread.
@@ -291,12 +314,9 @@ class Emitter(EmitterCore):
         self.flush(timeout)
         self._stop.set()
         self._thread.join()
-        producer = self._producer
-        if len(producer):
-            producer.purge(in_queue=True, in_flight=True, blocking=False)
-            deadline = time.monotonic() + 5.0
-            while len(producer) and time.monotonic() < deadline:
-                producer.poll(0.05)
+        self._purge(self._producer)
+        if self._retired:
+            self._purge_retired()
         if self._replay is not None:
             self._replay.abandon()
             self._replay = None
@@ -317,6 +337,8 @@ class Emitter(EmitterCore):
                 self._drain()
                 if self._fatal is not None:
                     self._recreate_producer()
+                if self._retired:
+                    self._purge_retired()
                 self._replay_step()
             except Exception:  # pragma: no cover - keep serving reports whatever happens
                 _log.exception("agentstream: emitter background loop failed; continuing")
@@ -326,10 +348,11 @@ class Emitter(EmitterCore):
         if error is None:
             self._delivered += 1
             return
-        self._failures += 1
+        # kept in a list before it stops counting as queued (see flush)
         if is_permanent(error):
-            self._rejected += 1
             self._rejected_records.append(record_of(message))
+            self._failures += 1
+            self._rejected += 1
             _log.error(
                 "agentstream: the broker refused an event for good (%s); kept in a rejected- "
                 "spool segment",
@@ -337,6 +360,7 @@ class Emitter(EmitterCore):
             )
             return
         self._failed.append(record_of(message))
+        self._failures += 1
         self._diverting = True
 
     def _on_error(self, error: Any) -> None:
@@ -354,18 +378,19 @@ class Emitter(EmitterCore):
         """Spool the failed and diverted events (one fsync per batch)."""
         overflow = self._overflow
         diverted = len(overflow)
-        batch = self._failed
-        self._writing = len(batch) + diverted  # flush() counts them until they are on disk
-        self._failed = []
+        batch, rejected = self._failed, self._rejected_records
+        if not (diverted or batch or rejected):
+            return
+        # flush() counts them as pending until they are on disk
+        self._writing = len(batch) + diverted + len(rejected)
+        self._failed, self._rejected_records = [], []
         for _ in range(diverted):
             batch.append(overflow.popleft())
         try:
             self._write(batch, rejected=False)
+            self._write(rejected, rejected=True)
         finally:
             self._writing = 0
-        if self._rejected_records:
-            rejected, self._rejected_records = self._rejected_records, []
-            self._write(rejected, rejected=True)
 
     def _write(self, batch: list[SpoolRecord], *, rejected: bool) -> None:
         if not batch:
@@ -384,12 +409,15 @@ class Emitter(EmitterCore):
         job = self._replay
         now = time.monotonic()
         if job is not None:
-            job.pump(self._producer)
+            # leave half of the local queue to the agent's own events
+            budget = self._queue_max // 2 - job.outstanding - self._queued()
+            if budget > 0:
+                job.pump(self._producer, limit=min(budget, 10_000))
             job.reap()
             if job.done:
                 self._replay = None
                 clean = job.failed == 0 and not self._failed
-                if clean:
+                if clean and job.segments < _SEGMENTS_PER_ROUND:  # the spool is drained
                     self._diverting = self._fatal is not None
                 self._next_replay = now if clean else now + self._interval
             return
@@ -400,7 +428,7 @@ class Emitter(EmitterCore):
             return
         if not self._broker_answers():
             return
-        segments = self.spool.claim()
+        segments = self.spool.claim(limit=_SEGMENTS_PER_ROUND)
         if not segments:
             self._pending_spool = False
             if not self._failed and not self._overflow:
@@ -408,7 +436,6 @@ class Emitter(EmitterCore):
             return
         self._pending_spool = False
         self._replay = ReplayJob(self.spool, segments, on_delivered=self._count_replayed)
-        self._replay.pump(self._producer)
 
     def _count_replayed(self, n: int) -> None:
         self._replayed += n
@@ -425,8 +452,26 @@ class Emitter(EmitterCore):
         old = self._producer
         self._fatal = None
         self._producer = Producer(self._conf)
-        old.purge(in_queue=True, in_flight=True, blocking=False)
-        deadline = time.monotonic() + 5.0
-        while len(old) and time.monotonic() < deadline:
-            old.poll(0.05)
+        self._purge(old)
         self._drain()
+        # a caller may still produce into the old one for a moment: keep purging it
+        self._retired.append((old, time.monotonic() + _RETIRE_S))
+
+    def _purge_retired(self) -> None:
+        now = time.monotonic()
+        for producer, _ in self._retired:
+            producer.purge(in_queue=True, in_flight=True, blocking=False)
+            producer.poll(0)
+        self._retired = [(p, until) for p, until in self._retired if until > now or len(p)]
+
+    def _purge(self, producer: Any) -> None:
+        """Drop the producer's queue: each message comes back as a failed delivery report."""
+        job = self._replay
+        if self._queued() == 0 and (job is None or job.outstanding == 0):
+            return
+        producer.purge(in_queue=True, in_flight=True, blocking=False)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and (
+            self._queued() > 0 or (job is not None and job.outstanding > 0)
+        ):
+            producer.poll(0.05)

@@ -86,16 +86,45 @@ _PHONE_DIGITS: Final = range(9, 16)  # E.164 allows 15
 _NOT_A_PHONE: Final = re.compile(
     r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}.*|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}.*|\d{1,3}(?:\.\d{1,3}){3}"
 )
-#: secret-looking keys the text scan above does not catch (for JSON text)
-_SECRET_KEY_GATE: Final = re.compile(r"(?i:pin|otp|cookie|auth|session|access)")
 _NON_DIGITS: Final = re.compile(r"\D")
 _LONG_NUMBER: Final = re.compile(r"\d[\d ().+-]{7,}\d")
 
-#: one scan that tells whether any built-in kind may match (clean text stops here)
-_ANY_GATE: Final = re.compile(
-    r"(?i:pass|pwd|bearer|key|token|secret|credential|sk[-_]|pk[-_]|rk[-_]|akia|gh[pousr]_"
-    r"|github_pat|xox|aiza|eyj|://)|@|\d[\d ().+-]{7,}\d"
-)
+
+def _may_hold_pii(low: str) -> bool:
+    """False when lowercased text certainly holds no built-in kind but cards and phones.
+
+    Plain substring tests (C speed, ~15 x 30 ns): a regex alternation with these
+    literals is ten times slower on short text.
+    """
+    return (
+        "@" in low
+        or "://" in low
+        or "pass" in low
+        or "pwd" in low
+        or "key" in low
+        or "token" in low
+        or "secret" in low
+        or "bearer" in low
+        or "credential" in low
+        or "akia" in low
+        or "xox" in low
+        or "aiza" in low
+        or "eyj" in low
+        or "k-" in low  # sk-, pk-, rk-
+        or ("_" in low and ("k_" in low or "gh" in low))  # sk_live_, ghp_, github_pat_
+    )
+
+
+def _may_hold_secret_key(low: str) -> bool:
+    """Secret-looking JSON keys that :func:`_may_hold_pii` does not catch."""
+    return (
+        "pin" in low
+        or "otp" in low
+        or "cookie" in low
+        or "auth" in low
+        or "session" in low
+        or "access" in low
+    )
 
 
 def _classify_number(text: str) -> str | None:
@@ -269,8 +298,8 @@ class Redactor:
         """``value`` with every finding replaced."""
         if not value:
             return value
-        if self._passes and _ANY_GATE.search(value) is not None:
-            low = value.lower()
+        low = value.lower()
+        if self._passes and (_may_hold_pii(low) or _LONG_NUMBER.search(value) is not None):
             for kind, gate, regex in self._passes:
                 if gate is not None and not gate(value, low):
                     continue
@@ -279,9 +308,19 @@ class Redactor:
             value = regex.sub(self._replacers[kind], value)
         return value
 
-    def may_match(self, value: str) -> bool:
-        """False when ``value`` certainly holds nothing to redact (a cheap scan)."""
-        return bool(self._extra) or _ANY_GATE.search(value) is not None
+    def may_match(self, value: str, *, json_keys: bool = False) -> bool:
+        """False when ``value`` certainly holds nothing to redact (a cheap scan).
+
+        ``json_keys``: also look for the secret-looking keys :meth:`json_text` drops.
+        """
+        if self._extra:
+            return True
+        low = value.lower()
+        return (
+            _may_hold_pii(low)
+            or (json_keys and _may_hold_secret_key(low))
+            or _LONG_NUMBER.search(value) is not None
+        )
 
     def value(self, value: Any) -> Any:
         """A JSON-like value with strings redacted; values under secret-looking keys dropped."""
@@ -305,8 +344,16 @@ class Redactor:
 
         Text that is not JSON is redacted as plain text.
         """
-        if not text or (not self.may_match(text) and _SECRET_KEY_GATE.search(text) is None):
+        if not text:
             return text
+        if not self._extra:
+            low = text.lower()
+            if not (
+                _may_hold_pii(low)
+                or _may_hold_secret_key(low)
+                or _LONG_NUMBER.search(text) is not None
+            ):
+                return text
         try:
             parsed = json.loads(text)
         except ValueError:

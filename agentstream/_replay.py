@@ -92,6 +92,8 @@ class ReplayJob:
         self._spool = spool
         self._pending: deque[_Segment] = deque()
         self._on_delivered = on_delivered
+        #: how many segments this job took
+        self.segments = len(segments)
         self.total = 0
         self.delivered = 0
         self.failed = 0
@@ -114,6 +116,11 @@ class ReplayJob:
     def done(self) -> bool:
         """Every segment was finished and deleted (or given back)."""
         return not self._pending
+
+    @property
+    def outstanding(self) -> int:
+        """Records produced whose delivery report has not come yet."""
+        return sum(s.outstanding for s in self._pending)
 
     @property
     def produced_all(self) -> bool:

@@ -14,12 +14,11 @@ import functools
 import inspect
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from time import perf_counter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from schemas import CallStatus, ErrorClass, Retention, ToolCall
+from schemas import CallStatus, ContractError, ErrorClass, Retention, ToolCall
 
 if TYPE_CHECKING:
     from agentstream._core import EmitterCore
@@ -39,18 +38,42 @@ def current_tool_call() -> ToolCallScope | None:
     return _SCOPE.get()
 
 
-@dataclass(frozen=True, slots=True)
 class ToolSpec:
-    """What a tool-call scope was opened with."""
+    """How a tool is called (the same for many calls): name, timeout, side effects.
 
-    tool: str
-    params: Any
-    timeout_ms: float | None
-    attempt: int
-    idempotent: bool
-    atomic: bool
-    retention: Retention | str
-    run_id: str | None
+    ``static`` holds the fields that differ from the model's defaults (fields left
+    out are not validated again: faster).
+    """
+
+    __slots__ = ("atomic", "attempt", "idempotent", "retention", "static", "timeout_ms", "tool")
+
+    def __init__(
+        self,
+        tool: str,
+        timeout_ms: float | None = None,
+        attempt: int = 1,
+        idempotent: bool = False,
+        atomic: bool = False,
+        retention: Retention | str = Retention.BUSINESS,
+    ) -> None:
+        self.tool = tool
+        self.timeout_ms = timeout_ms
+        self.attempt = attempt
+        self.idempotent = idempotent
+        self.atomic = atomic
+        self.retention = retention
+        static: dict[str, Any] = {"tool": tool}
+        if timeout_ms is not None:
+            static["timeout_ms"] = timeout_ms
+        if attempt != 1:
+            static["attempt"] = attempt
+        if idempotent is not False:
+            static["idempotent"] = idempotent
+        if atomic is not False:
+            static["atomic"] = atomic
+        if retention != Retention.BUSINESS:
+            static["retention"] = retention
+        self.static = static
 
 
 class ToolCallScope:
@@ -62,38 +85,26 @@ class ToolCallScope:
     ``event`` holds the ``ToolCall`` that was emitted.
     """
 
-    __slots__ = (
-        "_data",
-        "_emitter",
-        "_sampled",
-        "_spec",
-        "_t0",
-        "_token",
-        "error_class",
-        "error_code",
-        "event",
-        "fallback_used",
-        "output_valid",
-        "params",
-        "result_summary",
-        "status",
-    )
+    # class-level defaults: a scope only stores what the call changes (cheaper to create)
+    status: CallStatus | str = CallStatus.SUCCESS
+    error_class: ErrorClass | str = ErrorClass.NONE
+    error_code: str | None = None
+    result_summary: str | None = None
+    output_valid: bool = True
+    fallback_used: bool = False
+    event: ToolCall | None = None
+    _t0: float | None = None
+    _token: contextvars.Token[ToolCallScope | None] | None = None
+    _data: dict[str, Any]
+    _sampled: bool = True
 
-    def __init__(self, emitter: EmitterCore, spec: ToolSpec) -> None:
+    def __init__(
+        self, emitter: EmitterCore, spec: ToolSpec, params: Any = None, run_id: str | None = None
+    ) -> None:
         self._emitter = emitter
         self._spec = spec
-        self._t0: float | None = None
-        self._data: dict[str, Any] = {}
-        self._sampled = True
-        self._token: contextvars.Token[ToolCallScope | None] | None = None
-        self.status: CallStatus | str = CallStatus.SUCCESS
-        self.error_class: ErrorClass | str = ErrorClass.NONE
-        self.error_code: str | None = None
-        self.result_summary: str | None = None
-        self.output_valid = True
-        self.fallback_used = False
-        self.params: Any = spec.params
-        self.event: ToolCall | None = None
+        self.params: Any = params
+        self._run_id = run_id
 
     def __repr__(self) -> str:
         return f"ToolCallScope(tool={self._spec.tool!r}, status={self.status!s})"
@@ -112,7 +123,13 @@ class ToolCallScope:
         if isinstance(error, BaseException):
             error_class, error_code = self._emitter.classify(error)
         else:
-            error_class, error_code = ErrorClass(error), None
+            try:
+                error_class, error_code = ErrorClass(error), None
+            except ValueError:
+                known = ", ".join(member.value for member in ErrorClass)
+                raise ContractError(
+                    f"ToolCall.error_class: {error!r} is not one of {known}"
+                ) from None
         self.status = CallStatus.ERROR
         self.error_class = error_class
         self.error_code = code if code is not None else error_code
@@ -122,7 +139,7 @@ class ToolCallScope:
     def _start(self) -> None:
         if self._t0 is not None:
             raise RuntimeError("a tool_call scope is used once; call emitter.tool_call() again")
-        self._data, self._sampled = self._emitter.context_fields("ToolCall", {}, self._spec.run_id)
+        self._data, self._sampled = self._emitter.context_fields("ToolCall", None, self._run_id)
         self._token = _SCOPE.set(self)
         self._t0 = perf_counter()
 
@@ -143,19 +160,19 @@ class ToolCallScope:
                 error_code = found_code
         spec = self._spec
         data = self._data
-        data["tool"] = spec.tool
+        data.update(spec.static)
         data["status"] = status
-        data["error_class"] = error_class
-        data["error_code"] = error_code
         data["latency_ms"] = latency_ms
-        data["timeout_ms"] = spec.timeout_ms
-        data["attempt"] = spec.attempt
-        data["fallback_used"] = self.fallback_used
-        data["output_valid"] = self.output_valid
-        data["idempotent"] = spec.idempotent
-        data["atomic"] = spec.atomic
-        data["retention"] = spec.retention
-        data["result_summary"] = self.result_summary
+        if error_class != ErrorClass.NONE:
+            data["error_class"] = error_class
+        if error_code is not None:
+            data["error_code"] = error_code
+        if self.fallback_used is not False:
+            data["fallback_used"] = self.fallback_used
+        if self.output_valid is not True:
+            data["output_valid"] = self.output_valid
+        if self.result_summary is not None:
+            data["result_summary"] = self.result_summary
         if self.params is not None:
             data["params"] = self.params
         if exc is None:
@@ -200,19 +217,19 @@ class ToolCallScope:
                 f"cannot trace generator function {fn.__qualname__}: wrap the code that "
                 "calls the tool in 'with emitter.tool_call(...)' instead"
             )
-        emitter, spec = self._emitter, self._spec
+        emitter, spec, params, run_id = self._emitter, self._spec, self.params, self._run_id
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
             async def traced_async(*args: Any, **kwargs: Any) -> Any:
-                async with ToolCallScope(emitter, spec):
+                async with ToolCallScope(emitter, spec, params, run_id):
                     return await fn(*args, **kwargs)
 
             return traced_async  # type: ignore[return-value]
 
         @functools.wraps(fn)
         def traced(*args: Any, **kwargs: Any) -> Any:
-            with ToolCallScope(emitter, spec):
+            with ToolCallScope(emitter, spec, params, run_id):
                 return fn(*args, **kwargs)
 
         return traced  # type: ignore[return-value]

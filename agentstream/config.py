@@ -325,6 +325,8 @@ class WorkerSettings(_Section):
     #: shared secret for analyst queries through the worker's web port
     query_token: SecretStr | None = None
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    #: a file the worker creates once it consumes (for supervisors and the demo)
+    ready_file: Path | None = None
 
 
 class TelemetrySettings(_Section):

@@ -19,6 +19,7 @@ from agentstream.config import Settings, load_settings
 from agentstream.errors import DeliveryError
 
 if TYPE_CHECKING:
+    from agentstream._replay import ReplayJob
     from agentstream._spool import SegmentInfo
 
 __all__ = ["EXIT_NOT_DRAINED", "register"]
@@ -104,7 +105,7 @@ def _print_status(directory: Path, infos: list[SegmentInfo]) -> None:
         ("modified", "left"),
         ("torn tail", "left"),
     ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for info in infos:
         modified = datetime.fromtimestamp(info.modified).isoformat(timespec="seconds")
         table.add_row(
@@ -140,38 +141,76 @@ def _replay(args: argparse.Namespace) -> int:
         ) from exc
     if not metadata.brokers:
         raise DeliveryError(f"no broker answers at {bootstrap}; the spool is left as it is")
-    segments = spool.claim(include_rejected=args.include_rejected)
-    if not segments:
+    stats = spool.stats()
+    expected = stats.records + (stats.rejected_records if args.include_rejected else 0)
+    deadline = time.monotonic() + args.timeout
+    totals = _Totals()
+    # a few segments at a time (each is read into memory whole); failures are spooled
+    # again into new segments, which ``seen`` keeps this run from retrying in a loop
+    seen: set[str] = set()
+    with _Progress(expected, f"replaying to {bootstrap}") as progress:
+        while time.monotonic() < deadline:
+            segments = spool.claim(include_rejected=args.include_rejected, limit=4)
+            fresh = [s for s in segments if s.path.name not in seen]
+            for segment in segments:
+                if segment.path.name in seen:
+                    segment.release()
+            if not fresh:
+                break
+            seen.update(s.path.name for s in fresh)
+            job = ReplayJob(spool, fresh)
+            while not job.done and time.monotonic() < deadline:
+                job.pump(producer)
+                producer.poll(_POLL_S)
+                job.reap()
+                progress.update(totals.done + job.delivered + job.failed + job.rejected)
+            if not job.done:
+                producer.purge(in_queue=True, in_flight=True, blocking=False)
+                while job.outstanding:
+                    producer.poll(_POLL_S)
+                job.abandon()
+            spool.close()  # failures went to a new segment: not retried in this run
+            seen.update(p.name for p in spool.segment_paths())
+            totals.add(job)
+    spool.close()
+    if totals.segments == 0:
         print(f"nothing to replay in {spool.directory}")
         return 0
-    job = ReplayJob(spool, segments)
-    deadline = time.monotonic() + args.timeout
-    with _Progress(job.total, f"replaying to {bootstrap}") as progress:
-        while not job.done and time.monotonic() < deadline:
-            job.pump(producer)
-            producer.poll(_POLL_S)
-            job.reap()
-            progress.update(job.delivered + job.failed + job.rejected)
-        if not job.done:
-            producer.flush(min(5.0, max(0.0, deadline - time.monotonic()) + 1.0))
-            producer.purge(in_queue=True, in_flight=True, blocking=False)
-            while len(producer):
-                producer.poll(_POLL_S)
-            job.abandon()
-    spool.close()
-    message = (
-        f"replayed {job.delivered} of {job.total} event(s) from {len(segments)} segment(s) "
-        f"to {bootstrap}"
-    )
-    if job.failed:
-        message += f"; {job.failed} failed again and stay spooled"
-    if job.rejected:
-        message += f"; {job.rejected} refused by the broker (kept as rejected)"
-    if job.torn_tails:
-        message += f"; {job.torn_tails} segment(s) had a torn tail"
-    print(message)
-    undelivered = job.total - job.delivered
-    return 0 if undelivered == 0 else EXIT_NOT_DRAINED
+    print(totals.message(bootstrap))
+    return 0 if totals.total == totals.delivered else EXIT_NOT_DRAINED
+
+
+class _Totals:
+    """What a replay did, over its rounds."""
+
+    def __init__(self) -> None:
+        self.segments = self.total = self.delivered = self.failed = 0
+        self.rejected = self.torn_tails = 0
+
+    @property
+    def done(self) -> int:
+        return self.delivered + self.failed + self.rejected
+
+    def add(self, job: ReplayJob) -> None:
+        self.segments += job.segments
+        self.total += job.total
+        self.delivered += job.delivered
+        self.failed += job.failed
+        self.rejected += job.rejected
+        self.torn_tails += job.torn_tails
+
+    def message(self, bootstrap: str) -> str:
+        text = (
+            f"replayed {self.delivered} of {self.total} event(s) from {self.segments} "
+            f"segment(s) to {bootstrap}"
+        )
+        if self.failed:
+            text += f"; {self.failed} failed again and stay spooled"
+        if self.rejected:
+            text += f"; {self.rejected} refused by the broker (kept as rejected)"
+        if self.torn_tails:
+            text += f"; {self.torn_tails} segment(s) had a torn tail"
+        return text
 
 
 class _Progress:

@@ -1,11 +1,110 @@
-"""`agentstream worker`: processors and sinks in one process."""
+"""`agentstream worker`: processors, the ClickHouse sink and alert delivery in one process.
+
+The process owns the embedded ClickHouse folder while it runs; analysts reach
+it through the worker's web port (``/analyst/query``, ``/analyst/report``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING
 
-__all__ = ["register"]
+from agentstream.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from sinks.clickhouse import ClickHouseBackend
+
+__all__ = ["register", "run_worker"]
+
+log = logging.getLogger("agentstream.worker")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add this group's commands (none yet)."""
+    """Add ``worker``."""
+    worker = subparsers.add_parser(
+        "worker",
+        help="run the processors, the ClickHouse sink and alert delivery",
+        description=(
+            "Run the stream processors (contract gate, lifecycle, rollups, alert rules), the "
+            "ClickHouse sink and the alert dispatcher against the configured Kafka and "
+            "ClickHouse. Stops cleanly on SIGTERM / Ctrl-C."
+        ),
+    )
+    worker.add_argument("--no-sink", action="store_true", help="do not store into ClickHouse")
+    worker.add_argument("--no-alerts", action="store_true", help="do not deliver alerts")
+    worker.add_argument(
+        "--log-level", default="info", choices=("debug", "info", "warning", "error")
+    )
+    worker.set_defaults(handler=_worker)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return run_worker(load_settings(), sink=not args.no_sink, alerts=not args.no_alerts)
+
+
+@contextmanager
+def _sink(settings: Settings, backend: ClickHouseBackend) -> Iterator[None]:
+    from sinks.consumer import SinkWorker
+
+    sink = SinkWorker(settings, backend=backend)
+    sink.start()
+    log.info("ClickHouse sink consuming %s", ", ".join(sink.topics))
+    try:
+        yield
+    finally:
+        sink.stop()
+        if sink.error is not None:
+            log.error("the ClickHouse sink failed: %s", sink.error)
+
+
+@contextmanager
+def _alert_delivery(settings: Settings) -> Iterator[None]:
+    from sinks.alerting import AlertDispatcher, Notifier, build_channels
+
+    notifier = Notifier(build_channels(settings.alerts), settings.alerts)
+    dispatcher = AlertDispatcher(settings, notifier)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=dispatcher.run, args=(stop,), name="agentstream-alerts", daemon=True
+    )
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(10)
+        dispatcher.close()
+        notifier.close(5)
+
+
+def run_worker(settings: Settings, *, sink: bool = True, alerts: bool = True) -> int:
+    """Run until stopped; returns the exit code."""
+    from agentstream.localstack import ensure_topics
+    from agentstream.tracing import configure_tracing
+    from processors.worker import run_processors
+    from sinks.clickhouse import open_backend
+
+    configure_tracing(settings.telemetry)
+    ensure_topics(
+        settings.kafka.bootstrap_servers,
+        settings.topics.all().values(),
+        partitions=settings.kafka.partitions,
+        replication=settings.kafka.replication_factor,
+        client_config=settings.kafka.confluent_config(),
+    )
+    with ExitStack() as stack:
+        backend = open_backend(settings.clickhouse)
+        stack.callback(backend.close)
+        if sink:
+            stack.enter_context(_sink(settings, backend))
+        if alerts:
+            stack.enter_context(_alert_delivery(settings))
+        return run_processors(settings, backend=backend)

@@ -56,7 +56,7 @@ class DeadlineIndex:
             return
         self._current[run_id] = deadline
         heapq.heappush(self._heap, (deadline, run_id))
-        if len(self._heap) > 2 * len(self._current) + 1024:
+        if len(self._heap) > 4 * len(self._current) + 4096:
             self._compact()
 
     def next_deadline(self) -> int | None:

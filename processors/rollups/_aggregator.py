@@ -20,7 +20,9 @@ How it works
   of the **earliest open 1 s window** (the one holding the watermark) of each of
   its scopes; that window is emitted later and rolls up into 1 min and 1 h, so
   a late event is never lost silently: it shows up as ``late_events`` in the
-  window that was open when it arrived.
+  window that was open when it arrived. Exception: a *synthesized* timeout
+  (dated at the run's deadline, published after the timeout grace) whose window
+  has closed is counted as a failed run in that earliest open window.
 
 Determinism: the late/on-time decision uses the watermark at the moment the
 event is added (derived from the events themselves), never the time
@@ -103,6 +105,7 @@ _SECOND: Final = RESOLUTION_US["1s"]
 #: the quantiles reported as latency_p50 / p95 / p99
 QUANTILES: Final = (0.5, 0.95, 0.99)
 META_KEY: Final = "meta"
+_STATE_VERSION: Final = 1
 _SCOPE_CACHE_LIMIT: Final = 100_000
 
 _STATUS: Final = {CallStatus.SUCCESS: SUCCESS, CallStatus.PARTIAL: PARTIAL, CallStatus.ERROR: ERROR}
@@ -144,7 +147,7 @@ def build_rollup(
 ) -> Rollup:
     """The :class:`~schemas.Rollup` record of a closed cell."""
     f = cell.f
-    sketch = LatencySketch(relative_accuracy, cell.bins, f[ZERO_LATENCY])
+    sketch = LatencySketch.wrap(relative_accuracy, cell.bins, f[ZERO_LATENCY])
     p50 = p95 = p99 = None
     data = None
     if sketch.bins or sketch.zero:
@@ -201,7 +204,10 @@ class RollupAggregator:
         self._windows: dict[Resolution, dict[int, dict[str, Cell]]] = {r: {} for r in _TIERS}
         self._max_event: int | None = None
         self._watermark: int | None = None
-        self._dirty_windows: set[tuple[Resolution, int]] = set()
+        #: 1 s windows changed since the last drain
+        self._dirty_seconds: set[int] = set()
+        #: per open 1 s window: scope ids -> the cells an event of those ids updates
+        self._hot: dict[int, dict[_ScopeId, list[Cell]]] = {}
         self._dirty_cells: set[tuple[Resolution, int, str]] = set()
         self._deleted: set[str] = set()
         self._scope_cache: dict[_ScopeId, tuple[Scope, ...]] = {}
@@ -272,9 +278,17 @@ class RollupAggregator:
             f[COST_NUSD] += cost
 
     def add_transition(self, ev: StateTransition) -> None:
-        """A *validated* lifecycle transition (the lifecycle topic): runs and state time."""
+        """A *validated* lifecycle transition (the lifecycle topic): runs and state time.
+
+        A synthesized timeout is dated at the run's deadline but published only
+        once the clock passed the deadline plus the timeout grace, often after
+        its window closed: it is then counted (runs_failed, state time) in the
+        earliest open window, the one open when it was published, not as late.
+        """
         cells = self._cells(
-            to_us(ev.event_time), (ev.tenant_id, ev.agent_id, ev.agent_version, None)
+            to_us(ev.event_time),
+            (ev.tenant_id, ev.agent_id, ev.agent_version, None),
+            catch_up=ev.synthesized,
         )
         if cells is None:
             return
@@ -308,31 +322,39 @@ class RollupAggregator:
             scopes = self._scope_cache[ids] = scopes_of(*ids)
         return scopes
 
-    def _cells(self, t: int, ids: _ScopeId) -> list[Cell] | None:
-        """The 1 s cells of an event at ``t``; None if it is late (then counted as late)."""
+    def _cells(self, t: int, ids: _ScopeId, catch_up: bool = False) -> list[Cell] | None:
+        """The 1 s cells of an event at ``t``; None if it is late (then counted as late).
+
+        With ``catch_up`` a late event is not refused: it is aggregated in the
+        earliest open window (synthesized timeouts, see :meth:`add_transition`).
+        """
         watermark = self._watermark
         if self._max_event is None or t > self._max_event:
             self._max_event = t
             mark = t - self._lateness
             if watermark is None or mark > watermark:
                 watermark = self._watermark = mark
-        scopes = self._scopes(ids)
         start = t - t % _SECOND
         if watermark is not None and start + _SECOND <= watermark:
-            window = self._window("1s", watermark - watermark % _SECOND)
-            for scope in scopes:
-                self._cell(window, scope).f[LATE] += 1
+            landing = watermark - watermark % _SECOND
+            if catch_up:
+                return self._second_cells(landing, ids)
+            for cell in self._second_cells(landing, ids):
+                cell.f[LATE] += 1
             return None
-        window = self._window("1s", start)
-        return [self._cell(window, scope) for scope in scopes]
+        return self._second_cells(start, ids)
 
-    def _window(self, resolution: Resolution, start: int) -> dict[str, Cell]:
-        tier = self._windows[resolution]
-        window = tier.get(start)
-        if window is None:
-            window = tier[start] = {}
-        self._dirty_windows.add((resolution, start))
-        return window
+    def _second_cells(self, start: int, ids: _ScopeId) -> list[Cell]:
+        """The cells of 1 s window ``start`` for the scopes of ``ids`` (hot path: 2 lookups)."""
+        self._dirty_seconds.add(start)
+        hot = self._hot.get(start)
+        if hot is None:
+            hot = self._hot[start] = {}
+        cells = hot.get(ids)
+        if cells is None:
+            window = self._windows["1s"].setdefault(start, {})
+            cells = hot[ids] = [self._cell(window, scope) for scope in self._scopes(ids)]
+        return cells
 
     @staticmethod
     def _cell(window: dict[str, Cell], scope: Scope) -> Cell:
@@ -373,7 +395,9 @@ class RollupAggregator:
         out: list[Rollup] = []
         for start in closed:
             window = tier.pop(start)
-            self._dirty_windows.discard((resolution, start))
+            if resolution == "1s":
+                self._dirty_seconds.discard(start)
+                self._hot.pop(start, None)
             target = None
             if parent is not None:
                 target_start = window_start(start, parent)
@@ -401,16 +425,17 @@ class RollupAggregator:
         between two drains): delete with ``table.pop(key, None)``.
         """
         changes: dict[str, CellJson | AggregatorMeta | None] = dict.fromkeys(self._deleted)
-        for resolution, start in self._dirty_windows:
-            for key, cell in self._windows[resolution].get(start, {}).items():
-                changes[f"{resolution}|{start}|{key}"] = cell.to_json()
+        seconds = self._windows["1s"]
+        for start in self._dirty_seconds:
+            for key, cell in seconds.get(start, {}).items():
+                changes[f"1s|{start}|{key}"] = cell.to_json()
         for resolution, start, key in self._dirty_cells:
             cell_or_none = self._windows[resolution].get(start, {}).get(key)
             if cell_or_none is not None:
                 changes[f"{resolution}|{start}|{key}"] = cell_or_none.to_json()
         changes[META_KEY] = self._meta()
         self._deleted.clear()
-        self._dirty_windows.clear()
+        self._dirty_seconds.clear()
         self._dirty_cells.clear()
         return changes
 
@@ -424,7 +449,11 @@ class RollupAggregator:
         return entries
 
     def _meta(self) -> AggregatorMeta:
-        return {"version": 1, "max_event": self._max_event, "watermark": self._watermark}
+        return {
+            "version": _STATE_VERSION,
+            "max_event": self._max_event,
+            "watermark": self._watermark,
+        }
 
     @classmethod
     def restore(
@@ -438,6 +467,8 @@ class RollupAggregator:
         for key, value in entries:
             try:
                 if key == META_KEY:
+                    if value["version"] != _STATE_VERSION:
+                        raise ValueError(f"state version {value['version']!r} is not supported")
                     agg._max_event = value["max_event"]
                     agg._watermark = value["watermark"]
                     continue
@@ -445,7 +476,7 @@ class RollupAggregator:
                 if resolution not in RESOLUTION_US:
                     raise ValueError(f"unknown resolution {resolution!r}")
                 cell = Cell.from_json(cast(CellJson, value))
+                agg._windows[resolution].setdefault(int(start), {})[scope_key] = cell
             except (KeyError, TypeError, ValueError) as exc:
                 raise ValueError(f"rollup state entry {key!r}: {exc}") from exc
-            agg._windows[resolution].setdefault(int(start), {})[scope_key] = cell
         return agg

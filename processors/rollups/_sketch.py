@@ -97,6 +97,13 @@ class LatencySketch:
         self.bins: dict[int, int] = {k: c for k, c in (bins or {}).items() if c}
         self.zero = zero
 
+    @classmethod
+    def wrap(cls, relative_accuracy: float, bins: dict[int, int], zero: int = 0) -> LatencySketch:
+        """A sketch over ``bins`` itself (no copy: later changes show through both)."""
+        sketch = cls(relative_accuracy, None, zero)
+        sketch.bins = bins
+        return sketch
+
     @property
     def relative_accuracy(self) -> float:
         """The relative accuracy alpha the sketch guarantees for its quantiles."""
@@ -177,17 +184,26 @@ class LatencySketch:
         """The compact byte form (module docstring)."""
         out = bytearray((FORMAT_VERSION,))
         out += _ACCURACY.pack(self.relative_accuracy)
-        _put_varint(out, self.zero)
-        keys = sorted(k for k, c in self.bins.items() if c)
-        _put_varint(out, len(keys))
-        previous: int | None = None
-        for key in keys:
-            if previous is None:
-                _put_varint(out, (key << 1) ^ (key >> 63))  # zigzag
-            else:
-                _put_varint(out, key - previous)
-            _put_varint(out, self.bins[key])
-            previous = key
+        put = _put_varint
+        put(out, self.zero)
+        bins = self.bins
+        keys = sorted(k for k, c in bins.items() if c)
+        put(out, len(keys))
+        if keys:
+            first = keys[0]
+            put(out, (first << 1) ^ (first >> 63))  # zigzag
+            put(out, bins[first])
+            previous = first
+            append = out.append
+            for key in keys[1:]:
+                delta, count = key - previous, bins[key]
+                if delta < 0x80 and count < 0x80:
+                    append(delta)
+                    append(count)
+                else:
+                    put(out, delta)
+                    put(out, count)
+                previous = key
         return bytes(out)
 
     @classmethod

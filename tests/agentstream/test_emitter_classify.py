@@ -41,7 +41,7 @@ class _Strict(BaseModel):
 
 def _pydantic_error() -> ValidationError:
     try:
-        _Strict(n="x")  # type: ignore[arg-type]
+        _Strict.model_validate({"n": "x"})
     except ValidationError as exc:
         return exc
     raise AssertionError("pydantic accepted a bad value")
@@ -51,8 +51,8 @@ def _pydantic_error() -> ValidationError:
     ("exc", "expected"),
     [
         (TimeoutError("slow"), (ErrorClass.TIMEOUT, "TimeoutError")),
-        (asyncio.TimeoutError(), (ErrorClass.TIMEOUT, "TimeoutError")),
-        (socket.timeout(), (ErrorClass.TIMEOUT, "TimeoutError")),
+        (asyncio.TimeoutError(), (ErrorClass.TIMEOUT, "TimeoutError")),  # noqa: UP041
+        (socket.timeout(), (ErrorClass.TIMEOUT, "TimeoutError")),  # noqa: UP041
         (concurrent.futures.TimeoutError(), (ErrorClass.TIMEOUT, "TimeoutError")),
         (asyncio.CancelledError(), (ErrorClass.TIMEOUT, "CancelledError")),
         (ReadTimeout(), (ErrorClass.TIMEOUT, "ReadTimeout")),

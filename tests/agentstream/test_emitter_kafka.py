@@ -51,12 +51,22 @@ def _settings(bootstrap: str, spool_dir: Path, **emitter: Any) -> Settings:
 
 
 def _agent_topics(settings: Settings) -> list[str]:
-    return [settings.topics.name(s) for s in ("tool_calls", "model_calls", "transitions", "reviews")]
+    return [
+        settings.topics.name(s) for s in ("tool_calls", "model_calls", "transitions", "reviews")
+    ]
 
 
-def consume_all(
-    bootstrap: str, topics: list[str], expected: int
-) -> list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]]:
+#: (topic, key, value, headers) of a consumed message
+Consumed = tuple[Any, Any, Any, Any]
+
+
+def decode_event(codec: AvroCodec, value: bytes) -> AgentEvent:
+    event = codec.decode_model(value)
+    assert isinstance(event, AgentEvent)
+    return event
+
+
+def consume_all(bootstrap: str, topics: list[str], expected: int) -> list[Consumed]:
     """Every message of ``topics`` from the start: (topic, key, value, headers)."""
     consumer = Consumer(
         {
@@ -66,7 +76,7 @@ def consume_all(
             "enable.auto.commit": False,
         }
     )
-    out: list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]] = []
+    out: list[Consumed] = []
     deadline = time.monotonic() + CONSUME_LIMIT_S
     try:
         consumer.subscribe(topics)
@@ -175,8 +185,7 @@ def test_ten_thousand_mixed_events_round_trip_in_per_run_order(
     by_id = {e.event_id: e for e in sent}
     received: dict[tuple[str, str], list[str]] = defaultdict(list)
     for topic, key, value, headers in messages:
-        event = codec.decode_model(value)
-        assert isinstance(event, AgentEvent)
+        event = decode_event(codec, value)
         assert event == by_id[event.event_id]  # decodes to the very model that was emitted
         assert key == event.run_id.encode()
         assert topic == emitter.topic_for(type(event))
@@ -204,7 +213,7 @@ def test_ten_thousand_mixed_events_round_trip_in_per_run_order(
     framed = consume_all(kafka_broker.bootstrap, _agent_topics(confluent), len(sent))
     reader = AvroCodec(registry=registry)
     assert all(value[0] == 0 for _, _, value, _ in framed)
-    decoded = {m.event_id: m for m in (reader.decode_model(v) for _, _, v, _ in framed)}
+    decoded = {m.event_id: m for m in (decode_event(reader, v) for _, _, v, _ in framed)}
     assert decoded == by_id
 
 
@@ -223,7 +232,9 @@ def test_a_spool_left_by_an_earlier_process_is_replayed_on_start(
     )
     first = Emitter(away)  # the broker is "away" for this process
     with run_context(tenant_id="t", agent_id="a", run_id="earlier"):
-        sent = [first.emit(ToolCall, tool=f"t{i}", status="SUCCESS", latency_ms=i) for i in range(300)]
+        sent = [
+            first.emit(ToolCall, tool=f"t{i}", status="SUCCESS", latency_ms=i) for i in range(300)
+        ]
     assert first.flush(60) == 0
     first.close(0)
     assert first.stats().spooled == 300
@@ -239,6 +250,6 @@ def test_a_spool_left_by_an_earlier_process_is_replayed_on_start(
         second.close()
     messages = consume_all(kafka_broker.bootstrap, [settings.topics.name("tool_calls")], 300)
     codec = AvroCodec()
-    ids = [codec.decode_model(value).event_id for _, _, value, _ in messages]
+    ids = [decode_event(codec, value).event_id for _, _, value, _ in messages]
     assert ids == [e.event_id for e in sent]  # one run, one partition: in order, once each
     assert not any(spool_dir.iterdir())  # every segment was deleted after its replay

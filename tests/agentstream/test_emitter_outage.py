@@ -11,6 +11,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from confluent_kafka import Consumer
@@ -35,7 +36,7 @@ def _wait_until(condition: Callable[[], bool], what: str) -> None:
         time.sleep(0.1)
 
 
-def _consume(bootstrap: str, topics: list[str], expected: int) -> list[tuple[str, bytes]]:
+def _consume(bootstrap: str, topics: list[str], expected: int) -> list[tuple[Any, Any]]:
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
@@ -44,7 +45,7 @@ def _consume(bootstrap: str, topics: list[str], expected: int) -> list[tuple[str
             "enable.auto.commit": False,
         }
     )
-    out: list[tuple[str, bytes]] = []
+    out: list[tuple[Any, Any]] = []
     deadline = time.monotonic() + WAIT_S
     try:
         consumer.subscribe(topics)
@@ -77,7 +78,8 @@ def test_events_emitted_while_the_broker_is_down_arrive_exactly_once(
             sent: list[AgentEvent] = []
             with run_context(tenant_id="t", agent_id="a", run_id="warm-up"):
                 sent.append(emitter.transition("INIT"))
-            assert emitter.flush(60) == 0 and emitter.stats().delivered == 1
+            assert emitter.flush(60) == 0
+            assert emitter.stats().delivered == 1
 
             broker.local.stop()
             for run in range(20):
@@ -117,17 +119,19 @@ def test_events_emitted_while_the_broker_is_down_arrive_exactly_once(
         messages = _consume(broker.bootstrap, topics, len(sent))
     codec = AvroCodec()
     decoded = [codec.decode_model(value) for _, value in messages]
-    counts = Counter(event.event_id for event in decoded)
+    assert all(isinstance(event, AgentEvent) for event in decoded)
+    decoded_events = cast(list[AgentEvent], decoded)
+    counts = Counter(event.event_id for event in decoded_events)
     assert set(counts) == {event.event_id for event in sent}  # nothing missing
-    assert len(counts) == 1002 and max(counts.values()) == 1  # and nothing twice
+    assert len(counts) == 1002
+    assert max(counts.values()) == 1
     by_id = {event.event_id: event for event in sent}
-    assert all(event == by_id[event.event_id] for event in decoded)
+    assert all(event == by_id[event.event_id] for event in decoded_events)
     # replayed in spool order: each run's events are still in emit order per topic
     received: dict[tuple[str, str], list[str]] = defaultdict(list)
     expected: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for event in decoded:
+    for event in decoded_events:
         received[(event.run_id, type(event).__name__)].append(event.event_id)
     for event in sent:
         expected[(event.run_id, type(event).__name__)].append(event.event_id)
     assert received == expected
-

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from agentstream import Emitter, ToolCall, run_context
+from agentstream import Emitter, EventValidationError, ToolCall, run_context
 from agentstream._spool import Spool
 from agentstream.config import Settings, load_settings
 from agentstream.localstack import free_ports
@@ -73,7 +73,8 @@ def test_undeliverable_events_are_spooled_then_diverted(emitter: Emitter, tmp_pa
     assert emitter.flush(WAIT_S) == 0  # done = delivered or durably spooled
     stats = emitter.stats()
     assert (stats.emitted, stats.failed, stats.spooled, stats.delivered) == (50, 50, 50, 0)
-    assert stats.diverting and stats.lost == 0
+    assert stats.diverting
+    assert stats.lost == 0
     # while the broker is away, new events go straight to the spool
     with run_context(tenant_id="t", agent_id="a", run_id="run-late"):
         late = [emitter.emit(ToolCall, tool="late", status="SUCCESS", latency_ms=1.0)]
@@ -90,7 +91,9 @@ def test_undeliverable_events_are_spooled_then_diverted(emitter: Emitter, tmp_pa
 
 
 def test_a_full_local_queue_spools_at_once(tmp_path: Path) -> None:
-    emitter = Emitter(_settings(tmp_path / "spool", queue_max_messages=5, delivery_timeout_ms=30_000))
+    emitter = Emitter(
+        _settings(tmp_path / "spool", queue_max_messages=5, delivery_timeout_ms=30_000)
+    )
     try:
         with run_context(tenant_id="t", agent_id="a"):
             for i in range(20):
@@ -146,7 +149,64 @@ def test_a_full_disk_is_loud_and_counted(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     emitted, spooled, lost = map(int, result.stdout.split())
-    assert emitted == 200 and lost > 0 and spooled + lost == 200
-    assert "CRITICAL:agentstream.emitter" in result.stderr and "EVENTS LOST" in result.stderr
+    assert emitted == 200
+    assert lost > 0
+    assert spooled + lost == 200
+    assert "CRITICAL:agentstream.emitter" in result.stderr
+    assert "EVENTS LOST" in result.stderr
     # what was spooled is intact and readable
     assert len(_spooled_events(tmp_path / "spool")) == spooled
+
+
+def test_events_still_queued_at_interpreter_exit_are_spooled(tmp_path: Path) -> None:
+    [port] = free_ports("127.0.0.1", 1)
+    code = """
+        import sys
+        from agentstream import Emitter, ToolCall, run_context
+        from agentstream.config import load_settings
+        settings = load_settings(
+            kafka={"bootstrap_servers": sys.argv[2]},
+            emitter={"spool_dir": sys.argv[1], "delivery_timeout_ms": 600000,
+                     "flush_at_exit_s": 0.5},
+        )
+        emitter = Emitter(settings)
+        with run_context(tenant_id="t", agent_id="a", run_id="at-exit"):
+            for i in range(10):
+                event = emitter.emit(ToolCall, tool="x", status="SUCCESS", latency_ms=i)
+                print(event.event_id)
+        # no flush, no close: the atexit hook must keep the events
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), str(tmp_path / "spool"), f"127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    emitted = result.stdout.split()
+    assert len(emitted) == 10
+    assert [e.event_id for e in _spooled_events(tmp_path / "spool")] == emitted
+
+
+def test_the_kafka_emitter_refuses_bad_events_at_the_call_site(tmp_path: Path) -> None:
+    emitter = Emitter(_settings(tmp_path / "spool", max_event_bytes=2048))
+    try:
+        bad: list[tuple[dict[str, object], str]] = [
+            ({"status": "UNKNOWN"}, "ToolCall.status"),
+            ({"latency_ms": -5.0}, "ToolCall.latency_ms"),
+            ({"params": {"blob": "x" * 5000}}, "ToolCall.params"),
+        ]
+        with run_context(tenant_id="t", agent_id="a"):
+            for fields, field in bad:
+                values = {"tool": "x", "status": "SUCCESS", "latency_ms": 1.0, **fields}
+                with pytest.raises(EventValidationError) as info:
+                    emitter.emit(ToolCall, **values)
+                assert info.value.fields == (field,)
+        with pytest.raises(EventValidationError) as missing:
+            emitter.emit(ToolCall, tool="x", status="SUCCESS", latency_ms=1.0)
+        assert "ToolCall.run_id" in missing.value.fields
+        assert emitter.stats().emitted == 0
+    finally:
+        emitter.close(0)

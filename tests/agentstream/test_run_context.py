@@ -39,7 +39,8 @@ def test_run_id_defaults_to_a_fresh_uuid() -> None:
         pass
     with run_context(tenant_id="t", agent_id="a") as second:
         pass
-    assert pattern.fullmatch(first.run_id) and pattern.fullmatch(second.run_id)
+    assert pattern.fullmatch(first.run_id)
+    assert pattern.fullmatch(second.run_id)
     assert first.run_id != second.run_id
 
 
@@ -63,9 +64,11 @@ def test_nested_blocks_inherit_and_override() -> None:
     ],
 )
 def test_bad_or_missing_ids_name_the_field(kwargs: dict[str, object], field: str) -> None:
-    with pytest.raises(ContractError, match=rf"^run_context: {field}: "):
-        with run_context(**kwargs):  # type: ignore[arg-type]
-            pass
+    with (
+        pytest.raises(ContractError, match=rf"^run_context: {field}: "),
+        run_context(**kwargs),  # type: ignore[arg-type]
+    ):
+        pass
     assert current_context() is None
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from agentstream import _spool
 from agentstream._spool import MAGIC, Spool, SpoolRecord, read_frames
 from agentstream.errors import DeliveryError
 
@@ -22,7 +21,7 @@ def _records(n: int, start: int = 0) -> list[SpoolRecord]:
     out = []
     for i in range(start, start + n):
         key = None if i % 3 == 0 else f"run-{i % 5}".encode()
-        headers = ((("traceparent", f"00-{i:032x}-{i:016x}-01".encode()),) if i % 2 else ())
+        headers = (("traceparent", f"00-{i:032x}-{i:016x}-01".encode()),) if i % 2 else ()
         value = bytes([0xC3, 0x01]) + i.to_bytes(4, "big") + b"\x00\xff" * (i % 7)
         out.append(SpoolRecord(f"agent.topic{i % 2}", key, value, headers))
     return out
@@ -44,7 +43,8 @@ def test_records_round_trip_through_a_segment(tmp_path: Path) -> None:
     assert Spool.read(path) == first + second
     [claimed] = spool.claim()
     records, torn = claimed.read()
-    assert records == first + second and not torn
+    assert records == first + second
+    assert not torn
     claimed.delete()
     assert spool.segment_paths() == []
 
@@ -68,7 +68,7 @@ def test_one_fsync_per_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
     spool = Spool(tmp_path)
     spool.append(_records(1))  # creating the segment fsyncs the file and the folder
-    monkeypatch.setattr(_spool.os, "fsync", counting_fsync)
+    monkeypatch.setattr(os, "fsync", counting_fsync)
     for size in (1, 50, 1000):
         calls.clear()
         spool.append(_records(size))
@@ -202,7 +202,8 @@ def test_a_live_writer_in_another_process_keeps_its_segment(tmp_path: Path) -> N
         cwd=ROOT,
     )
     try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
         assert Spool(tmp_path).claim() == []
     finally:
         proc.communicate("\n", timeout=30)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agentstream.config import LifecycleSettings
-from processors import from_us, to_us
+from processors import EventClock, from_us, to_us
 from processors.lifecycle import (
     Accepted,
     DeadlineIndex,
@@ -429,3 +429,16 @@ def test_tracker_state_round_trips_through_json() -> None:
     rebuilt = TimeoutTracker.rebuild(SETTINGS, [run], saved["clock"])
     assert rebuilt.to_json() == tracker.to_json()
     assert from_us(saved["deadlines"]["r1"]) == T0 + timedelta(seconds=602)
+
+
+def test_event_clock_prefers_event_time_until_idle() -> None:
+    clock = EventClock(idle_after_s=2)
+    assert clock.now(500) == 500  # nothing seen yet: the wall clock
+    clock.observe(100 * US, 1_000 * US)  # a backlog: events far behind the wall clock
+    assert clock.now(1_001 * US) == 100 * US
+    clock.observe(90 * US, 1_001 * US)  # an older event never moves the clock back
+    assert clock.now(1_002 * US) == 100 * US
+    assert clock.now(1_003 * US) == 1_003 * US  # idle for 2 s: the wall clock takes over
+    clock.observe(2_000 * US, 1_004 * US)  # producers ahead of the worker's clock
+    assert clock.now(1_010 * US) == 2_000 * US  # idle, but event time is ahead: keep it
+    assert EventClock(2, json.loads(json.dumps(clock.to_json()))).now(1_010 * US) == 2_000 * US

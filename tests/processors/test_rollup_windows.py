@@ -466,9 +466,43 @@ def test_restore_from_table_resumes_exactly(events: list[RollupEvent]) -> None:
     assert out == straight
 
 
-def test_restore_names_a_bad_entry() -> None:
-    with pytest.raises(ValueError, match=r"'2s\|0\|global'"):
-        RollupAggregator.restore(SETTINGS, [("2s|0|global", {})])
+GOOD_CELL = {
+    "scope": {
+        "kind": "GLOBAL",
+        "key": "global",
+        "tenant_id": None,
+        "agent_id": None,
+        "agent_version": None,
+        "tool": None,
+    },
+    "figures": {"count": 1},
+    "state_ms": {},
+    "keys": [500],
+    "counts": [1],
+}
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "problem"),
+    [
+        ("2s|0|global", GOOD_CELL, "unknown resolution '2s'"),
+        ("1s|abc|global", GOOD_CELL, "invalid literal"),
+        ("1s|0|global", {**GOOD_CELL, "counts": []}, "shorter"),
+        ("meta", {"version": 9, "max_event": None, "watermark": None}, "version 9"),
+        ("meta", {}, "version"),
+    ],
+)
+def test_restore_names_a_bad_entry(key: str, value: dict[str, Any], problem: str) -> None:
+    with pytest.raises(ValueError, match=problem) as info:
+        RollupAggregator.restore(SETTINGS, [(key, value)])
+    assert repr(key) in str(info.value)
+
+
+def test_restore_reads_a_cell() -> None:
+    agg = RollupAggregator.restore(SETTINGS, [("1s|0|global", GOOD_CELL)])
+    (rollup,) = agg.advance(FAR, computed_at=STAMP)[:1]
+    assert (rollup.count, rollup.window_start) == (1, from_us(0))
+    assert rollup.latency_p50 == LatencySketch.wrap(ALPHA, {500: 1}).quantile(0.5)
 
 
 def test_partials_from_two_partitions_merge_into_the_whole(events: list[RollupEvent]) -> None:
@@ -538,3 +572,26 @@ def test_window_bounds_are_utc_and_aligned(emitted: dict[tuple[str, int, str], R
         assert rollup.window_start == from_us(start)
         assert start % (LENGTH_S[resolution] * 1_000_000) == 0
         assert rollup.window_start.tzinfo is not None
+
+
+def test_a_synthesized_timeout_past_its_window_still_counts_as_a_failed_run() -> None:
+    agg = RollupAggregator(SETTINGS)  # lateness 3 s
+    agg.add(tool(40.0))  # watermark 37.0
+    ctx = {
+        "tenant_id": "acme",
+        "user_id": "u",
+        "agent_id": "planner",
+        "agent_version": "1.0",
+        "run_id": "r",
+        "from_state": AgentState.REVIEWING,
+        "to_state": AgentState.FAILED,
+        "dwell_ms": 300_000,
+        "event_time": T0 + timedelta(seconds=30),  # the deadline, window long closed
+    }
+    agg.add(StateTransition(**ctx, synthesized=True, error_category="TIMEOUT"))
+    agg.add(StateTransition(**ctx))  # the same, reported by an agent: simply late
+    rest = by_key(agg.advance(FAR, computed_at=STAMP))
+    landing = rest[("1s", second(37.0), "global")]
+    assert (landing.runs_failed, landing.late_events) == (1, 1)
+    assert landing.state_time_ms == {AgentState.REVIEWING: 300_000}
+    assert ("1s", second(30.0), "global") not in rest
