@@ -41,7 +41,7 @@ demo: setup ## local broker + embedded ClickHouse + worker + simulated agents
 	$(BIN)/agentstream demo
 
 bench: setup ## throughput and latency, each beside a baseline measured in the same run
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench --chart bench-results/bench.png
 
 kafka-up: setup ## start the local broker
 	$(BIN)/agentstream kafka up

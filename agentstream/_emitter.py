@@ -96,6 +96,9 @@ def kafka_producer_config(settings: Settings) -> dict[str, Any]:
             "queue.buffering.max.messages": es.queue_max_messages,
             "queue.buffering.max.kbytes": es.queue_max_kbytes,
             "delivery.timeout.ms": es.delivery_timeout_ms,
+            # the Java clients' and aiokafka's (faust's) key hashing: a run_id lands on the
+            # same partition whoever produced it, so processors see each run in order
+            "partitioner": "murmur2_random",
         }
     )
     return conf

@@ -269,10 +269,13 @@ class Simulation:
             retention=retention,
         )
 
-    def events(self) -> Iterator[tuple[float, AgentEvent]]:
-        """``(offset_s, event)`` in emit order, without waiting (for tests and replays)."""
+    def events(self, start: datetime | None = None) -> Iterator[tuple[float, AgentEvent]]:
+        """``(offset_s, event)`` in emit order, without waiting (for tests and replays).
+
+        With a fixed ``start`` the same seed gives equal events.
+        """
         report = SimulationReport()
-        yield from self._generate(report, datetime.now(UTC))
+        yield from self._generate(report, start or datetime.now(UTC))
 
     def _generate(
         self, report: SimulationReport, start: datetime

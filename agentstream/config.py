@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -56,6 +57,7 @@ __all__ = [
     "WorkerSettings",
     "get_settings",
     "load_settings",
+    "settings_env",
 ]
 
 ENV_PREFIX = "AGENTSTREAM_"
@@ -421,6 +423,18 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = "; ".join(f"{_setting_name(err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"invalid configuration: {problems}") from exc
+
+
+def settings_env(overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    """The overrides :func:`load_settings` takes, as a child process's environment.
+
+    ``{"kafka": {"bootstrap_servers": "x"}}`` → ``{"AGENTSTREAM_KAFKA__BOOTSTRAP_SERVERS": "x"}``.
+    """
+    return {
+        f"{ENV_PREFIX}{section.upper()}{ENV_DELIMITER}{name.upper()}": str(value)
+        for section, fields in overrides.items()
+        for name, value in fields.items()
+    }
 
 
 @lru_cache(maxsize=1)

@@ -16,13 +16,13 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentstream.config import ENV_DELIMITER, ENV_PREFIX, Settings, load_settings
+from agentstream.config import Settings, load_settings, settings_env
 from agentstream.errors import AgentstreamError
 
 __all__ = ["DemoOptions", "run_demo"]
@@ -41,16 +41,6 @@ class DemoOptions:
     incident_version: str = "1.1.0"
     settle_s: float = 12.0
     home: Path = Path(".local/demo")
-
-
-def _env(overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
-    """Settings overrides → the worker's environment (each variable named once)."""
-    env: dict[str, str] = {}
-    for section, fields in overrides.items():
-        for name, value in fields.items():
-            key = f"{ENV_PREFIX}{section.upper()}{ENV_DELIMITER}{name.upper()}"
-            env[key] = str(value)
-    return env
 
 
 @dataclass
@@ -241,7 +231,7 @@ def run_demo(options: DemoOptions) -> int:
         },
     }
     settings = load_settings(**overrides)
-    env = _env(overrides)
+    env = settings_env(overrides)
     incident_at = options.duration_s * 0.25
     simulation = Simulation(
         SimulationConfig(
@@ -266,7 +256,7 @@ def run_demo(options: DemoOptions) -> int:
     )
     with _broker(settings, console) as bootstrap:
         settings = load_settings(**overrides, kafka={"bootstrap_servers": bootstrap})
-        env |= _env({"kafka": {"bootstrap_servers": bootstrap}})
+        env |= settings_env({"kafka": {"bootstrap_servers": bootstrap}})
         ensure_topics(
             bootstrap, settings.topics.all().values(), partitions=settings.kafka.partitions
         )

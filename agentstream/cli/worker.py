@@ -87,9 +87,10 @@ def _alert_delivery(settings: Settings) -> Iterator[None]:
 
 def run_worker(settings: Settings, *, sink: bool = True, alerts: bool = True) -> int:
     """Run until stopped; returns the exit code."""
+    from processors.worker import run_processors
+
     from agentstream.localstack import ensure_topics
     from agentstream.tracing import configure_tracing
-    from processors.worker import run_processors
     from sinks.clickhouse import open_backend
 
     configure_tracing(settings.telemetry)

@@ -26,6 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import trace
+
 from agentstream.config import Settings
 from agentstream.errors import (
     AgentstreamError,
@@ -35,6 +37,7 @@ from agentstream.errors import (
     DeliveryError,
     StorageError,
 )
+from agentstream.tracing import consumer_span
 from schemas import DEFAULT_CODEC, AvroCodec, HttpSchemaRegistry
 from sinks._base import FlushReport, Position, Rejected
 from sinks.clickhouse import ClickHouseBackend, ClickHouseSink, Row, migrate, open_backend
@@ -43,6 +46,7 @@ from sinks.consumer._routing import Route, dead_letter, routes
 __all__ = ["SinkStats", "SinkWorker"]
 
 log = logging.getLogger("agentstream.sink")
+_TRACER = trace.get_tracer("agentstream.sink")
 
 _MAX_CONSUME = 1000
 
@@ -294,9 +298,18 @@ class SinkWorker:
             self._bad(route, message, exc)
         else:
             sink = self._require_sink()
-            sink.add_record(
-                record, Position(topic, partition, offset), raw=value, key=message.key()
-            )
+            position = Position(topic, partition, offset)
+            headers = message.headers()
+            if headers:  # a traced event: the sink's span joins the producer's trace
+                with consumer_span(
+                    f"sink {route.stream}",
+                    headers,
+                    tracer=_TRACER,
+                    attributes={"messaging.destination.name": topic},
+                ):
+                    sink.add_record(record, position, raw=value, key=message.key())
+            else:
+                sink.add_record(record, position, raw=value, key=message.key())
         self.stats.consumed += 1
         self._next[(topic, partition)] = offset + 1
 

@@ -1,0 +1,192 @@
+"""The bench's figures; each returns figures measured beside their baseline."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from agentstream.config import Settings, load_settings
+from agentstream.localstack import ensure_topics
+from bench._harness import BenchContext, Figure
+
+__all__ = [
+    "emit_overhead",
+    "end_to_end_latency",
+    "producer_throughput",
+    "sink_throughput",
+    "worker_throughput",
+]
+
+
+def _settings(ctx: BenchContext, **overrides: Any) -> Settings:
+    prefix = f"bench-{uuid.uuid4().hex[:8]}."
+    return load_settings(
+        kafka={"bootstrap_servers": ctx.bootstrap},
+        topics={"prefix": prefix},
+        emitter={"spool_dir": ctx.workdir / f"spool-{prefix}"},
+        **overrides,
+    )
+
+
+def emit_overhead(ctx: BenchContext) -> list[Figure]:
+    """What ``emit`` costs the agent's thread, beside a raw ``produce()`` of ready bytes."""
+    from agentstream._bench import measure_emit_overhead
+
+    result = measure_emit_overhead(bootstrap=ctx.bootstrap, n=min(ctx.events, 20_000))
+    raw = result.raw_produce
+    return [
+        Figure(
+            "emit overhead, tool_call helper p50",
+            result.helper.p50_us,
+            "µs",
+            "raw produce() p50",
+            raw.p50_us,
+            higher_is_better=False,
+            target="< 20 µs",
+        ),
+        Figure(
+            "emit overhead, tool_call helper p99",
+            result.helper.p99_us,
+            "µs",
+            "raw produce() p99",
+            raw.p99_us,
+            higher_is_better=False,
+        ),
+        Figure(
+            "emit overhead, emit(model) p50",
+            result.emit_model.p50_us,
+            "µs",
+            "raw produce() p50",
+            raw.p50_us,
+            higher_is_better=False,
+            target="< 20 µs",
+        ),
+    ]
+
+
+def _tool_calls(n: int) -> list[Any]:
+    from agentstream._simulate import Simulation, SimulationConfig
+    from schemas import ToolCall
+
+    sim = Simulation(SimulationConfig(duration_s=None, max_events=n * 3, runs_per_s=1000))
+    calls = [event for _, event in sim.events() if isinstance(event, ToolCall)]
+    return calls[:n]
+
+
+def producer_throughput(ctx: BenchContext) -> list[Figure]:
+    """Events/s through the Emitter (validated models → broker acks) vs raw produce."""
+    from confluent_kafka import Producer
+
+    from agentstream import Emitter
+    from agentstream._emitter import kafka_producer_config
+    from schemas import encode_model
+
+    settings = _settings(ctx)
+    topic = settings.topics.name("tool_calls")
+    ensure_topics(ctx.bootstrap, [topic], partitions=settings.kafka.partitions)
+    calls = _tool_calls(ctx.events)
+    payloads = [(call.run_id.encode(), encode_model(call)) for call in calls]
+
+    producer = Producer(kafka_producer_config(settings))
+    start = time.perf_counter()
+    for key, value in payloads:
+        while True:
+            try:
+                producer.produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    producer.flush(60)
+    raw_rate = len(payloads) / (time.perf_counter() - start)
+    ctx.mark("producer", raw_events_per_s=raw_rate)
+
+    emitter = Emitter(settings, replay_on_start=False)
+    start = time.perf_counter()
+    for call in calls:
+        emitter.emit(call)
+    emitter.flush(60)
+    rate = len(calls) / (time.perf_counter() - start)
+    emitter.close()
+    ctx.mark("producer", emitter_events_per_s=rate)
+    return [
+        Figure(
+            "producer throughput (Emitter, acks=all)",
+            rate,
+            "events/s",
+            "raw confluent-kafka produce loop",
+            raw_rate,
+            higher_is_better=True,
+        )
+    ]
+
+
+def sink_throughput(ctx: BenchContext) -> list[Figure]:
+    """Rows/s into the embedded engine at the default batch size vs a raw chdb insert."""
+    from sinks.bench import bench_sink
+
+    result = bench_sink(min(ctx.events, 100_000))
+    ctx.mark("sink", rows_per_s=result.sink_rows_per_s, raw_rows_per_s=result.raw_rows_per_s)
+    return [
+        Figure(
+            f"sink rows/s (ClickHouseSink, batch {result.batch_size})",
+            result.sink_rows_per_s,
+            "rows/s",
+            "raw chdb insert, same rows",
+            result.raw_rows_per_s,
+            higher_is_better=True,
+        ),
+        Figure(
+            "sink rows/s (decode + redact + sink)",
+            result.pipeline_rows_per_s,
+            "rows/s",
+            "raw chdb insert, same rows",
+            result.raw_rows_per_s,
+            higher_is_better=True,
+        ),
+    ]
+
+
+def worker_throughput(ctx: BenchContext) -> list[Figure]:
+    """Sustained events/s of the processors on a mixed workload vs a decode-only consumer."""
+    from processors.bench import bench_worker
+
+    result = bench_worker(ctx.bootstrap, events=ctx.events, workdir=ctx.workdir)
+    ctx.mark("worker", **result.timeline_point())
+    return [
+        Figure(
+            "worker sustained throughput (mixed workload)",
+            result.worker_events_per_s,
+            "events/s",
+            "plain consumer that only decodes",
+            result.decode_only_events_per_s,
+            higher_is_better=True,
+            target="20,000 events/s",
+        )
+    ]
+
+
+def end_to_end_latency(ctx: BenchContext) -> list[Figure]:
+    """Emit → row visible in ClickHouse, p50/p99, beside the Kafka round trip alone."""
+    from bench._e2e import measure_end_to_end
+
+    result = measure_end_to_end(ctx, _settings(ctx))
+    return [
+        Figure(
+            "end-to-end emit → row visible, p50",
+            result.p50_ms,
+            "ms",
+            "Kafka produce → consume p50",
+            result.kafka_p50_ms,
+            higher_is_better=False,
+        ),
+        Figure(
+            "end-to-end emit → row visible, p99",
+            result.p99_ms,
+            "ms",
+            "Kafka produce → consume p99",
+            result.kafka_p99_ms,
+            higher_is_better=False,
+        ),
+    ]
