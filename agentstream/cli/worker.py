@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from agentstream.config import Settings, load_settings
 
@@ -87,10 +87,10 @@ def _alert_delivery(settings: Settings) -> Iterator[None]:
 
 def run_worker(settings: Settings, *, sink: bool = True, alerts: bool = True) -> int:
     """Run until stopped; returns the exit code."""
-    from processors.worker import run_processors
-
     from agentstream.localstack import ensure_topics
     from agentstream.tracing import configure_tracing
+    from processors.engine import run_processors
+    from sinks.analyst import handle_analyst_request
     from sinks.clickhouse import open_backend
 
     configure_tracing(settings.telemetry)
@@ -108,4 +108,12 @@ def run_worker(settings: Settings, *, sink: bool = True, alerts: bool = True) ->
             stack.enter_context(_sink(settings, backend))
         if alerts:
             stack.enter_context(_alert_delivery(settings))
-        return run_processors(settings, backend=backend)
+        token = settings.worker.query_token
+        analyst = None
+        if token is not None:
+            secret = token.get_secret_value()
+
+            def analyst(path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+                return handle_analyst_request(path, headers, body, backend=backend, token=secret)
+
+        return run_processors(settings, analyst=analyst)
