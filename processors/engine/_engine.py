@@ -41,6 +41,7 @@ from schemas import (
     ModelCall,
     Record,
     ReviewDecision,
+    Rollup,
     StateTransition,
     ToolCall,
     encode_model,
@@ -112,11 +113,18 @@ class ProcessorEngine:
         self._runs = TrackedDict()
         self._alert_state = TrackedDict()
         self._tracker = TimeoutTracker(settings.lifecycle)
-        self._rollups = RollupAggregator(settings.rollups)
+        self._rollups = RollupAggregator(settings.rollups, event_watermark=False)
         self._evaluator = AlertEvaluator(rules_from_settings(settings), self._alert_state)
         self._lateness_us = seconds_to_us(settings.rollups.allowed_lateness_s)
+        self._grace_us = seconds_to_us(settings.lifecycle.timeout_grace_s)
         self._last_input = time.monotonic()
         self._positions: dict[tuple[str, int], int] = {}
+        #: per input partition: newest event time read (µs), and when (monotonic s)
+        self._partition_max: dict[tuple[str, str], tuple[int, float]] = {}
+        self._low_watermark: int | None = None
+        self._unread: set[tuple[str, str]] = set()
+        self._unread_empty = False
+        self._closed_through = 0
         self._next_timer = 0.0
 
     @property
@@ -139,11 +147,20 @@ class ProcessorEngine:
         self._evaluator.store = self._alert_state
         cells = [(k[5:], v) for k, v in state.items() if k.startswith("cell:")]
         if cells:
-            self._rollups = RollupAggregator.restore(self.settings.rollups, cells)
-        clock = state.get("tracker")
+            self._rollups = RollupAggregator.restore(
+                self.settings.rollups, cells, event_watermark=False
+            )
+        tracker = state.get("tracker") or {}
         self._tracker = TimeoutTracker.rebuild(
-            self.settings.lifecycle, [cast(RunState, run) for run in runs.values()], clock
+            self.settings.lifecycle,
+            [cast(RunState, run) for run in runs.values()],
+            tracker.get("clock"),
         )
+        restored = time.monotonic()
+        self._partition_max = {
+            tuple(key.rsplit("|", 1)): (value, restored)
+            for key, value in tracker.get("partitions", {}).items()
+        }
         log.info(
             "restored %d runs, %d rollup cells, %d alert states",
             len(runs),
@@ -163,14 +180,20 @@ class ProcessorEngine:
     # -- the loop --------------------------------------------------------------
 
     def run(self, stop: threading.Event, on_ready: Callable[[], None] | None = None) -> None:
+        """Poll until ``stop`` is set; ``on_ready`` once partitions are assigned."""
         ready = False
         while not stop.is_set():
-            messages = self._consumer.consume(self._batch_size, 0.2)
+            self.poll(0.2)
             if not ready and self._consumer.assignment():
                 ready = True
                 if on_ready is not None:
                     on_ready()
-            self.step(messages)
+
+    def poll(self, timeout: float) -> int:
+        """Consume one batch (waiting up to ``timeout`` s) and process it; the records read."""
+        messages = self._consumer.consume(self._batch_size, timeout)
+        self.step(messages)
+        return len(messages)
 
     def step(self, messages: list[Any]) -> None:
         """One transaction: the batch, the timers, closed windows, state and offsets."""
@@ -178,6 +201,8 @@ class ProcessorEngine:
         timer_due = now >= self._next_timer
         if not messages and not timer_due:
             return
+        if messages:
+            self._refresh_unread()
         self._producer.begin_transaction()
         try:
             for message in messages:
@@ -230,13 +255,61 @@ class ProcessorEngine:
         else:
             self._route(stream, record, message, None)
 
+    def _low_mark(self, message: Any, event_us: int) -> int | None:
+        """The low watermark: the oldest "newest event time" over the input partitions.
+
+        Partitions are read in order, but one may run ahead of another (fetch sizes,
+        batching); the slowest one bounds what has surely been seen. A partition with
+        nothing left to read (:meth:`_refresh_unread`) and quiet for
+        ``rollups.idle_after_s`` stops holding the others back; one not read from yet
+        while it has records holds the watermark where it is.
+        """
+        key = (message.topic(), str(message.partition()))
+        now = time.monotonic()
+        newest, _ = self._partition_max.get(key, (event_us, now))
+        self._partition_max[key] = (max(newest, event_us), now)
+        if self._unread_empty:
+            return self._low_watermark
+        idle = self.settings.rollups.idle_after_s
+        marks = [
+            m
+            for k, (m, seen) in self._partition_max.items()
+            if k in self._unread or now - seen <= idle
+        ]
+        mark = min(marks) if marks else max(m for m, _ in self._partition_max.values())
+        if self._low_watermark is None or mark > self._low_watermark:
+            self._low_watermark = mark
+        return self._low_watermark
+
+    def _refresh_unread(self) -> None:
+        """Which assigned partitions still have records to read (per batch: cheap enough)."""
+        unread: set[tuple[str, str]] = set()
+        try:
+            positions = self._consumer.position(self._consumer.assignment())
+        except KafkaException:
+            return
+        for tp in positions:
+            low, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if high < 0 or (
+                high > low and (tp.offset < 0 or tp.offset < high)
+            ):  # not fetched yet: unknown, so it may hold records
+                unread.add((tp.topic, str(tp.partition)))
+        self._unread = unread
+        self._unread_empty = any(k not in self._partition_max for k in unread)
+
     def _route(self, stream: str, record: Record, message: Any, headers: Any) -> None:
         wall = now_us()
+        low = self._low_mark(message, to_us(record.event_time))  # type: ignore[attr-defined]
+        if low is not None and isinstance(record, StateTransition | ToolCall):
+            self._tracker.observe(low, wall)
+            # timeouts fire where the event clock passes a deadline: the same place in the
+            # input whatever the batching, so a restarted worker repeats them exactly
+            due = self._tracker.index.next_deadline()
+            if due is not None and due < self._tracker.now(wall) - self._grace_us:
+                self._timers(wall)
         if isinstance(record, StateTransition):
-            self._tracker.observe(to_us(record.event_time), wall)
             self._transition(record, message, headers)
         elif isinstance(record, ToolCall):
-            self._tracker.observe(to_us(record.event_time), wall)
             run = self._runs.get(record.run_id)
             if run is not None:
                 moved = observe_tool_call(
@@ -248,6 +321,13 @@ class ProcessorEngine:
             self._rollups.add(record)
         elif isinstance(record, ModelCall | ReviewDecision):
             self._rollups.add(record)
+        # windows close where the low watermark passes them: a fixed place in the input
+        if low is None:
+            return
+        mark = low - self._lateness_us
+        if mark - mark % 1_000_000 > self._closed_through:
+            self._closed_through = mark - mark % 1_000_000
+            self._emit_rollups(self._rollups.advance(mark))
 
     def _transition(self, tr: StateTransition, message: Any, headers: Any) -> None:
         outcome = apply(self._runs.get(tr.run_id), tr, self.settings.lifecycle)
@@ -296,8 +376,8 @@ class ProcessorEngine:
         )
         self.stats.invalid += 1
 
-    def _timers(self) -> None:
-        sweep = self._tracker.sweep(self._runs.get, now_us())
+    def _timers(self, wall_us: int | None = None) -> None:
+        sweep = self._tracker.sweep(self._runs.get, wall_us if wall_us is not None else now_us())
         for timeout in sweep.timeouts:
             self._accept(timeout, None)
             self.stats.timeouts += 1
@@ -306,9 +386,12 @@ class ProcessorEngine:
             self._tracker.forget(run_id)
 
     def _close_windows(self) -> None:
-        idle = time.monotonic() - self._last_input > self.settings.rollups.idle_after_s
-        watermark = now_us() - self._lateness_us if idle else None
-        for rollup in self._rollups.advance(watermark):
+        """While the input is idle the wall clock closes windows."""
+        if time.monotonic() - self._last_input > self.settings.rollups.idle_after_s:
+            self._emit_rollups(self._rollups.advance(now_us() - self._lateness_us))
+
+    def _emit_rollups(self, rollups: list[Rollup]) -> None:
+        for rollup in rollups:
             self._send("rollups", rollup.scope_key, rollup)
             self.stats.rollups += 1
             for alert in self._evaluator.process(rollup):
@@ -324,7 +407,11 @@ class ProcessorEngine:
             produce(topic, encode(value), f"alert:{key}".encode())
         for key, cell in self._rollups.drain_changes().items():
             produce(topic, encode(cell), f"cell:{key}".encode())
-        produce(topic, encode(self._tracker.to_json()["clock"]), b"tracker")
+        tracker = {
+            "clock": self._tracker.to_json()["clock"],
+            "partitions": {f"{t}|{p}": m for (t, p), (m, _) in self._partition_max.items()},
+        }
+        produce(topic, encode(tracker), b"tracker")
 
 
 def _now() -> Any:

@@ -193,8 +193,12 @@ def build_rollup(
 class RollupAggregator:
     """The rollup state of one processor (one partition, or a whole stream)."""
 
-    def __init__(self, settings: RollupSettings) -> None:
+    def __init__(self, settings: RollupSettings, *, event_watermark: bool = True) -> None:
+        """``event_watermark=False``: only :meth:`advance` moves the watermark (a caller that
+        tracks a low watermark over several input partitions, so that one partition running
+        ahead of another does not make the other's events late)."""
         self._settings = settings
+        self._event_watermark = event_watermark
         self._lateness = seconds_to_us(settings.allowed_lateness_s)
         self._accuracy = settings.sketch_relative_accuracy
         mapping = mapping_for(self._accuracy)
@@ -332,7 +336,7 @@ class RollupAggregator:
         if self._max_event is None or t > self._max_event:
             self._max_event = t
             mark = t - self._lateness
-            if watermark is None or mark > watermark:
+            if self._event_watermark and (watermark is None or mark > watermark):
                 watermark = self._watermark = mark
         start = t - t % _SECOND
         if watermark is not None and start + _SECOND <= watermark:
@@ -457,13 +461,17 @@ class RollupAggregator:
 
     @classmethod
     def restore(
-        cls, settings: RollupSettings, entries: Iterable[tuple[str, Mapping[str, Any]]]
+        cls,
+        settings: RollupSettings,
+        entries: Iterable[tuple[str, Mapping[str, Any]]],
+        *,
+        event_watermark: bool = True,
     ) -> RollupAggregator:
         """An aggregator from table entries: ``snapshot().items()``, or a table's items.
 
         Raises :class:`ValueError` naming the key of an entry it cannot read.
         """
-        agg = cls(settings)
+        agg = cls(settings, event_watermark=event_watermark)
         for key, value in entries:
             try:
                 if key == META_KEY:
