@@ -86,6 +86,8 @@ class SimulationConfig:
     legal_rate: float = 0.1
     seed: int = 7
     incidents: tuple[Incident, ...] = ()
+    #: the longest a single call advances its run's event time (its latency_ms is kept)
+    max_step_ms: float = 2_000.0
 
 
 @dataclass
@@ -235,7 +237,9 @@ class Simulation:
         return ToolCall(
             **ctx,
             event_id=self._uuid(),
-            event_time=step(latency),
+            # the run's clock moves by at most max_step_ms per call, so a latency spike
+            # shows in the figures without stretching the simulation by minutes
+            event_time=step(min(latency, cfg.max_step_ms)),
             tool=tool,
             status=status,
             error_class=error_class,

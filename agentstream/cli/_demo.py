@@ -34,12 +34,12 @@ _TERM_GRACE_S = 20.0
 class DemoOptions:
     """Knobs of the demo; the defaults tell the story in about a minute."""
 
-    duration_s: float = 60.0
+    duration_s: float = 45.0
     runs_per_s: float = 40.0
     seed: int = 7
     incident_tool: str = "web_search"
     incident_version: str = "1.1.0"
-    settle_s: float = 12.0
+    settle_s: float = 10.0
     home: Path = Path(".local/demo")
 
 
@@ -220,7 +220,7 @@ def run_demo(options: DemoOptions) -> int:
         "topics": {"prefix": f"demo-{run_id}."},
         "clickhouse": {"path": home / "chdb"},
         "emitter": {"spool_dir": home / "spool"},
-        "lifecycle": {"reviewing_budget_s": 8, "executing_budget_s": 30},
+        "lifecycle": {"reviewing_budget_s": 8, "executing_budget_s": 60},
         "rollups": {"allowed_lateness_s": 2},
         "alerts": {"rules_path": rules},
         "worker": {
@@ -320,8 +320,9 @@ def _summary(settings: Settings, console: Any, report: Any) -> None:
                 "GROUP BY rule_id, scope_key ORDER BY rule_id, scope_key"
             ),
             "invalid runs by reason": (
-                "SELECT reason, count() AS events FROM invalid_events FINAL "
-                "GROUP BY reason ORDER BY events DESC LIMIT 10"
+                "SELECT replaceRegexpOne(reason, '^run \\S+ has no INIT', 'run has no INIT') "
+                "AS why, count() AS events FROM invalid_events FINAL "
+                "GROUP BY why ORDER BY events DESC LIMIT 10"
             ),
             "runs": (
                 "SELECT to_state, count() AS runs, "
