@@ -150,9 +150,9 @@ def sink_throughput(ctx: BenchContext) -> list[Figure]:
 
 def worker_throughput(ctx: BenchContext) -> list[Figure]:
     """Sustained events/s of the processors on a mixed workload vs a decode-only consumer."""
-    from processors.bench import bench_worker
+    from processors.engine.bench import bench_worker
 
-    result = bench_worker(ctx.bootstrap, events=ctx.events, workdir=ctx.workdir)
+    result = bench_worker(ctx.bootstrap, events=ctx.events)
     ctx.mark("worker", **result.timeline_point())
     return [
         Figure(

@@ -1,0 +1,121 @@
+"""Worker throughput for ``make bench``: the processors on a mixed workload vs decode-only.
+
+Both read the same pre-produced records (simulated runs: transitions, tool
+calls, model calls, reviews) from the same broker in the same run; the
+baseline is a plain confluent-kafka consumer that only decodes them (the
+Python ceiling on this machine).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, Producer
+
+from agentstream.config import Settings, load_settings
+from agentstream.localstack import ensure_topics
+from processors.engine._engine import ProcessorEngine
+from processors.engine._run import _ensure_changelog
+from schemas import AgentEvent, ModelCall, ReviewDecision, StateTransition, ToolCall, encode_model
+from schemas import decode_model as _decode
+
+__all__ = ["WorkerBench", "bench_worker"]
+
+_STREAM = {
+    StateTransition: "transitions",
+    ToolCall: "tool_calls",
+    ModelCall: "model_calls",
+    ReviewDecision: "reviews",
+}
+
+
+@dataclass(frozen=True)
+class WorkerBench:
+    """Events/s of the worker and of the decode-only baseline over the same records."""
+
+    events: int
+    worker_events_per_s: float
+    decode_only_events_per_s: float
+
+    def timeline_point(self) -> dict[str, float]:
+        return {
+            "worker_events_per_s": self.worker_events_per_s,
+            "decode_only_events_per_s": self.decode_only_events_per_s,
+        }
+
+
+def _produce(settings: Settings, events: list[AgentEvent]) -> None:
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "partitioner": "murmur2_random",
+            "linger.ms": 20,
+            "compression.type": "lz4",
+        }
+    )
+    for event in events:
+        topic = settings.topics.name(_STREAM[type(event)])
+        while True:
+            try:
+                producer.produce(topic, encode_model(event), event.run_id.encode())
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    producer.flush(120)
+
+
+def _decode_only(settings: Settings, total: int) -> float:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": f"bench-decode-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([settings.topics.name(s) for s in _STREAM.values()])
+    seen = 0
+    start: float | None = None
+    while seen < total:
+        for message in consumer.consume(2_000, 1.0):
+            value = message.value()
+            if message.error() or value is None:
+                continue
+            start = start or time.perf_counter()
+            _decode(value)
+            seen += 1
+    elapsed = time.perf_counter() - (start or time.perf_counter())
+    consumer.close()
+    return seen / elapsed if elapsed else 0.0
+
+
+def bench_worker(bootstrap: str, *, events: int = 50_000) -> WorkerBench:
+    """Produce ``events`` mixed events, then time the decode-only baseline and the worker."""
+    from agentstream._simulate import Simulation, SimulationConfig
+
+    settings = load_settings(
+        kafka={"bootstrap_servers": bootstrap},
+        topics={"prefix": f"bench-worker-{uuid.uuid4().hex[:8]}."},
+        worker={"app_id": f"bench-{uuid.uuid4().hex[:8]}"},
+    )
+    ensure_topics(bootstrap, settings.topics.all().values(), partitions=settings.kafka.partitions)
+    sim = Simulation(SimulationConfig(duration_s=None, max_events=events, runs_per_s=2_000))
+    workload = [event for _, event in sim.events()]
+    _produce(settings, workload)
+    baseline = _decode_only(settings, len(workload))
+
+    engine = ProcessorEngine(settings)
+    engine.open(lambda topic: _ensure_changelog(settings, topic))
+    start: float | None = None
+    try:
+        while engine.stats.consumed < len(workload):
+            if engine.poll(1.0) and start is None:
+                start = time.perf_counter()
+        elapsed = time.perf_counter() - (start or time.perf_counter())
+    finally:
+        engine.close()
+    rate = engine.stats.consumed / elapsed if elapsed else 0.0
+    return WorkerBench(len(workload), rate, baseline)
