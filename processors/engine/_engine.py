@@ -124,6 +124,8 @@ class ProcessorEngine:
         self._low_watermark: int | None = None
         self._unread: set[tuple[str, str]] = set()
         self._unread_empty = False
+        #: False until a refresh found every assigned partition read to its end
+        self._caught_up = False
         self._closed_through = 0
         self._next_timer = 0.0
 
@@ -201,7 +203,7 @@ class ProcessorEngine:
         timer_due = now >= self._next_timer
         if not messages and not timer_due:
             return
-        if messages:
+        if messages or timer_due:
             self._refresh_unread()
         self._producer.begin_transaction()
         try:
@@ -285,8 +287,10 @@ class ProcessorEngine:
         """Which assigned partitions still have records to read (per batch: cheap enough)."""
         unread: set[tuple[str, str]] = set()
         try:
-            positions = self._consumer.position(self._consumer.assignment())
+            assignment = self._consumer.assignment()
+            positions = self._consumer.position(assignment) if assignment else []
         except KafkaException:
+            self._caught_up = False
             return
         for tp in positions:
             low, high = self._consumer.get_watermark_offsets(tp, cached=True)
@@ -296,6 +300,7 @@ class ProcessorEngine:
                 unread.add((tp.topic, str(tp.partition)))
         self._unread = unread
         self._unread_empty = any(k not in self._partition_max for k in unread)
+        self._caught_up = bool(positions) and not unread
 
     def _route(self, stream: str, record: Record, message: Any, headers: Any) -> None:
         wall = now_us()
@@ -377,7 +382,11 @@ class ProcessorEngine:
         self.stats.invalid += 1
 
     def _timers(self, wall_us: int | None = None) -> None:
-        sweep = self._tracker.sweep(self._runs.get, wall_us if wall_us is not None else now_us())
+        if wall_us is None:
+            # the wall clock may stand in for event time only once the backlog is read:
+            # a slow rejoin or first fetch after a restart must not fail past-dated runs
+            wall_us = now_us() if self._caught_up else 0
+        sweep = self._tracker.sweep(self._runs.get, wall_us)
         for timeout in sweep.timeouts:
             self._accept(timeout, None)
             self.stats.timeouts += 1
@@ -387,7 +396,8 @@ class ProcessorEngine:
 
     def _close_windows(self) -> None:
         """While the input is idle the wall clock closes windows."""
-        if time.monotonic() - self._last_input > self.settings.rollups.idle_after_s:
+        quiet = time.monotonic() - self._last_input > self.settings.rollups.idle_after_s
+        if quiet and self._caught_up:
             self._emit_rollups(self._rollups.advance(now_us() - self._lateness_us))
 
     def _emit_rollups(self, rollups: list[Rollup]) -> None:
