@@ -152,6 +152,18 @@ def _population(seed: int, runs: int) -> list[AgentEvent]:
                 to_state=end,
             )
         )
+    # a last, complete run well past every budget: the event clock, not the wall clock,
+    # times out the stalled runs at the end, so both runs of the test end alike
+    at += timedelta(seconds=30)
+    previous = None
+    for state in [*path, AgentState.COMPLETED]:
+        at += timedelta(milliseconds=5)
+        events.append(
+            StateTransition(
+                **_CTX, run_id="clock", event_time=at, from_state=previous, to_state=state
+            )
+        )
+        previous = state
     return events
 
 
@@ -187,6 +199,8 @@ def test_sigkill_mid_stream_changes_nothing(kafka_broker: BrokerHandle, tmp_path
     run_engine(reference, lambda e: e.stats.consumed == len(events))
     expected_lifecycle, expected_rollups = _outputs(reference)
     assert len(expected_lifecycle) > 5000
+    # the stalled runs (about a tenth) were failed by their REVIEWING budget
+    assert sum(state == "FAILED" for *_, state in expected_lifecycle) > 300
     assert expected_rollups
 
     victim = engine_settings(kafka_broker, **quiet)
