@@ -152,8 +152,8 @@ def _population(seed: int, runs: int) -> list[AgentEvent]:
                 to_state=end,
             )
         )
-    # a last, complete run well past every budget: the event clock, not the wall clock,
-    # times out the stalled runs at the end, so both runs of the test end alike
+    # a last, complete run well past every budget, on both input topics: the low watermark
+    # (not the wall clock) times out the stalled runs at the end, so both runs end alike
     at += timedelta(seconds=30)
     previous = None
     for state in [*path, AgentState.COMPLETED]:
@@ -164,6 +164,17 @@ def _population(seed: int, runs: int) -> list[AgentEvent]:
             )
         )
         previous = state
+        if state is AgentState.EXECUTING:
+            events.append(
+                ToolCall(
+                    **_CTX,
+                    run_id="clock",
+                    event_time=at,
+                    tool="search",
+                    status=CallStatus.SUCCESS,
+                    latency_ms=1.0,
+                )
+            )
     return events
 
 
@@ -212,7 +223,7 @@ def test_sigkill_mid_stream_changes_nothing(kafka_broker: BrokerHandle, tmp_path
             {
                 "kafka": {"bootstrap_servers": kafka_broker.bootstrap, "partitions": 1},
                 "topics": {"prefix": tag},
-                "worker": {"app_id": victim.worker.app_id, "web_port": 1},
+                "worker": {"app_id": victim.worker.app_id, "web_port": 0},
                 "lifecycle": {"reviewing_budget_s": 2, "timeout_grace_s": 0.5, "idle_after_s": 1},
                 "rollups": {"idle_after_s": 3600, "allowed_lateness_s": 5},
                 "clickhouse": {"path": tmp_path / "chdb"},
