@@ -43,6 +43,7 @@ from agentstream._replay import ReplayJob, is_permanent, record_of
 from agentstream._spool import Spool, SpoolRecord
 from agentstream.config import Settings, get_settings
 from agentstream.errors import ConfigError, DeliveryError, SchemaRegistryError
+from agentstream.metrics import pipeline_metrics
 from schemas import AgentEvent, AvroCodec, HttpSchemaRegistry
 
 __all__ = ["Emitter", "EmitterStats", "codec_from_settings", "kafka_producer_config"]
@@ -96,7 +97,7 @@ def kafka_producer_config(settings: Settings) -> dict[str, Any]:
             "queue.buffering.max.messages": es.queue_max_messages,
             "queue.buffering.max.kbytes": es.queue_max_kbytes,
             "delivery.timeout.ms": es.delivery_timeout_ms,
-            # the Java clients' and aiokafka's (faust's) key hashing: a run_id lands on the
+            # the Java clients' and aiokafka's key hashing: a run_id lands on the
             # same partition whoever produced it, so processors see each run in order
             "partitioner": "murmur2_random",
         }
@@ -215,10 +216,13 @@ class Emitter(EmitterCore):
         self._count_lock = threading.Lock()
         self._emitted = self._diverted = self._delivered = self._failures = self._spooled = 0
         self._replayed = self._rejected = self._lost = 0
+        #: delivered per topic (written by the background thread only)
+        self._delivered_topics: dict[str, int] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="agentstream-emitter", daemon=True)
         self._thread.start()
         _track(self)
+        pipeline_metrics().watch(self)
 
     def __repr__(self) -> str:
         return f"Emitter(bootstrap={self.settings.kafka.bootstrap_servers!r})"
@@ -259,6 +263,10 @@ class Emitter(EmitterCore):
     def _queued(self) -> int:
         """Events handed to the producer whose delivery report has not come yet."""
         return self._emitted - self._diverted - self._delivered - self._failures
+
+    def delivered_by_topic(self) -> dict[str, int]:
+        """Events delivered per topic (the ``agentstream.emitter.events`` metric)."""
+        return dict(self._delivered_topics)
 
     def stats(self) -> EmitterStats:
         """A snapshot of the counters."""
@@ -350,6 +358,8 @@ class Emitter(EmitterCore):
     def _on_delivery(self, error: Any, message: Any) -> None:
         if error is None:
             self._delivered += 1
+            topic = message.topic()
+            self._delivered_topics[topic] = self._delivered_topics.get(topic, 0) + 1
             return
         # kept in a list before it stops counting as queued (see flush)
         if is_permanent(error):

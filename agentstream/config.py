@@ -25,7 +25,7 @@ import tomllib
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -35,6 +35,7 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -318,25 +319,50 @@ class AlertSettings(_Section):
 
 
 class WorkerSettings(_Section):
-    """The faust worker process."""
+    """The worker process (processors, sink, alert delivery) and its web port."""
 
     app_id: str = "agentstream"
     web_host: str = "127.0.0.1"
-    web_port: int = Field(default=6066, ge=1, le=65535)
+    #: ``/health``, ``/metrics`` (Prometheus) and the analyst endpoint; 0: any free port
+    web_port: int = Field(default=6066, ge=0, le=65535)
     data_dir: Path = Path(".local/worker")
     #: shared secret for analyst queries through the worker's web port
     query_token: SecretStr | None = None
-    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     #: a file the worker creates once it consumes (for supervisors and the demo)
     ready_file: Path | None = None
 
 
 class TelemetrySettings(_Section):
-    """OpenTelemetry export."""
+    """OpenTelemetry export (traces, pipeline metrics) and log format."""
 
+    #: an OTLP/HTTP collector, e.g. ``http://collector:4318`` (``/v1/traces`` etc. appended)
     otlp_endpoint: str | None = None
+    #: headers for the collector, ``name=value,name2=value2`` (e.g. an API key)
+    otlp_headers: SecretStr | None = None
+    #: where spans go
     exporter: Literal["none", "console", "otlp"] = "none"
+    #: where pipeline metrics go; ``auto``: OTLP when ``otlp_endpoint`` is set, otherwise
+    #: Prometheus text at the worker's ``/metrics``
+    metrics: Literal["auto", "none", "console", "prometheus", "otlp"] = "auto"
+    #: how often metrics are pushed (console, OTLP)
+    metrics_interval_s: float = Field(default=10.0, gt=0)
     service_name: str = "agentstream"
+    #: ``json``: one JSON object per line with the trace and span ids
+    log_format: Literal["text", "json"] = "text"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @model_validator(mode="after")
+    def _otlp_needs_an_endpoint(self) -> Self:
+        if self.otlp_endpoint is None and "otlp" in (self.exporter, self.metrics):
+            raise ValueError("otlp_endpoint: required when traces or metrics go to OTLP")
+        return self
+
+    @property
+    def metrics_exporter(self) -> Literal["none", "console", "prometheus", "otlp"]:
+        """``metrics`` with ``auto`` resolved."""
+        if self.metrics == "auto":
+            return "otlp" if self.otlp_endpoint else "prometheus"
+        return self.metrics
 
 
 class Settings(BaseSettings):

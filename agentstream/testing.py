@@ -1,4 +1,5 @@
-"""Test doubles for code that emits agent events: :class:`InMemoryEmitter`.
+"""Test doubles: :class:`InMemoryEmitter` for code that emits agent events,
+:class:`RecordedMetrics` for the pipeline's metrics.
 
 ``InMemoryEmitter`` runs the very pipeline of :class:`agentstream.Emitter` —
 run context, trace ids, validation, redaction, encoding, the size limit, the
@@ -13,6 +14,10 @@ helpers — and keeps the messages in memory instead of sending them::
             my_agent.run(emitter)
         [call] = emitter.events_of(ToolCall)
         assert call.status == "SUCCESS"
+
+``RecordedMetrics`` (needs ``opentelemetry-sdk``, the worker extra) keeps what a
+component records in memory: pass ``recorded.metrics`` as its ``metrics=``
+and read ``recorded.values("agentstream.events.consumed")``.
 """
 
 from __future__ import annotations
@@ -24,9 +29,13 @@ from typing import Any, TypeVar
 from agentstream._core import Classifier, EmitterCore, Headers
 from agentstream._redact import Redactor
 from agentstream.config import Settings, load_settings
+from agentstream.metrics import PipelineMetrics
 from schemas import AgentEvent, AvroCodec
 
-__all__ = ["InMemoryEmitter", "SentMessage"]
+__all__ = ["InMemoryEmitter", "RecordedMetrics", "SentMessage"]
+
+#: a metric point's attributes, sorted: ``(("stage", "sink"), ("topic", "agent.tool_calls"))``
+Attributes = tuple[tuple[str, Any], ...]
 
 E = TypeVar("E", bound=AgentEvent)
 
@@ -121,3 +130,41 @@ class InMemoryEmitter(EmitterCore):
     def stats(self) -> dict[str, Any]:
         """``{"emitted": n}``."""
         return {"emitted": len(self._messages)}
+
+
+class RecordedMetrics:
+    """Pipeline instruments on their own SDK meter provider, read back in memory."""
+
+    def __init__(self) -> None:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+        self.reader = InMemoryMetricReader()
+        self.provider = MeterProvider(metric_readers=[self.reader])
+        self.metrics = PipelineMetrics(self.provider)
+
+    def _points(self, name: str) -> list[Any]:
+        data = self.reader.get_metrics_data()
+        points: list[Any] = []
+        for resource in data.resource_metrics if data is not None else ():
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    if metric.name == name:
+                        points.extend(metric.data.data_points)
+        return points
+
+    def values(self, name: str) -> dict[Attributes, float]:
+        """A counter's or gauge's current value per attribute set (histograms: the count)."""
+        out: dict[Attributes, float] = {}
+        for point in self._points(name):
+            key = tuple(sorted((point.attributes or {}).items()))
+            out[key] = point.count if hasattr(point, "bucket_counts") else point.value
+        return out
+
+    def total(self, name: str, **attributes: Any) -> float:
+        """The sum over the points whose attributes include ``attributes``."""
+        wanted = set(attributes.items())
+        return sum(v for key, v in self.values(name).items() if wanted <= set(key))
+
+    def shutdown(self) -> None:
+        self.provider.shutdown()

@@ -6,26 +6,22 @@ consumes a message opens its span as a child of that context
 (:func:`trace_headers`), so one agent run is one trace across processes.
 
 Only ``opentelemetry-api`` is needed here (the thin SDK's dependency); the
-exporters are set up by :func:`configure_tracing` in the worker, which imports
-``opentelemetry-sdk`` (the worker extra) lazily.
+exporters are set up by :func:`agentstream.telemetry.configure_telemetry` in
+the worker (the worker extra brings ``opentelemetry-sdk``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-if TYPE_CHECKING:
-    from agentstream.config import TelemetrySettings
-
 __all__ = [
     "TRACEPARENT",
-    "configure_tracing",
     "consumer_span",
     "context_from_headers",
     "trace_headers",
@@ -75,37 +71,3 @@ def consumer_span(
         attributes=attributes,
     ) as span:
         yield span
-
-
-def configure_tracing(settings: TelemetrySettings) -> Any:
-    """Install a tracer provider for ``settings.exporter``; returns it (None for ``none``).
-
-    ``console`` prints spans; ``otlp`` sends them to ``settings.otlp_endpoint``
-    (needs ``opentelemetry-exporter-otlp``).
-    """
-    if settings.exporter == "none":
-        return None
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
-
-    from agentstream.errors import ConfigError
-
-    provider = TracerProvider(resource=Resource.create({"service.name": settings.service_name}))
-    if settings.exporter == "console":
-        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
-    else:
-        try:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[import-not-found,unused-ignore]
-                OTLPSpanExporter,
-            )
-        except ImportError as exc:
-            raise ConfigError(
-                "AGENTSTREAM_TELEMETRY__EXPORTER: otlp needs "
-                "pip install opentelemetry-exporter-otlp"
-            ) from exc
-        provider.add_span_processor(
-            BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.otlp_endpoint))
-        )
-    trace.set_tracer_provider(provider)
-    return provider

@@ -1,7 +1,8 @@
 """Stream processors: contract gate, lifecycle state machine, rollups, alert rules.
 
-The cores are pure, deterministic and keep JSON-able state, so the faust app is a
-thin shell (agents, tables, timers) around them:
+The cores are pure, deterministic and keep JSON-able state, so the engine
+(:mod:`processors.engine`, a transactional consume → process → produce loop with a
+changelog topic for its state) is a thin shell around them:
 
 * :mod:`processors.lifecycle` — the run state machine per ``run_id``, time budgets,
   synthesized TIMEOUT failures, the per-partition :class:`TimeoutTracker`;

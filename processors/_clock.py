@@ -53,7 +53,7 @@ def seconds_to_us(seconds: float) -> int:
 
 
 def now_us() -> int:
-    """The wall clock as integer microseconds (for the faust shell; cores take it as input)."""
+    """The wall clock as integer microseconds (for the engine; cores take it as input)."""
     return to_us(datetime.now(UTC))
 
 

@@ -6,7 +6,16 @@ with its test double :class:`ListSink`; the ClickHouse parts are in
 analyst access in :mod:`sinks.analyst`.
 """
 
-from sinks._base import Batch, BatchingSink, FlushReport, Position, Rejected, Sink
+from sinks._base import Batch, BatchingSink, BatchTiming, FlushReport, Position, Rejected, Sink
 from sinks._list import ListSink
 
-__all__ = ["Batch", "BatchingSink", "FlushReport", "ListSink", "Position", "Rejected", "Sink"]
+__all__ = [
+    "Batch",
+    "BatchTiming",
+    "BatchingSink",
+    "FlushReport",
+    "ListSink",
+    "Position",
+    "Rejected",
+    "Sink",
+]

@@ -35,7 +35,7 @@ from typing import Generic, Self, TypeVar
 from agentstream.config import SinkSettings
 from agentstream.errors import BackPressure, StorageError
 
-__all__ = ["Batch", "BatchingSink", "FlushReport", "Position", "Rejected", "Sink"]
+__all__ = ["Batch", "BatchTiming", "BatchingSink", "FlushReport", "Position", "Rejected", "Sink"]
 
 T = TypeVar("T")
 
@@ -63,6 +63,16 @@ class Rejected(Generic[T]):
     error_type: str
 
 
+@dataclass(frozen=True, slots=True)
+class BatchTiming:
+    """One ``write`` attempt: its key, its size, how long it took, whether it succeeded."""
+
+    key: str
+    rows: int
+    seconds: float
+    ok: bool
+
+
 @dataclass
 class FlushReport(Generic[T]):
     """What one ``flush`` did: rows written per key, batches, refused items."""
@@ -74,6 +84,8 @@ class FlushReport(Generic[T]):
     deferred: bool = False
     #: the write failure that ended this flush (the batch stays buffered)
     error: StorageError | None = None
+    #: every write attempted, in order (for the batch-latency metric)
+    timings: list[BatchTiming] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -256,14 +268,21 @@ class BatchingSink(Sink[T]):
         for key, queue in list(self._batches.items()):
             while queue and (force or self._batch_due(queue, now)):
                 batch = queue[0]
+                started = time.perf_counter()
                 try:
                     rejected = self.write(batch)
                 except StorageError as exc:
+                    report.timings.append(
+                        BatchTiming(key, len(batch), time.perf_counter() - started, False)
+                    )
                     self._failures += 1
                     backoff = self.settings.retry_initial_s * 2 ** min(self._failures - 1, 30)
                     self._retry_at = self._clock() + min(self.settings.retry_max_s, backoff)
                     report.error = exc
                     return report
+                report.timings.append(
+                    BatchTiming(key, len(batch), time.perf_counter() - started, True)
+                )
                 queue.popleft()
                 self._buffered -= len(batch)
                 self._failures = 0

@@ -53,6 +53,46 @@ class _Live:
     rollups_seen: int = 0
     sent: int = 0
     started: float = field(default_factory=time.monotonic)
+    #: the worker's own figures, from its /metrics page (see :func:`pipeline_figures`)
+    pipeline: dict[str, float] = field(default_factory=dict)
+
+
+def pipeline_figures(page: str) -> dict[str, float]:
+    """The worker's progress from its Prometheus page: records processed, processor lag,
+    rows stored, mean sink batch time (ms)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    figures = dict.fromkeys(("processed", "lag", "stored", "batch_ms"), 0.0)
+    batch_sum = batch_count = 0.0
+    for family in text_string_to_metric_families(page):
+        for sample in family.samples:
+            labels = sample.labels
+            if sample.name == "agentstream_events_consumed_total":
+                if labels.get("stage") == "processors":
+                    figures["processed"] += sample.value
+            elif sample.name == "agentstream_consumer_lag":
+                if labels.get("consumer_group", "").endswith("-processors"):
+                    figures["lag"] += sample.value
+            elif sample.name == "agentstream_sink_rows_total":
+                figures["stored"] += sample.value
+            elif sample.name == "agentstream_sink_batch_duration_seconds_sum":
+                batch_sum += sample.value
+            elif sample.name == "agentstream_sink_batch_duration_seconds_count":
+                batch_count += sample.value
+    figures["batch_ms"] = 1000 * batch_sum / batch_count if batch_count else 0.0
+    return figures
+
+
+def _scrape(url: str, live: _Live, stop: threading.Event) -> None:
+    """Read the worker's /metrics every second for the live view."""
+    import urllib.request
+
+    while not stop.wait(1.0):
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (http, built here)
+                live.pipeline = pipeline_figures(response.read().decode())
+        except OSError:
+            continue  # the worker is busy or restarting: keep the last figures
 
 
 def _watch(settings: Settings, live: _Live, stop: threading.Event) -> None:
@@ -106,6 +146,14 @@ def _view(live: _Live) -> Any:
         f"[bold]rollups[/] {live.rollups_seen:,}",
         f"[bold]dead letters[/] {sum(live.invalid.values()):,}",
     )
+    worker = live.pipeline
+    if worker:
+        head.add_row(
+            f"[bold]worker processed[/] {worker['processed']:,.0f}",
+            f"[bold]lag[/] {worker['lag']:,.0f}",
+            f"[bold]rows stored[/] {worker['stored']:,.0f}",
+            f"[bold]sink batch[/] {worker['batch_ms']:,.1f} ms",
+        )
     rollup = live.rollups[-1] if live.rollups else None
     figures = Table(title="last closed 1 s window (global)", expand=True)
     for column in ("window", "calls", "errors", "error rate", "p50 ms", "p95 ms", "p99 ms"):
@@ -269,6 +317,9 @@ def run_demo(options: DemoOptions) -> int:
             stop = threading.Event()
             watcher = threading.Thread(target=_watch, args=(settings, live, stop), daemon=True)
             watcher.start()
+            metrics_url = f"http://127.0.0.1:{settings.worker.web_port}/metrics"
+            scraper = threading.Thread(target=_scrape, args=(metrics_url, live, stop), daemon=True)
+            scraper.start()
             emitter = Emitter(settings)
             report = None
             try:
@@ -291,6 +342,7 @@ def run_demo(options: DemoOptions) -> int:
                 emitter.close()
                 stop.set()
                 watcher.join(5)
+                scraper.join(5)
     _summary(settings, console, report)
     return 0
 

@@ -37,17 +37,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     worker.add_argument("--no-sink", action="store_true", help="do not store into ClickHouse")
     worker.add_argument("--no-alerts", action="store_true", help="do not deliver alerts")
     worker.add_argument(
-        "--log-level", default="info", choices=("debug", "info", "warning", "error")
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        help="default: telemetry.log_level",
+    )
+    worker.add_argument(
+        "--log-format", choices=("text", "json"), help="default: telemetry.log_format"
     )
     worker.set_defaults(handler=_worker)
 
 
 def _worker(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    return run_worker(load_settings(), sink=not args.no_sink, alerts=not args.no_alerts)
+    from agentstream.logs import configure_logging
+
+    settings = load_settings()
+    if args.log_format is not None:
+        telemetry = settings.telemetry.model_copy(update={"log_format": args.log_format})
+        settings = settings.model_copy(update={"telemetry": telemetry})
+    configure_logging(settings.telemetry, level=args.log_level)
+    return run_worker(settings, sink=not args.no_sink, alerts=not args.no_alerts)
 
 
 @contextmanager
@@ -88,12 +96,12 @@ def _alert_delivery(settings: Settings) -> Iterator[None]:
 def run_worker(settings: Settings, *, sink: bool = True, alerts: bool = True) -> int:
     """Run until stopped; returns the exit code."""
     from agentstream.localstack import ensure_topics
-    from agentstream.tracing import configure_tracing
+    from agentstream.telemetry import configure_telemetry
     from processors.engine import run_processors
     from sinks.analyst import handle_analyst_request
     from sinks.clickhouse import open_backend
 
-    configure_tracing(settings.telemetry)
+    telemetry = configure_telemetry(settings.telemetry)
     ensure_topics(
         settings.kafka.bootstrap_servers,
         settings.topics.all().values(),
@@ -102,6 +110,7 @@ def run_worker(settings: Settings, *, sink: bool = True, alerts: bool = True) ->
         client_config=settings.kafka.confluent_config(),
     )
     with ExitStack() as stack:
+        stack.callback(telemetry.shutdown)
         backend = open_backend(settings.clickhouse)
         stack.callback(backend.close)
         if sink:
@@ -116,4 +125,5 @@ def run_worker(settings: Settings, *, sink: bool = True, alerts: bool = True) ->
             def analyst(path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
                 return handle_analyst_request(path, headers, body, backend=backend, token=secret)
 
-        return run_processors(settings, analyst=analyst)
+        page = telemetry.metrics_page if telemetry.registry is not None else None
+        return run_processors(settings, analyst=analyst, metrics_page=page)

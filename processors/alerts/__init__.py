@@ -5,8 +5,8 @@
   :class:`~agentstream.errors.AlertRuleError` naming the rule id and the field;
 * :data:`METRICS` — every metric a rule may watch;
 * :func:`evaluate` — pure ``(rule, state, rollup) -> (new_state, alert | None)``;
-  :class:`AlertEvaluator` runs a whole :class:`RuleSet` over a state store (a faust
-  Table) whose values are the JSON-safe dicts of :meth:`RuleState.to_dict`.
+  :class:`AlertEvaluator` runs a whole :class:`RuleSet` over a state store (the
+  engine's changelogged dict) whose values are the JSON-safe dicts of :meth:`RuleState.to_dict`.
 
 Example (inside the processors, on every closed rollup window)::
 

@@ -2,8 +2,8 @@
 
 :func:`evaluate` is pure: ``(rule, state, rollup) -> (new_state, alert | None)``.
 The state of one rule on one scope is a :class:`RuleState`, stored as the plain
-JSON-safe dict of :meth:`RuleState.to_dict` (a faust Table value), so a worker
-that restarts picks up exactly where it stopped.
+JSON-safe dict of :meth:`RuleState.to_dict` (kept in the engine's changelog), so a
+worker that restarts picks up exactly where it stopped.
 
 Per window of the rule's resolution:
 
@@ -95,7 +95,7 @@ class RuleState:
         return self.status == "OK" and self.streak == 0 and self.fired_window_end is None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict (timestamps as ISO-8601 text) for a faust Table."""
+        """A JSON-safe dict (timestamps as ISO-8601 text) for the engine's changelog."""
         return {
             "v": STATE_VERSION,
             "rule_id": self.rule_id,
@@ -363,7 +363,7 @@ def sample_alert(rule: Rule, *, scope_key: str = "test", now: datetime | None = 
 
 
 class AlertEvaluator:
-    """Every rule of a :class:`RuleSet` over a state store (a faust Table, or a dict).
+    """Every rule of a :class:`RuleSet` over a state store (the engine's changelogged dict).
 
     The store maps :func:`state_key` to :meth:`RuleState.to_dict` values; idle
     states (nothing pending, never fired) are not stored, so steady traffic

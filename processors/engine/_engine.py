@@ -22,6 +22,7 @@ from opentelemetry import trace
 
 from agentstream.config import Settings
 from agentstream.errors import AgentstreamError, CodecError, ContractError
+from agentstream.metrics import PipelineMetrics, consumer_lag, pipeline_metrics
 from agentstream.tracing import consumer_span, trace_headers
 from processors._clock import now_us, seconds_to_us, to_us
 from processors.alerts import AlertEvaluator, rules_from_settings
@@ -78,9 +79,20 @@ class EngineStats:
 class ProcessorEngine:
     """The stream processors in one loop; :meth:`run` until ``stop`` is set."""
 
-    def __init__(self, settings: Settings, *, batch_size: int = 2_000) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        batch_size: int = 2_000,
+        metrics: PipelineMetrics | None = None,
+    ) -> None:
         self.settings = settings
         self.stats = EngineStats()
+        self.metrics = metrics or pipeline_metrics()
+        #: per topic, this batch's records in and out, and dead letters by (source, error)
+        self._tally_in: dict[str, int] = {}
+        self._tally_out: dict[str, int] = {}
+        self._tally_invalid: dict[tuple[str, str], int] = {}
         topics = settings.topics
         self._topic_stream = {topics.name(stream): stream for stream in _INPUTS}
         self._out = {s: topics.name(s) for s in ("lifecycle", "invalid", "rollups", "alerts")}
@@ -89,10 +101,11 @@ class ProcessorEngine:
         self._batch_size = batch_size
         kafka = settings.kafka.confluent_config()
         self._kafka = kafka
+        self._group = f"{app}-processors"
         self._consumer = Consumer(
             {
                 **kafka,
-                "group.id": f"{app}-processors",
+                "group.id": self._group,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "isolation.level": "read_committed",
@@ -176,6 +189,7 @@ class ProcessorEngine:
         self._consumer.subscribe(list(self._topic_stream))
 
     def close(self) -> None:
+        self.metrics.forget_group(self._group)
         self._consumer.close()
         self._producer.flush(10)
 
@@ -224,14 +238,32 @@ class ProcessorEngine:
             self._producer.commit_transaction(60)
         except KafkaException as exc:
             self._producer.abort_transaction(30)
+            self._clear_tallies()
             raise AgentstreamError(f"processors: transaction failed: {exc}") from exc
         self._positions.clear()
         self.stats.batches += 1
+        self._publish_tallies()
+
+    def _publish_tallies(self) -> None:
+        """Count what the committed transaction read and wrote (once per topic, not record)."""
+        metrics = self.metrics
+        metrics.add_counts(metrics.consumed, "processors", self._tally_in)
+        metrics.add_counts(metrics.produced, "processors", self._tally_out)
+        for (topic, error_type), count in self._tally_invalid.items():
+            metrics.invalid.add(
+                count, {"stage": "processors", "topic": topic, "error_type": error_type}
+            )
+        self._clear_tallies()
+
+    def _clear_tallies(self) -> None:
+        self._tally_in.clear()
+        self._tally_out.clear()
+        self._tally_invalid.clear()
 
     def _send(self, stream: str, key: str, record: Record, headers: Any = None) -> None:
-        self._producer.produce(
-            self._out[stream], encode_model(record), key.encode(), headers=headers
-        )
+        topic = self._out[stream]
+        self._producer.produce(topic, encode_model(record), key.encode(), headers=headers)
+        self._tally_out[topic] = self._tally_out.get(topic, 0) + 1
 
     def _handle(self, message: Any) -> None:
         if message.error():
@@ -241,6 +273,7 @@ class ProcessorEngine:
         topic, partition, offset = message.topic(), message.partition(), message.offset()
         self._positions[(topic, partition)] = offset + 1
         self.stats.consumed += 1
+        self._tally_in[topic] = self._tally_in.get(topic, 0) + 1
         stream = self._topic_stream[topic]
         value = message.value()
         try:
@@ -285,22 +318,17 @@ class ProcessorEngine:
 
     def _refresh_unread(self) -> None:
         """Which assigned partitions still have records to read (per batch: cheap enough)."""
-        unread: set[tuple[str, str]] = set()
         try:
-            assignment = self._consumer.assignment()
-            positions = self._consumer.position(assignment) if assignment else []
+            lags = consumer_lag(self._consumer)
         except KafkaException:
             self._caught_up = False
             return
-        for tp in positions:
-            low, high = self._consumer.get_watermark_offsets(tp, cached=True)
-            if high < 0 or (
-                high > low and (tp.offset < 0 or tp.offset < high)
-            ):  # not fetched yet: unknown, so it may hold records
-                unread.add((tp.topic, str(tp.partition)))
+        self.metrics.record_lag(self._group, lags)
+        # not fetched yet (lag unknown): it may hold records
+        unread = {(t, str(p)) for (t, p), lag in lags.items() if lag is None or lag > 0}
         self._unread = unread
         self._unread_empty = any(k not in self._partition_max for k in unread)
-        self._caught_up = bool(positions) and not unread
+        self._caught_up = bool(lags) and not unread
 
     def _route(self, stream: str, record: Record, message: Any, headers: Any) -> None:
         wall = now_us()
@@ -376,10 +404,12 @@ class ProcessorEngine:
             tenant_id=record.tenant_id if record is not None else None,
             event_id=record.event_id if record is not None else None,
         )
-        self._producer.produce(
-            self._out["invalid"], encode_model(invalid), message.key(), headers=message.headers()
-        )
+        out = self._out["invalid"]
+        self._producer.produce(out, encode_model(invalid), message.key(), headers=message.headers())
         self.stats.invalid += 1
+        self._tally_out[out] = self._tally_out.get(out, 0) + 1
+        cause = (topic, error_type)
+        self._tally_invalid[cause] = self._tally_invalid.get(cause, 0) + 1
 
     def _timers(self, wall_us: int | None = None) -> None:
         if wall_us is None:

@@ -15,6 +15,7 @@ from confluent_kafka import Consumer, Producer
 
 from agentstream.config import Settings, load_settings
 from agentstream.localstack.testing import BrokerHandle
+from agentstream.metrics import PipelineMetrics
 from processors.engine._engine import ProcessorEngine
 from processors.engine._run import _ensure_changelog
 from schemas import decode_model
@@ -78,10 +79,12 @@ def run_engine(
     until: Callable[[ProcessorEngine], bool],
     timeout_s: float = 90.0,
     settle_s: float = 1.5,
+    metrics: PipelineMetrics | None = None,
+    batch_size: int = 2_000,
 ) -> ProcessorEngine:
     """An engine in this thread, polled until ``until(engine)``, then ``settle_s`` more
     (so a timer sweep runs after the last record)."""
-    engine = ProcessorEngine(settings)
+    engine = ProcessorEngine(settings, metrics=metrics, batch_size=batch_size)
     engine.open(lambda topic: _ensure_changelog(settings, topic))
     deadline = time.monotonic() + timeout_s
     try:

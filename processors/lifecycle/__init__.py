@@ -1,6 +1,6 @@
 """The run lifecycle: the state machine per ``run_id``, time budgets, timeout timers.
 
-Pure and deterministic; the faust app is a thin shell around it:
+Pure and deterministic; :mod:`processors.engine` is a thin shell around it:
 
 * :func:`apply` — ``(RunState | None, StateTransition, LifecycleSettings) ->``
   :class:`Accepted` | :class:`Rejected` | :class:`Duplicate`;
@@ -11,8 +11,8 @@ Pure and deterministic; the faust app is a thin shell around it:
 * :class:`TimeoutTracker` — one partition's deadline index and event clock;
   :meth:`TimeoutTracker.sweep` is the timer step.
 
-Run states are JSON-able dicts (:class:`RunState`), ready for a faust Table
-keyed by ``run_id``. Example (the shell, per transition event)::
+Run states are JSON-able dicts (:class:`RunState`), stored by the engine in
+its changelog topic keyed by ``run_id``. Example (the shell, per transition event)::
 
     out = apply(runs.get(tr.run_id), tr, settings.lifecycle)
     tracker.observe(to_us(tr.event_time), now_us())

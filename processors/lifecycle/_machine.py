@@ -83,7 +83,7 @@ TIMEOUT_CATEGORY: Final = "TIMEOUT"
 
 
 class RunState(TypedDict):
-    """One run's lifecycle state, JSON-able (a faust Table value keyed by ``run_id``).
+    """One run's lifecycle state, JSON-able (the engine's state, keyed by ``run_id``).
 
     Instants are integer microseconds of event time. ``deadline`` is the timeout
     deadline of a live run, or the time a finished run may be forgotten

@@ -1,11 +1,11 @@
 """Rollups: tumbling event-time windows of 1 s, 1 min and 1 h per scope.
 
-Pure and deterministic; the faust app is a thin shell around it:
+Pure and deterministic; :mod:`processors.engine` is a thin shell around it:
 
 * :class:`RollupAggregator` — ``add(event)`` (tool calls, model calls, validated
   lifecycle transitions, review decisions), ``advance(watermark=None) ->
-  list[Rollup]`` closes and emits each window once; JSON-able state for a
-  faust Table (``drain_changes``, ``snapshot``, ``restore``);
+  list[Rollup]`` closes and emits each window once; JSON-able state for the
+  engine's changelog (``drain_changes``, ``snapshot``, ``restore``);
 * :class:`LatencySketch` — ddsketch bins, exact merge, compact bytes (the
   ``latency_sketch`` of a Rollup);
 * :func:`merge_rollups` — partial rollups of one window, or 1 s into 1 min;

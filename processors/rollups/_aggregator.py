@@ -30,8 +30,8 @@ event is added (derived from the events themselves), never the time
 
 State: JSON-able cells keyed ``"<resolution>|<window start µs>|<scope key>"``
 plus a ``"meta"`` entry (watermark); :meth:`RollupAggregator.drain_changes`
-returns what changed since the last drain (``None``: delete), for a faust Table
-with a changelog; :meth:`RollupAggregator.restore` rebuilds the aggregator from
+returns what changed since the last drain (``None``: delete), for the engine's
+changelog topic; :meth:`RollupAggregator.restore` rebuilds the aggregator from
 the table's items.
 """
 

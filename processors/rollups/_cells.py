@@ -156,7 +156,7 @@ def scopes_of(
 
 
 class CellJson(TypedDict):
-    """JSON-able :class:`Cell` (a faust Table value)."""
+    """JSON-able :class:`Cell` (a value in the engine's changelog)."""
 
     scope: ScopeJson
     figures: dict[str, int]

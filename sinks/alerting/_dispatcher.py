@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from agentstream.config import Settings
 from agentstream.errors import AgentstreamError
+from agentstream.metrics import PipelineMetrics, consumer_lag, pipeline_metrics
 from schemas import Alert, decode_model
 from sinks.alerting._notifier import Notifier, Outcome
 
@@ -100,16 +101,19 @@ class AlertDispatcher:
         *,
         topic: str | None = None,
         consumer_config: Mapping[str, Any] | None = None,
+        metrics: PipelineMetrics | None = None,
     ) -> None:
         self.topic = topic or settings.topics.name("alerts")
         self.notifier = notifier
         self.stats = DispatcherStats()
+        self.metrics = metrics or pipeline_metrics()
+        self._group = settings.alerts.consumer_group
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._seen_max = settings.alerts.dedup_ids
         self._offsets = _Offsets()
         config: dict[str, Any] = {
             **settings.kafka.confluent_config(),
-            "group.id": settings.alerts.consumer_group,
+            "group.id": self._group,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             **(consumer_config or {}),
@@ -128,6 +132,10 @@ class AlertDispatcher:
         message = self._consumer.poll(timeout)
         handled = 0 if message is None else self._handle(message)
         self.commit()
+        try:
+            self.metrics.record_lag(self._group, consumer_lag(self._consumer))
+        except KafkaException as exc:
+            log.debug("alert dispatcher: consumer lag unknown: %s", exc)
         return handled
 
     def run(self, stop: threading.Event, *, poll_timeout: float = 0.5) -> None:
@@ -154,6 +162,7 @@ class AlertDispatcher:
         """Let queued notifications end (up to ``timeout``), commit, close the consumer."""
         self.notifier.flush(timeout)
         self.commit(wait=True)
+        self.metrics.forget_group(self._group)
         self._consumer.close()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -168,6 +177,7 @@ class AlertDispatcher:
             return 0
         self.stats.consumed += 1
         tp = (message.topic() or self.topic, message.partition() or 0)
+        self.metrics.consumed.add(1, {"stage": "alerts", "topic": tp[0]})
         offset = message.offset() or 0
         try:
             alert = decode_model(message.value() or b"", Alert)

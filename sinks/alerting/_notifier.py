@@ -31,10 +31,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from opentelemetry import metrics
-
 from agentstream.config import AlertSettings
 from agentstream.errors import ChannelError
+from agentstream.metrics import PipelineMetrics, pipeline_metrics
 from schemas import Alert
 from sinks.alerting._channels import Channel
 
@@ -47,14 +46,6 @@ Outcome = Literal["delivered", "failed", "dropped", "skipped"]
 #: called once per (alert, channel) with the outcome: on the channel's delivery thread,
 #: or inside ``deliver`` itself for ``dropped`` and ``skipped``; must be quick
 OutcomeCallback = Callable[[Alert, str, Outcome], None]
-
-_meter = metrics.get_meter("agentstream.sinks.alerting")
-_notifications = _meter.create_counter(
-    "agentstream.alerts.notifications", description="alert notifications by channel and outcome"
-)
-_retries = _meter.create_counter(
-    "agentstream.alerts.delivery_retries", description="alert delivery attempts after a failure"
-)
 
 
 @dataclass
@@ -87,8 +78,8 @@ class _Lane:
     thread: threading.Thread | None = None
 
 
-def _report(job: _Job, channel: str, outcome: Outcome) -> None:
-    _notifications.add(1, {"channel": channel, "outcome": outcome})
+def _report(metrics: PipelineMetrics, job: _Job, channel: str, outcome: Outcome) -> None:
+    metrics.notifications.add(1, {"channel": channel, "outcome": outcome})
     if job.on_done is None:
         return
     try:
@@ -100,8 +91,15 @@ def _report(job: _Job, channel: str, outcome: Outcome) -> None:
 class Notifier:
     """Deliver alerts to named channels in the background, with retries and backoff."""
 
-    def __init__(self, channels: Mapping[str, Channel], settings: AlertSettings) -> None:
+    def __init__(
+        self,
+        channels: Mapping[str, Channel],
+        settings: AlertSettings,
+        *,
+        metrics: PipelineMetrics | None = None,
+    ) -> None:
         self._settings = settings
+        self._metrics = metrics or pipeline_metrics()
         self._cond = threading.Condition()
         self._closing = False
         self._abort = threading.Event()
@@ -161,7 +159,7 @@ class Notifier:
                 old.alert.rule_id,
                 old.alert.scope_key,
             )
-            _report(old, name, "dropped")
+            _report(self._metrics, old, name, "dropped")
         for name in skipped:
             self._skip(job, name)
         return queued
@@ -172,7 +170,7 @@ class Notifier:
             self._skipped[name] = self._skipped.get(name, 0) + 1
         if first:
             log.warning("alert channel %r is not configured: its notifications are skipped", name)
-        _report(job, name, "skipped")
+        _report(self._metrics, job, name, "skipped")
 
     def stats(self) -> dict[str, ChannelStats]:
         """A snapshot of every channel's counters."""
@@ -247,7 +245,7 @@ class Notifier:
                 else:
                     lane.stats.failed += 1
                 self._cond.notify_all()
-            _report(job, name, outcome)
+            _report(self._metrics, job, name, outcome)
 
     def _attempt(self, name: str, lane: _Lane, alert: Alert) -> Outcome:
         settings = self._settings
@@ -285,6 +283,6 @@ class Notifier:
             log.debug("alert channel %s: %s; retry in %.2fs", name, error, delay)
             with self._cond:
                 lane.stats.retries += 1
-            _retries.add(1, {"channel": name})
+            self._metrics.delivery_retries.add(1, {"channel": name})
             self._abort.wait(delay)
         return "failed"  # pragma: no cover - the loop always returns

@@ -6,14 +6,7 @@ go through its web port: ``POST /analyst/query`` (``{"sql": ...}``) and
 each with ``"identity": {"who", "role", "tenant"}`` and the header
 ``Authorization: Bearer <worker.query_token>``. The worker mounts
 :func:`handle_analyst_request` (framework-free: path, headers, body → status,
-JSON) on its web server, e.g. in faust::
-
-    @app.page("/analyst/{kind}")
-    async def analyst(web, request, kind):
-        status, body = await asyncio.to_thread(
-            handle_analyst_request, f"/analyst/{kind}", dict(request.headers),
-            await request.read(), backend=backend, token=token)
-        return web.json(body, status=status)
+JSON) on its web port (``processors.engine.run_processors(analyst=...)``).
 
 :func:`connect` uses the worker when a token is configured and the port
 answers, and opens the folder directly otherwise.

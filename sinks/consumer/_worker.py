@@ -37,6 +37,7 @@ from agentstream.errors import (
     DeliveryError,
     StorageError,
 )
+from agentstream.metrics import PipelineMetrics, consumer_lag, pipeline_metrics
 from agentstream.tracing import consumer_span
 from schemas import DEFAULT_CODEC, AvroCodec, HttpSchemaRegistry
 from sinks._base import FlushReport, Position, Rejected
@@ -103,9 +104,12 @@ class SinkWorker:
         streams: Sequence[str] | None = None,
         consumer_config: Mapping[str, Any] | None = None,
         run_migrations: bool = True,
+        metrics: PipelineMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.stats = SinkStats()
+        self.metrics = metrics or pipeline_metrics()
+        self._tally_in: dict[str, int] = {}
         self._backend = backend
         self._owns_backend = backend is None
         self._codec = codec or _codec_for(settings)
@@ -184,6 +188,7 @@ class SinkWorker:
 
     def _teardown(self) -> None:
         self._aborting = True  # the revoke callback of close() must not write or commit
+        self.metrics.forget_group(self.settings.sink.consumer_group)
         if self._consumer is not None:
             try:
                 self._consumer.close()
@@ -250,6 +255,8 @@ class SinkWorker:
         messages = self._consumer.consume(num_messages=want, timeout=self._poll_s)
         if messages:
             self._handle_all(list(messages))
+            self.metrics.add_counts(self.metrics.consumed, "sink", self._tally_in)
+            self._tally_in.clear()
         if sink.room == 0 and not self._paused:
             self._pause()
         if sink.due():
@@ -311,6 +318,7 @@ class SinkWorker:
             else:
                 sink.add_record(record, position, raw=value, key=message.key())
         self.stats.consumed += 1
+        self._tally_in[topic] = self._tally_in.get(topic, 0) + 1
         self._next[(topic, partition)] = offset + 1
 
     def _bad(self, route: Route, message: Any, exc: Exception) -> None:
@@ -336,8 +344,14 @@ class SinkWorker:
 
     def _absorb(self, report: FlushReport[Row]) -> None:
         """Count a flush, dead-letter what ClickHouse refused, log a failure."""
+        metrics = self.metrics
         for table, rows in report.written.items():
             self.stats.stored[table] = self.stats.stored.get(table, 0) + rows
+            metrics.sink_rows.add(rows, {"table": table})
+        for timing in report.timings:
+            metrics.sink_batch.record(
+                timing.seconds, {"table": timing.key, "outcome": "ok" if timing.ok else "error"}
+            )
         self.stats.flushes += report.batches
         for rejected in report.rejected:
             self._rejected(rejected)
@@ -382,6 +396,10 @@ class SinkWorker:
         )
         self._producer.poll(0)
         self.stats.dead_lettered += 1
+        self.metrics.produced.add(1, {"stage": "sink", "topic": self._invalid_topic})
+        self.metrics.invalid.add(
+            1, {"stage": "sink", "topic": fields["topic"], "error_type": fields["error_type"]}
+        )
 
     def _delivered(self, err: Any, _msg: Any) -> None:
         if err is not None:
@@ -403,6 +421,7 @@ class SinkWorker:
         from confluent_kafka import TopicPartition
 
         self._last_commit = time.monotonic()
+        self._record_lag()
         todo = {tp: off for tp, off in self.committable().items() if self._committed.get(tp) != off}
         if not todo and not force:
             return
@@ -420,6 +439,16 @@ class SinkWorker:
             return
         self._committed.update(todo)
         self.stats.commits += 1
+
+    def _record_lag(self) -> None:
+        from confluent_kafka import KafkaException
+
+        try:
+            lags = consumer_lag(self._consumer)
+        except KafkaException as exc:
+            log.debug("sink: consumer lag unknown: %s", exc)
+            return
+        self.metrics.record_lag(self.settings.sink.consumer_group, lags)
 
     def commit_offsets(self, offsets: list[Any]) -> None:
         """Commit ``offsets`` (confluent ``TopicPartition`` s) synchronously."""

@@ -48,7 +48,11 @@ EXPECTED = {
 def test_all_lists_exactly_the_public_names() -> None:
     assert set(agentstream.__all__) == EXPECTED
     assert len(agentstream.__all__) == len(EXPECTED)
-    assert set(agentstream.testing.__all__) == {"InMemoryEmitter", "SentMessage"}
+    assert set(agentstream.testing.__all__) == {
+        "InMemoryEmitter",
+        "RecordedMetrics",
+        "SentMessage",
+    }
 
 
 def test_every_public_name_resolves() -> None:
