@@ -10,6 +10,7 @@ from ClickHouse. Everything it started is stopped again, also on Ctrl-C.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +25,10 @@ from typing import Any
 
 from agentstream.config import Settings, load_settings, settings_env
 from agentstream.errors import AgentstreamError
+
+#: "run <id> has no INIT" reasons, grouped as one in the live view and the summary
+_NO_INIT = r"^run \S+ has no INIT"
+_NO_INIT_SQL = _NO_INIT.replace("\\", "\\\\")  # inside a ClickHouse string literal
 
 __all__ = ["DemoOptions", "run_demo"]
 
@@ -128,7 +133,8 @@ def _watch(settings: Settings, live: _Live, stop: threading.Event) -> None:
                 elif isinstance(record, Alert):
                     live.alerts.append(record)
                 elif isinstance(record, InvalidEvent):
-                    live.invalid[record.reason.split(":")[0][:60]] += 1
+                    reason = re.sub(_NO_INIT, "run has no INIT", record.reason)
+                    live.invalid[reason.split(":")[0][:60]] += 1
     finally:
         consumer.close()
 
@@ -149,10 +155,10 @@ def _view(live: _Live) -> Any:
     worker = live.pipeline
     if worker:
         head.add_row(
-            f"[bold]worker processed[/] {worker['processed']:,.0f}",
+            f"[bold]processed[/] {worker['processed']:,.0f}",
             f"[bold]lag[/] {worker['lag']:,.0f}",
             f"[bold]rows stored[/] {worker['stored']:,.0f}",
-            f"[bold]sink batch[/] {worker['batch_ms']:,.1f} ms",
+            f"[bold]batch[/] {worker['batch_ms']:,.1f} ms",
         )
     rollup = live.rollups[-1] if live.rollups else None
     figures = Table(title="last closed 1 s window (global)", expand=True)
@@ -352,6 +358,7 @@ def _summary(settings: Settings, console: Any, report: Any) -> None:
 
     from sinks.clickhouse import open_backend
 
+    console.print()  # past the live view's last frame
     backend = open_backend(settings.clickhouse)
     try:
         queries = {
@@ -372,7 +379,8 @@ def _summary(settings: Settings, console: Any, report: Any) -> None:
                 "GROUP BY rule_id, scope_key ORDER BY rule_id, scope_key"
             ),
             "invalid runs by reason": (
-                "SELECT replaceRegexpOne(reason, '^run \\S+ has no INIT', 'run has no INIT') "
+                "SELECT replaceRegexpOne(reason, "
+                f"'{_NO_INIT_SQL}', 'run has no INIT') "
                 "AS why, count() AS events FROM invalid_events FINAL "
                 "GROUP BY why ORDER BY events DESC LIMIT 10"
             ),
