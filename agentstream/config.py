@@ -331,6 +331,11 @@ class WorkerSettings(_Section):
     #: a file the worker creates once it consumes (for supervisors and the demo)
     ready_file: Path | None = None
 
+    @property
+    def processors_group(self) -> str:
+        """The processors' consumer group (and transactional id)."""
+        return f"{self.app_id}-processors"
+
 
 class TelemetrySettings(_Section):
     """OpenTelemetry export (traces, pipeline metrics) and log format."""

@@ -17,6 +17,7 @@ _GROUPS = (
     "agentstream.cli.stack",
     "agentstream.cli.spool",
     "agentstream.cli.worker",
+    "agentstream.cli.lag",
     "agentstream.cli.analyst",
     "agentstream.cli.alerts",
     "agentstream.cli.simulate",

@@ -101,7 +101,7 @@ class ProcessorEngine:
         self._batch_size = batch_size
         kafka = settings.kafka.confluent_config()
         self._kafka = kafka
-        self._group = f"{app}-processors"
+        self._group = settings.worker.processors_group
         self._consumer = Consumer(
             {
                 **kafka,
@@ -115,7 +115,7 @@ class ProcessorEngine:
         self._producer = Producer(
             {
                 **kafka,
-                "transactional.id": f"{app}-processors",
+                "transactional.id": self._group,
                 "enable.idempotence": True,
                 "linger.ms": 5,
                 "compression.type": "lz4",
