@@ -74,8 +74,10 @@ def _web_server(
             self._reply(status, json.dumps(payload).encode(), "application/json")
 
         def do_GET(self) -> None:
-            page = metrics_page() if metrics_page is not None else None
-            if self.path == "/metrics" and page is not None:
+            page = None
+            if self.path == "/metrics" and metrics_page is not None:
+                page = metrics_page()
+            if page is not None:
                 self._reply(200, page, PROMETHEUS_CONTENT_TYPE)
             elif self.path == "/health":
                 self._reply(200, b'{"status": "ok"}', "application/json")
