@@ -131,8 +131,14 @@ def test_processor_and_sink_metrics_match_what_happened(
         expected[f"rollups_{rollup.resolution}"] += 1
     sink = SinkWorker(settings, backend=clickhouse, metrics=recorded.metrics)
     sink.run_until(lambda s: all(s.stored.get(t, 0) >= n for t, n in expected.items()), 60)
-    sink.run_until(lambda s: s.commits > 0 and s.consumed >= sum(expected.values()), 30)
-    lag = recorded.metrics.lag(settings.sink.consumer_group)
+    group = settings.sink.consumer_group
+
+    def drained(stats: Any) -> bool:  # everything read, and a lag of 0 reported for it
+        lag = recorded.metrics.lag(group)
+        return stats.consumed >= sum(expected.values()) and set(lag.values()) == {0}
+
+    sink.run_until(drained, 30)
+    lag = recorded.metrics.lag(group)
     sink.close()
     for table, count in expected.items():
         rows = clickhouse.query(f"SELECT count() FROM {table}").scalar()
