@@ -228,3 +228,39 @@ def test_cli_reports_a_taken_port_in_one_line(
         f"agentstream: error: port {scratch_settings.port} on {scratch_settings.host} "
         "is already in use by another process"
     ]
+
+
+async def _aiokafka_partitions(bootstrap: str, topic: str, keys: list[bytes]) -> dict[bytes, int]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        return {key: (await producer.send_and_wait(topic, b"x", key=key)).partition for key in keys}
+    finally:
+        await producer.stop()
+
+
+def test_the_emitter_and_aiokafka_put_a_run_on_the_same_partition(
+    kafka_broker: BrokerHandle, kafka_topic: TopicFactory
+) -> None:
+    from agentstream._emitter import kafka_producer_config
+    from agentstream.config import load_settings
+
+    topic = kafka_topic("partitioning", partitions=6)
+    keys = [f"run-{uuid.uuid4()}".encode() for _ in range(60)]
+    config = kafka_producer_config(
+        load_settings(kafka={"bootstrap_servers": kafka_broker.bootstrap})
+    )
+    placed: dict[bytes | None, int | None] = {}
+
+    def delivered(_error: object, message: Message) -> None:
+        placed[message.key()] = message.partition()
+
+    producer = Producer(config)
+    for key in keys:
+        producer.produce(topic, b"x", key, on_delivery=delivered)
+    assert producer.flush(30) == 0
+
+    theirs = asyncio.run(_aiokafka_partitions(kafka_broker.bootstrap, topic, keys))
+
+    assert placed == theirs
+    assert len(set(placed.values())) == 6  # the keys spread over every partition
