@@ -26,11 +26,11 @@ import threading
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from agentstream._core import Classifier, EmitterCore, Headers
-from agentstream._redact import Redactor
-from agentstream.config import Settings, load_settings
-from agentstream.metrics import PipelineMetrics
-from schemas import AgentEvent, AvroCodec
+from agentstream.core.config import Settings, load_settings
+from agentstream.core.metrics import PipelineMetrics
+from agentstream.core.redact import Redactor
+from agentstream.emitter._core import Classifier, EmitterCore, Headers
+from agentstream.schemas import AgentEvent, AvroCodec
 
 __all__ = ["InMemoryEmitter", "RecordedMetrics", "SentMessage"]
 

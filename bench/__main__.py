@@ -14,8 +14,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from agentstream.config import load_settings
-from agentstream.localstack.testing import temporary_broker
+from agentstream.core.config import load_settings
+from agentstream.devtools.localstack.testing import temporary_broker
 from bench._figures import (
     emit_overhead,
     end_to_end_latency,

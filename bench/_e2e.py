@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from agentstream.config import Settings, load_settings, settings_env
+from agentstream.core.config import Settings, load_settings, settings_env
 from bench._harness import BenchContext, percentile
 
 __all__ = ["EndToEnd", "measure_end_to_end"]
@@ -39,7 +39,7 @@ class EndToEnd:
 def _kafka_round_trip(settings: Settings, samples: int) -> list[float]:
     from confluent_kafka import Consumer, Producer
 
-    from agentstream.localstack import ensure_topics
+    from agentstream.core.topics import ensure_topics
 
     topic = f"{settings.topics.prefix}roundtrip"
     ensure_topics(settings.kafka.bootstrap_servers, [topic])
@@ -76,8 +76,8 @@ def _kafka_round_trip(settings: Settings, samples: int) -> list[float]:
 def measure_end_to_end(ctx: BenchContext, settings: Settings) -> EndToEnd:
     """Start a worker, emit one traced tool call at a time, wait until the sink stored it."""
     from agentstream import Emitter, run_context
-    from agentstream.localstack._system import free_ports
-    from sinks.analyst import HttpAnalyst, Identity
+    from agentstream.devtools.localstack._system import free_ports
+    from agentstream.sinks.analyst import HttpAnalyst, Identity
 
     token = secrets.token_hex(16)
     port = free_ports("127.0.0.1", 1)[0]

@@ -6,8 +6,8 @@ import time
 import uuid
 from typing import Any
 
-from agentstream.config import Settings, load_settings
-from agentstream.localstack import ensure_topics
+from agentstream.core.config import Settings, load_settings
+from agentstream.core.topics import ensure_topics
 from bench._harness import BenchContext, Figure
 
 __all__ = [
@@ -31,7 +31,7 @@ def _settings(ctx: BenchContext, **overrides: Any) -> Settings:
 
 def emit_overhead(ctx: BenchContext) -> list[Figure]:
     """What ``emit`` costs the agent's thread, beside a raw ``produce()`` of ready bytes."""
-    from agentstream._bench import measure_emit_overhead
+    from bench._emit import measure_emit_overhead
 
     result = measure_emit_overhead(bootstrap=ctx.bootstrap, n=min(ctx.events, 20_000))
     raw = result.raw_produce
@@ -66,8 +66,8 @@ def emit_overhead(ctx: BenchContext) -> list[Figure]:
 
 
 def _tool_calls(n: int) -> list[Any]:
-    from agentstream._simulate import Simulation, SimulationConfig
-    from schemas import ToolCall
+    from agentstream.devtools.simulate import Simulation, SimulationConfig
+    from agentstream.schemas import ToolCall
 
     sim = Simulation(SimulationConfig(duration_s=None, max_events=n * 3, runs_per_s=1000))
     calls = [event for _, event in sim.events() if isinstance(event, ToolCall)]
@@ -79,8 +79,8 @@ def producer_throughput(ctx: BenchContext) -> list[Figure]:
     from confluent_kafka import Producer
 
     from agentstream import Emitter
-    from agentstream._emitter import kafka_producer_config
-    from schemas import encode_model
+    from agentstream.emitter._emitter import kafka_producer_config
+    from agentstream.schemas import encode_model
 
     settings = _settings(ctx)
     topic = settings.topics.name("tool_calls")
@@ -124,7 +124,7 @@ def producer_throughput(ctx: BenchContext) -> list[Figure]:
 
 def sink_throughput(ctx: BenchContext) -> list[Figure]:
     """Rows/s into the embedded engine at the default batch size vs a raw chdb insert."""
-    from sinks.bench import bench_sink
+    from bench._sink import bench_sink
 
     result = bench_sink(min(ctx.events, 100_000))
     ctx.mark("sink", rows_per_s=result.sink_rows_per_s, raw_rows_per_s=result.raw_rows_per_s)
@@ -150,7 +150,7 @@ def sink_throughput(ctx: BenchContext) -> list[Figure]:
 
 def worker_throughput(ctx: BenchContext) -> list[Figure]:
     """Sustained events/s of the processors on a mixed workload vs a decode-only consumer."""
-    from processors.engine.bench import bench_worker
+    from bench._engine import bench_worker
 
     result = bench_worker(ctx.bootstrap, events=ctx.events)
     ctx.mark("worker", **result.timeline_point())

@@ -16,8 +16,15 @@ Instants in processor state are integer microseconds since the epoch
 (:func:`to_us` / :func:`from_us`).
 """
 
-from processors._clock import EventClock, EventClockState, from_us, now_us, seconds_to_us, to_us
-from processors.lifecycle import (
+from agentstream.processors._clock import (
+    EventClock,
+    EventClockState,
+    from_us,
+    now_us,
+    seconds_to_us,
+    to_us,
+)
+from agentstream.processors.lifecycle import (
     ALLOWED_TRANSITIONS,
     TERMINAL_STATES,
     Accepted,
@@ -32,7 +39,7 @@ from processors.lifecycle import (
     observe_tool_call,
     overdue,
 )
-from processors.rollups import (
+from agentstream.processors.rollups import (
     LatencySketch,
     RollupAggregator,
     RollupEvent,

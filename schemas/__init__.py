@@ -18,7 +18,7 @@ it knows, so roll out consumers (processors, sinks) before producers.
 
 Example::
 
-    from schemas import CallStatus, ToolCall, decode_model, encode_model
+    from agentstream.schemas import CallStatus, ToolCall, decode_model, encode_model
 
     event = ToolCall(tenant_id="acme", user_id="u1", agent_id="planner",
                      agent_version="1.4.0", run_id="run-42", tool="search",
@@ -27,9 +27,15 @@ Example::
     assert decode_model(data, ToolCall) == event
 """
 
-from schemas._base import AgentEvent, Record, new_uuid, utc_now, validate_event
-from schemas._catalog import MODELS, RECORD_TYPES, RecordType, SchemaVersion, record_type
-from schemas._codec import (
+from agentstream.schemas._base import AgentEvent, Record, new_uuid, utc_now, validate_event
+from agentstream.schemas._catalog import (
+    MODELS,
+    RECORD_TYPES,
+    RecordType,
+    SchemaVersion,
+    record_type,
+)
+from agentstream.schemas._codec import (
     CONFLUENT_MAGIC,
     DEFAULT_CODEC,
     SINGLE_OBJECT_MAGIC,
@@ -43,14 +49,14 @@ from schemas._codec import (
     encode_model,
     record_name_subject,
 )
-from schemas._compat import (
+from agentstream.schemas._compat import (
     check_all_history,
     check_compatibility,
     check_history,
     compatibility_problems,
 )
-from schemas._derived import Alert, Comparator, InvalidEvent, Resolution, Rollup
-from schemas._enums import (
+from agentstream.schemas._derived import Alert, Comparator, InvalidEvent, Resolution, Rollup
+from agentstream.schemas._enums import (
     AgentState,
     AlertState,
     CallStatus,
@@ -60,9 +66,9 @@ from schemas._enums import (
     ScopeKind,
     Severity,
 )
-from schemas._events import ModelCall, ReviewDecision, StateTransition, ToolCall
-from schemas._registry import HttpSchemaRegistry, InMemorySchemaRegistry, SchemaRegistry
-from schemas.errors import (
+from agentstream.schemas._events import ModelCall, ReviewDecision, StateTransition, ToolCall
+from agentstream.schemas._registry import HttpSchemaRegistry, InMemorySchemaRegistry, SchemaRegistry
+from agentstream.schemas.errors import (
     AgentstreamError,
     CodecError,
     ContractError,

@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticSerializationError, from_json, to_json
 
-from schemas.errors import EventValidationError
+from agentstream.schemas.errors import EventValidationError
 
 __all__ = [
     "INT32_MAX",

@@ -17,10 +17,10 @@ from typing import Any
 
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
-from schemas._base import Record
-from schemas._derived import Alert, InvalidEvent, Rollup
-from schemas._events import ModelCall, ReviewDecision, StateTransition, ToolCall
-from schemas.errors import CodecError
+from agentstream.schemas._base import Record
+from agentstream.schemas._derived import Alert, InvalidEvent, Rollup
+from agentstream.schemas._events import ModelCall, ReviewDecision, StateTransition, ToolCall
+from agentstream.schemas.errors import CodecError
 
 __all__ = [
     "MODELS",
@@ -113,7 +113,7 @@ class RecordType:
 
 def load_schema_text(relative: str) -> str:
     """Text of a packaged schema file: ``"ToolCall.avsc"``, ``"history/ToolCall/v1.avsc"``."""
-    return resources.files("schemas").joinpath(relative).read_text(encoding="utf-8")
+    return resources.files("agentstream.schemas").joinpath(relative).read_text(encoding="utf-8")
 
 
 def _load_json(relative: str) -> dict[str, Any]:
@@ -124,7 +124,7 @@ def _load_json(relative: str) -> dict[str, Any]:
 
 
 def _history(name: str) -> list[tuple[int, dict[str, Any]]]:
-    folder = resources.files("schemas").joinpath("history", name)
+    folder = resources.files("agentstream.schemas").joinpath("history", name)
     found: list[tuple[int, dict[str, Any]]] = []
     if not folder.is_dir():
         return found

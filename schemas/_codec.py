@@ -27,8 +27,8 @@ from typing import Any, Literal, NamedTuple, TypeVar, overload
 
 from fastavro import schemaless_reader, schemaless_writer
 
-from schemas._base import Record
-from schemas._catalog import (
+from agentstream.schemas._base import Record
+from agentstream.schemas._catalog import (
     RECORD_TYPES,
     RecordType,
     SchemaVersion,
@@ -36,9 +36,9 @@ from schemas._catalog import (
     record_type,
     version_by_fingerprint,
 )
-from schemas._registry import SchemaRegistry
-from schemas._writer import NO_DEFAULT, compile_field_encoders, compile_writer
-from schemas.errors import CodecError
+from agentstream.schemas._registry import SchemaRegistry
+from agentstream.schemas._writer import NO_DEFAULT, compile_field_encoders, compile_writer
+from agentstream.schemas.errors import CodecError
 
 __all__ = [
     "CONFLUENT_MAGIC",

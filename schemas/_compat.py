@@ -24,8 +24,8 @@ from typing import Any
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import expand_schema
 
-from schemas._catalog import RECORD_TYPES, RecordType
-from schemas.errors import SchemaCompatibilityError
+from agentstream.schemas._catalog import RECORD_TYPES, RecordType
+from agentstream.schemas.errors import SchemaCompatibilityError
 
 __all__ = [
     "check_all_history",

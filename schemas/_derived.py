@@ -10,7 +10,7 @@ from typing import Literal, Self
 
 from pydantic import Field, model_validator
 
-from schemas._base import (
+from agentstream.schemas._base import (
     INT32_MAX,
     INT64_MAX,
     Code,
@@ -27,7 +27,7 @@ from schemas._base import (
     new_uuid,
     utc_now,
 )
-from schemas._enums import AgentState, AlertState, ScopeKind, Severity
+from agentstream.schemas._enums import AgentState, AlertState, ScopeKind, Severity
 
 __all__ = ["Alert", "Comparator", "InvalidEvent", "Resolution", "Rollup"]
 

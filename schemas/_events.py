@@ -10,7 +10,7 @@ from typing import Self
 
 from pydantic import Field, model_validator
 
-from schemas._base import (
+from agentstream.schemas._base import (
     INT32_MAX,
     AgentEvent,
     Code,
@@ -23,7 +23,7 @@ from schemas._base import (
     Summary,
     Text,
 )
-from schemas._enums import AgentState, CallStatus, Decision, ErrorClass, Retention
+from agentstream.schemas._enums import AgentState, CallStatus, Decision, ErrorClass, Retention
 
 __all__ = ["ModelCall", "ReviewDecision", "StateTransition", "ToolCall"]
 

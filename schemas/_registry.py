@@ -17,7 +17,7 @@ import urllib.parse
 import urllib.request
 from typing import Any, Protocol, runtime_checkable
 
-from schemas.errors import SchemaRegistryError
+from agentstream.schemas.errors import SchemaRegistryError
 
 __all__ = ["HttpSchemaRegistry", "InMemorySchemaRegistry", "SchemaRegistry"]
 

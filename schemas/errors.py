@@ -1,7 +1,7 @@
 """The contract-level errors; the root of agentstream's exception tree.
 
 ``schemas`` depends on nothing else in the project, so the root class and the
-errors the contract layer raises live here; :mod:`agentstream.errors`
+errors the contract layer raises live here; :mod:`agentstream.core.errors`
 re-exports them and documents the whole tree.
 """
 

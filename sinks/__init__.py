@@ -6,8 +6,16 @@ with its test double :class:`ListSink`; the ClickHouse parts are in
 analyst access in :mod:`sinks.analyst`.
 """
 
-from sinks._base import Batch, BatchingSink, BatchTiming, FlushReport, Position, Rejected, Sink
-from sinks._list import ListSink
+from agentstream.sinks._base import (
+    Batch,
+    BatchingSink,
+    BatchTiming,
+    FlushReport,
+    Position,
+    Rejected,
+    Sink,
+)
+from agentstream.sinks._list import ListSink
 
 __all__ = [
     "Batch",

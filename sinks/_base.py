@@ -8,12 +8,12 @@ is ``flush_interval_s`` old, or on ``flush(force=True)``.
 
 Failures and back-pressure:
 
-* ``write`` raising :class:`~agentstream.errors.StorageError` keeps the batch
+* ``write`` raising :class:`~agentstream.core.errors.StorageError` keeps the batch
   buffered (same items, same :meth:`Batch.token`), schedules a retry with
   exponential backoff (``retry_initial_s`` doubling up to ``retry_max_s``) and
   ends the flush with the error in :attr:`FlushReport.error` (what was written
   before it stays reported); until the retry is due, ``flush`` attempts nothing.
-* ``add`` raises :class:`~agentstream.errors.BackPressure` once
+* ``add`` raises :class:`~agentstream.core.errors.BackPressure` once
   ``max_buffered_rows`` items wait; its ``retry_after`` says when a flush will
   next be attempted. Memory stays bounded while the destination is slow.
 * ``write`` returns the items the destination refused for good
@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Generic, Self, TypeVar
 
-from agentstream.config import SinkSettings
-from agentstream.errors import BackPressure, StorageError
+from agentstream.core.config import SinkSettings
+from agentstream.core.errors import BackPressure, StorageError
 
 __all__ = ["Batch", "BatchTiming", "BatchingSink", "FlushReport", "Position", "Rejected", "Sink"]
 

@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
-from agentstream.config import SinkSettings
-from agentstream.errors import StorageError
-from sinks._base import Batch, BatchingSink, Rejected
+from agentstream.core.config import SinkSettings
+from agentstream.core.errors import StorageError
+from agentstream.sinks._base import Batch, BatchingSink, Rejected
 
 __all__ = ["ListSink"]
 

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from agentstream.config import ClickHouseSettings, LocalKafkaSettings, load_settings
-from agentstream.localstack.testing import (
+from agentstream.core.config import ClickHouseSettings, LocalKafkaSettings, load_settings
+from agentstream.devtools.localstack.testing import (
     BrokerHandle,
     TopicFactory,
     temporary_broker,
     unique_topic_name,
 )
-from sinks.clickhouse import ClickHouseBackend, open_backend
+from agentstream.sinks.clickhouse import ClickHouseBackend, open_backend
 
 #: ``host:port`` of a running broker the tests should use instead of starting one
 KAFKA_BOOTSTRAP_ENV = "AGENTSTREAM_TEST_KAFKA_BOOTSTRAP"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import yaml
 
-from agentstream.config import ENV_DELIMITER, ENV_PREFIX, Settings
+from agentstream.core.config import ENV_DELIMITER, ENV_PREFIX, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -17,16 +17,16 @@ import pytest
 from confluent_kafka import Producer
 
 from agentstream import Emitter, run_context
-from agentstream.config import load_settings
-from agentstream.localstack.testing import BrokerHandle
+from agentstream.core.config import load_settings
+from agentstream.devtools.localstack.testing import BrokerHandle
+from agentstream.processors.engine import ProcessorEngine
+from agentstream.schemas import Alert, encode_model
+from agentstream.sinks.alerting import AlertDispatcher, Notifier, build_channels
+from agentstream.sinks.alerting.testing import Receiver
+from agentstream.sinks.clickhouse import ClickHouseBackend
+from agentstream.sinks.consumer import SinkWorker
 from agentstream.testing import RecordedMetrics
-from processors.engine import ProcessorEngine
-from processors.engine.testing import engine_settings, read_committed, run_engine
-from schemas import Alert, encode_model
-from sinks.alerting import AlertDispatcher, Notifier, build_channels
-from sinks.alerting.testing import Receiver
-from sinks.clickhouse import ClickHouseBackend
-from sinks.consumer import SinkWorker
+from tests.support.engine import engine_settings, read_committed, run_engine
 
 pytestmark = pytest.mark.integration
 

@@ -11,10 +11,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from agentstream import Emitter, run_context
-from agentstream.localstack.testing import BrokerHandle
-from processors.engine.testing import engine_settings, run_engine
-from sinks.clickhouse import ClickHouseBackend
-from sinks.consumer import SinkWorker
+from agentstream.devtools.localstack.testing import BrokerHandle
+from agentstream.sinks.clickhouse import ClickHouseBackend
+from agentstream.sinks.consumer import SinkWorker
+from tests.support.engine import engine_settings, run_engine
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib import import_module
 
-from agentstream.errors import AgentstreamError
+from agentstream.core.errors import AgentstreamError
 
 __all__ = ["main"]
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agentstream.config import Settings, load_settings, settings_env
-from agentstream.errors import AgentstreamError
+from agentstream.core.config import Settings, load_settings, settings_env
+from agentstream.core.errors import AgentstreamError
 
 #: "run <id> has no INIT" reasons, grouped as one in the live view and the summary
 _NO_INIT = r"^run \S+ has no INIT"
@@ -104,7 +104,7 @@ def _watch(settings: Settings, live: _Live, stop: threading.Event) -> None:
     """Consume rollups, alerts and dead letters for the live view."""
     from confluent_kafka import Consumer
 
-    from schemas import Alert, InvalidEvent, Rollup, decode_model
+    from agentstream.schemas import Alert, InvalidEvent, Rollup, decode_model
 
     topics = {settings.topics.name(s): s for s in ("rollups", "alerts", "invalid")}
     consumer = Consumer(
@@ -199,7 +199,7 @@ def _view(live: _Live) -> Any:
 @contextmanager
 def _broker(settings: Settings, console: Any) -> Iterator[str]:
     """The configured broker if it answers, else a local one started (and stopped) here."""
-    from agentstream.localstack import LocalKafka, broker_answers
+    from agentstream.devtools.localstack import LocalKafka, broker_answers
 
     if broker_answers(settings.kafka.bootstrap_servers, timeout_s=2.0):
         console.print(f"using the broker at {settings.kafka.bootstrap_servers}")
@@ -259,16 +259,16 @@ def run_demo(options: DemoOptions) -> int:
     from rich.live import Live
 
     from agentstream import Emitter
-    from agentstream._simulate import Incident, Simulation, SimulationConfig
-    from agentstream.localstack import ensure_topics
-    from agentstream.localstack._system import free_ports
+    from agentstream.core.topics import ensure_topics
+    from agentstream.devtools.localstack._system import free_ports
+    from agentstream.devtools.simulate import Incident, Simulation, SimulationConfig
 
     console = Console()
     run_id = time.strftime("%Y%m%d-%H%M%S")
     home = options.home.resolve() / run_id
-    import processors.alerts
+    from agentstream.processors import alerts
 
-    rules = Path(processors.alerts.__file__).resolve().parent / "demo_rules.yaml"
+    rules = Path(alerts.__file__).resolve().parent / "demo_rules.yaml"
     ready = home / "worker.ready"
     overrides: dict[str, dict[str, Any]] = {
         "topics": {"prefix": f"demo-{run_id}."},
@@ -356,7 +356,7 @@ def run_demo(options: DemoOptions) -> int:
 def _summary(settings: Settings, console: Any, report: Any) -> None:
     from rich.table import Table
 
-    from sinks.clickhouse import open_backend
+    from agentstream.sinks.clickhouse import open_backend
 
     console.print()  # past the live view's last frame
     backend = open_backend(settings.clickhouse)

@@ -20,12 +20,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentstream.errors import AgentstreamError, ConfigError
+from agentstream.core.errors import AgentstreamError, ConfigError
 
 if TYPE_CHECKING:
-    from agentstream.config import Settings
-    from processors.alerts import RuleSet
-    from schemas import Alert
+    from agentstream.core.config import Settings
+    from agentstream.processors.alerts import RuleSet
+    from agentstream.schemas import Alert
 
 __all__ = ["register"]
 
@@ -36,7 +36,7 @@ _WIDE = 140
 
 
 def _since(text: str) -> float:
-    from processors.alerts import parse_duration
+    from agentstream.processors.alerts import parse_duration
 
     try:
         return parse_duration(text)
@@ -68,7 +68,7 @@ def _console(stderr: bool = False) -> Any:
 
 
 def _rules(settings: Settings, path: Path | None) -> RuleSet:
-    from processors.alerts import known_channels, load_rules, rules_from_settings
+    from agentstream.processors.alerts import known_channels, load_rules, rules_from_settings
 
     if path is None:
         return rules_from_settings(settings)
@@ -84,7 +84,7 @@ def _rules(settings: Settings, path: Path | None) -> RuleSet:
 
 def _read(settings: Settings, source: str, since: datetime, limit: int) -> tuple[Any, ...]:
     """(recent, firing, where) from ClickHouse or the topic."""
-    from sinks.alerting import (
+    from agentstream.sinks.alerting import (
         alerts_from_clickhouse,
         alerts_from_topic,
         firing,
@@ -93,7 +93,7 @@ def _read(settings: Settings, source: str, since: datetime, limit: int) -> tuple
 
     if source in ("auto", "clickhouse"):
         try:
-            from sinks.clickhouse import open_backend
+            from agentstream.sinks.clickhouse import open_backend
 
             backend = open_backend(settings.clickhouse)
             try:
@@ -114,7 +114,7 @@ def _read(settings: Settings, source: str, since: datetime, limit: int) -> tuple
 
 
 def _value(alert: Alert, value: float) -> str:
-    from processors.alerts import format_value, resolve_metric
+    from agentstream.processors.alerts import format_value, resolve_metric
 
     try:
         return format_value(resolve_metric(alert.metric), value)
@@ -152,8 +152,8 @@ def _table(title: str, alerts: list[Alert], width: int) -> Any:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from agentstream.config import get_settings
-    from sinks.alerting import webhook_payload
+    from agentstream.core.config import get_settings
+    from agentstream.sinks.alerting import webhook_payload
 
     settings = get_settings()
     since = datetime.now(UTC) - timedelta(seconds=args.since)
@@ -178,8 +178,8 @@ def _list(args: argparse.Namespace) -> int:
 def _list_rules(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from agentstream.config import get_settings
-    from processors.alerts import format_value
+    from agentstream.core.config import get_settings
+    from agentstream.processors.alerts import format_value
 
     rules = _rules(get_settings(), args.rules)
     table = Table(title=f"{len(rules)} rule(s) in {rules.source}", title_justify="left")
@@ -205,9 +205,9 @@ def _list_rules(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from agentstream.config import get_settings
-    from processors.alerts import sample_alert
-    from sinks.alerting import Notifier, Outcome, build_channels
+    from agentstream.core.config import get_settings
+    from agentstream.processors.alerts import sample_alert
+    from agentstream.sinks.alerting import Notifier, Outcome, build_channels
 
     settings = get_settings()
     _logging()
@@ -249,8 +249,8 @@ def _test(args: argparse.Namespace) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from agentstream.config import get_settings
-    from sinks.alerting import AlertDispatcher, Notifier, build_channels
+    from agentstream.core.config import get_settings
+    from agentstream.sinks.alerting import AlertDispatcher, Notifier, build_channels
 
     settings = get_settings()
     _logging()

@@ -36,8 +36,8 @@ def _add_identity(parser: argparse.ArgumentParser) -> None:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from agentstream.config import get_settings
-    from sinks.clickhouse import load_migrations, migrate, open_backend, render
+    from agentstream.core.config import get_settings
+    from agentstream.sinks.clickhouse import load_migrations, migrate, open_backend, render
 
     settings = get_settings()
     if args.print_sql:
@@ -65,8 +65,8 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _query(args: argparse.Namespace) -> int:
-    from agentstream.config import get_settings
-    from sinks.analyst import Identity, connect, format_result
+    from agentstream.core.config import get_settings
+    from agentstream.sinks.analyst import Identity, connect, format_result
 
     identity = Identity(who=args.who or _who(), role=args.role, tenant=args.tenant)
     analyst = connect(get_settings(), identity)
@@ -79,8 +79,8 @@ def _query(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from agentstream.config import get_settings
-    from sinks.analyst import (
+    from agentstream.core.config import get_settings
+    from agentstream.sinks.analyst import (
         REPORTS,
         Identity,
         connect,

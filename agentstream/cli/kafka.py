@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentstream.config import LocalKafkaSettings, load_settings
-from agentstream.errors import BrokerStartError
+from agentstream.core.config import LocalKafkaSettings, load_settings
+from agentstream.core.errors import BrokerStartError
 
 if TYPE_CHECKING:
-    from agentstream.localstack import LocalKafka
+    from agentstream.devtools.localstack import LocalKafka
 
 __all__ = ["EXIT_NOT_RUNNING", "register"]
 
@@ -93,7 +93,7 @@ def _settings(args: argparse.Namespace) -> LocalKafkaSettings:
 
 
 def _broker(args: argparse.Namespace, output: _Output) -> LocalKafka:
-    from agentstream.localstack import LocalKafka
+    from agentstream.devtools.localstack import LocalKafka
 
     return LocalKafka(_settings(args), progress=output.progress)
 

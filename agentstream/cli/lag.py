@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from agentstream.config import Settings, load_settings
-from agentstream.errors import AgentstreamError
+from agentstream.core.config import Settings, load_settings
+from agentstream.core.errors import AgentstreamError
 
 __all__ = ["PartitionLag", "group_lag", "pipeline_groups", "register"]
 

@@ -49,8 +49,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _simulate(args: argparse.Namespace) -> int:
     from agentstream import Emitter
-    from agentstream._simulate import Simulation, SimulationConfig, SimulationReport
-    from agentstream.config import load_settings
+    from agentstream.core.config import load_settings
+    from agentstream.devtools.simulate import Simulation, SimulationConfig, SimulationReport
 
     if args.latency_p95 < args.latency_median:
         print("agentstream: error: --latency-p95 must be >= --latency-median", file=sys.stderr)

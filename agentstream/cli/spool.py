@@ -15,12 +15,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agentstream.config import Settings, load_settings
-from agentstream.errors import DeliveryError
+from agentstream.core.config import Settings, load_settings
+from agentstream.core.errors import DeliveryError
 
 if TYPE_CHECKING:
-    from agentstream._replay import ReplayJob
-    from agentstream._spool import SegmentInfo
+    from agentstream.emitter._replay import ReplayJob
+    from agentstream.emitter._spool import SegmentInfo
 
 __all__ = ["EXIT_NOT_DRAINED", "register"]
 
@@ -65,7 +65,7 @@ def _human(size: int) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from agentstream._spool import Spool
+    from agentstream.emitter._spool import Spool
 
     settings = _settings(args)
     spool = Spool(settings.emitter.spool_dir)
@@ -123,9 +123,9 @@ def _print_status(directory: Path, infos: list[SegmentInfo]) -> None:
 def _replay(args: argparse.Namespace) -> int:
     from confluent_kafka import KafkaException, Producer
 
-    from agentstream._emitter import kafka_producer_config
-    from agentstream._replay import ReplayJob
-    from agentstream._spool import Spool
+    from agentstream.emitter._emitter import kafka_producer_config
+    from agentstream.emitter._replay import ReplayJob
+    from agentstream.emitter._spool import Spool
 
     settings = _settings(args)
     spool = Spool(settings.emitter.spool_dir, segment_bytes=settings.emitter.spool_segment_bytes)

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
-from agentstream.config import Settings, load_settings
+from agentstream.core.config import Settings, load_settings
 
 if TYPE_CHECKING:
-    from sinks.clickhouse import ClickHouseBackend
+    from agentstream.sinks.clickhouse import ClickHouseBackend
 
 __all__ = ["register", "run_worker"]
 
@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from agentstream.logs import configure_logging
+    from agentstream.core.logs import configure_logging
 
     settings = load_settings()
     if args.log_format is not None:
@@ -60,7 +60,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 @contextmanager
 def _sink(settings: Settings, backend: ClickHouseBackend) -> Iterator[None]:
-    from sinks.consumer import SinkWorker
+    from agentstream.sinks.consumer import SinkWorker
 
     sink = SinkWorker(settings, backend=backend)
     sink.start()
@@ -75,7 +75,7 @@ def _sink(settings: Settings, backend: ClickHouseBackend) -> Iterator[None]:
 
 @contextmanager
 def _alert_delivery(settings: Settings) -> Iterator[None]:
-    from sinks.alerting import AlertDispatcher, Notifier, build_channels
+    from agentstream.sinks.alerting import AlertDispatcher, Notifier, build_channels
 
     notifier = Notifier(build_channels(settings.alerts), settings.alerts)
     dispatcher = AlertDispatcher(settings, notifier)
@@ -95,11 +95,11 @@ def _alert_delivery(settings: Settings) -> Iterator[None]:
 
 def run_worker(settings: Settings, *, sink: bool = True, alerts: bool = True) -> int:
     """Run until stopped; returns the exit code."""
-    from agentstream.localstack import ensure_topics
-    from agentstream.telemetry import configure_telemetry
-    from processors.engine import run_processors
-    from sinks.analyst import handle_analyst_request
-    from sinks.clickhouse import open_backend
+    from agentstream.core.telemetry import configure_telemetry
+    from agentstream.core.topics import ensure_topics
+    from agentstream.processors.engine import run_processors
+    from agentstream.sinks.analyst import handle_analyst_request
+    from agentstream.sinks.clickhouse import open_backend
 
     telemetry = configure_telemetry(settings.telemetry)
     ensure_topics(

@@ -2,7 +2,7 @@
 
 * :func:`load_rules` / :func:`rules_from_settings` — read and validate a YAML rule
   file (default: the packaged ``default_rules.yaml``); problems raise
-  :class:`~agentstream.errors.AlertRuleError` naming the rule id and the field;
+  :class:`~agentstream.core.errors.AlertRuleError` naming the rule id and the field;
 * :data:`METRICS` — every metric a rule may watch;
 * :func:`evaluate` — pure ``(rule, state, rollup) -> (new_state, alert | None)``;
   :class:`AlertEvaluator` runs a whole :class:`RuleSet` over a state store (the
@@ -15,7 +15,7 @@ Example (inside the processors, on every closed rollup window)::
         await alerts_topic.send(key=alert.scope_key, value=encode_model(alert))
 """
 
-from processors.alerts._evaluator import (
+from agentstream.processors.alerts._evaluator import (
     STATE_VERSION,
     AlertEvaluator,
     Evaluation,
@@ -26,15 +26,27 @@ from processors.alerts._evaluator import (
     sample_alert,
     state_key,
 )
-from processors.alerts._loader import (
+from agentstream.processors.alerts._loader import (
     DEFAULT_RULES_FILE,
     known_channels,
     load_rules,
     parse_rules,
     rules_from_settings,
 )
-from processors.alerts._metrics import METRIC_ALIASES, METRICS, Metric, format_value, resolve_metric
-from processors.alerts._rules import BUILTIN_CHANNELS, Rule, RuleSet, ScopeFilter, parse_duration
+from agentstream.processors.alerts._metrics import (
+    METRIC_ALIASES,
+    METRICS,
+    Metric,
+    format_value,
+    resolve_metric,
+)
+from agentstream.processors.alerts._rules import (
+    BUILTIN_CHANNELS,
+    Rule,
+    RuleSet,
+    ScopeFilter,
+    parse_duration,
+)
 
 __all__ = [
     "BUILTIN_CHANNELS",

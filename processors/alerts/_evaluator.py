@@ -36,9 +36,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple, get_args
 
-from processors.alerts._metrics import format_value
-from processors.alerts._rules import Rule, RuleSet
-from schemas import Alert, AlertState, ContractError, Rollup
+from agentstream.processors.alerts._metrics import format_value
+from agentstream.processors.alerts._rules import Rule, RuleSet
+from agentstream.schemas import Alert, AlertState, ContractError, Rollup
 
 __all__ = [
     "STATE_VERSION",

@@ -2,7 +2,7 @@
 
 A rule file is a YAML mapping with ``rules`` (a list) and optional ``defaults``
 (keys every rule gets unless it sets them itself); see :mod:`processors.alerts._rules`
-for the keys. Any problem raises :class:`~agentstream.errors.AlertRuleError` naming
+for the keys. Any problem raises :class:`~agentstream.core.errors.AlertRuleError` naming
 the file, the rule id (``#n`` when the rule has none) and the field, all at once.
 """
 
@@ -16,9 +16,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from agentstream.config import AlertSettings, Settings
-from agentstream.errors import AlertRuleError
-from processors.alerts._rules import BUILTIN_CHANNELS, Rule, RuleSet
+from agentstream.core.config import AlertSettings, Settings
+from agentstream.core.errors import AlertRuleError
+from agentstream.processors.alerts._rules import BUILTIN_CHANNELS, Rule, RuleSet
 
 __all__ = [
     "DEFAULT_RULES_FILE",
@@ -150,7 +150,7 @@ def load_rules(
 ) -> RuleSet:
     """Read and validate a rule file (None: the packaged ``default_rules.yaml``)."""
     if path is None:
-        ref = resources.files("processors.alerts") / DEFAULT_RULES_FILE
+        ref = resources.files("agentstream.processors.alerts") / DEFAULT_RULES_FILE
         text, source = ref.read_text(encoding="utf-8"), f"<packaged {DEFAULT_RULES_FILE}>"
     else:
         source = str(path)

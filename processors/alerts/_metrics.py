@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from schemas import Rollup
+from agentstream.schemas import Rollup
 
 __all__ = ["METRICS", "METRIC_ALIASES", "Metric", "Unit", "format_value", "resolve_metric"]
 

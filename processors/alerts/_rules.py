@@ -25,8 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from processors.alerts._metrics import METRICS, Metric, resolve_metric
-from schemas import Comparator, Resolution, Rollup, ScopeKind, Severity
+from agentstream.processors.alerts._metrics import METRICS, Metric, resolve_metric
+from agentstream.schemas import Comparator, Resolution, Rollup, ScopeKind, Severity
 
 __all__ = ["BUILTIN_CHANNELS", "Rule", "RuleSet", "ScopeFilter", "parse_duration"]
 

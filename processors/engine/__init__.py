@@ -3,7 +3,7 @@
 See :mod:`processors.engine._engine` for the guarantees.
 """
 
-from processors.engine._engine import EngineStats, ProcessorEngine
-from processors.engine._run import run_processors
+from agentstream.processors.engine._engine import EngineStats, ProcessorEngine
+from agentstream.processors.engine._run import run_processors
 
 __all__ = ["EngineStats", "ProcessorEngine", "run_processors"]

@@ -20,14 +20,14 @@ from typing import Any, cast
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from opentelemetry import trace
 
-from agentstream.config import Settings
-from agentstream.errors import AgentstreamError, CodecError, ContractError
-from agentstream.metrics import PipelineMetrics, consumer_lag, pipeline_metrics
-from agentstream.tracing import consumer_span, trace_headers
-from processors._clock import now_us, seconds_to_us, to_us
-from processors.alerts import AlertEvaluator, rules_from_settings
-from processors.engine._state import ChangelogStore, TrackedDict, read_changelog
-from processors.lifecycle import (
+from agentstream.core.config import Settings
+from agentstream.core.errors import AgentstreamError, CodecError, ContractError
+from agentstream.core.metrics import PipelineMetrics, consumer_lag, pipeline_metrics
+from agentstream.core.tracing import consumer_span, trace_headers
+from agentstream.processors._clock import now_us, seconds_to_us, to_us
+from agentstream.processors.alerts import AlertEvaluator, rules_from_settings
+from agentstream.processors.engine._state import ChangelogStore, TrackedDict, read_changelog
+from agentstream.processors.lifecycle import (
     Accepted,
     Duplicate,
     RunState,
@@ -35,8 +35,8 @@ from processors.lifecycle import (
     apply,
     observe_tool_call,
 )
-from processors.rollups import RollupAggregator
-from schemas import (
+from agentstream.processors.rollups import RollupAggregator
+from agentstream.schemas import (
     DEFAULT_CODEC,
     InvalidEvent,
     ModelCall,
@@ -455,6 +455,6 @@ class ProcessorEngine:
 
 
 def _now() -> Any:
-    from schemas import utc_now
+    from agentstream.schemas import utc_now
 
     return utc_now()

@@ -18,10 +18,10 @@ from typing import Any
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from agentstream.config import Settings
-from agentstream.errors import AgentstreamError
-from agentstream.telemetry import PROMETHEUS_CONTENT_TYPE
-from processors.engine._engine import ProcessorEngine
+from agentstream.core.config import Settings
+from agentstream.core.errors import AgentstreamError
+from agentstream.core.telemetry import PROMETHEUS_CONTENT_TYPE
+from agentstream.processors.engine._engine import ProcessorEngine
 
 __all__ = ["AnalystHandler", "run_processors"]
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-from agentstream.errors import AgentstreamError
+from agentstream.core.errors import AgentstreamError
 
 __all__ = ["ChangelogStore", "TrackedDict", "read_changelog"]
 

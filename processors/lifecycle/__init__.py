@@ -25,8 +25,13 @@ its changelog topic keyed by ``run_id``. Example (the shell, per transition even
         ...dead-letter the record with out.reason...
 """
 
-from processors.lifecycle._deadlines import DeadlineIndex, Sweep, TimeoutTracker, TrackerState
-from processors.lifecycle._machine import (
+from agentstream.processors.lifecycle._deadlines import (
+    DeadlineIndex,
+    Sweep,
+    TimeoutTracker,
+    TrackerState,
+)
+from agentstream.processors.lifecycle._machine import (
     ALLOWED_TRANSITIONS,
     TERMINAL_STATES,
     TIMEOUT_CATEGORY,

@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypedDict
 
-from agentstream.config import LifecycleSettings
-from processors._clock import EventClock, EventClockState, seconds_to_us
-from processors.lifecycle._machine import Accepted, RunState, expired, overdue
+from agentstream.core.config import LifecycleSettings
+from agentstream.processors._clock import EventClock, EventClockState, seconds_to_us
+from agentstream.processors.lifecycle._machine import Accepted, RunState, expired, overdue
 
 __all__ = ["DeadlineIndex", "Sweep", "TimeoutTracker", "TrackerState"]
 

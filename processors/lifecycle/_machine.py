@@ -6,7 +6,7 @@
 A run's first event must be ``None → INIT``; every later event must name the
 run's current state as ``from_state``. COMPLETED and FAILED are terminal.
 
-Time budgets (event time, :class:`~agentstream.config.LifecycleSettings`): INIT,
+Time budgets (event time, :class:`~agentstream.core.config.LifecycleSettings`): INIT,
 PREPARING and REVIEWING have one budget each, counted from the moment the run
 entered the state. EXECUTING is budgeted per tool: the run has
 ``executing_budget_s`` from entering EXECUTING, and after each of its tool calls
@@ -33,9 +33,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Final, TypeAlias, TypedDict
 
-from agentstream.config import LifecycleSettings
-from processors._clock import from_us, seconds_to_us, to_us
-from schemas import AgentState, Retention, StateTransition
+from agentstream.core.config import LifecycleSettings
+from agentstream.processors._clock import from_us, seconds_to_us, to_us
+from agentstream.schemas import AgentState, Retention, StateTransition
 
 __all__ = [
     "ALLOWED_TRANSITIONS",

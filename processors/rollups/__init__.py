@@ -20,7 +20,7 @@ Example::
         await rollups_topic.send(key=rollup.scope_key, value=encode_model(rollup))
 """
 
-from processors.rollups._aggregator import (
+from agentstream.processors.rollups._aggregator import (
     META_KEY,
     QUANTILES,
     RESOLUTION_US,
@@ -30,9 +30,21 @@ from processors.rollups._aggregator import (
     build_rollup,
     window_start,
 )
-from processors.rollups._cells import FIGURES, Cell, CellJson, Scope, ScopeJson, scopes_of
-from processors.rollups._merge import merge_rollups
-from processors.rollups._sketch import FORMAT_VERSION, LatencySketch, SketchJson, mapping_for
+from agentstream.processors.rollups._cells import (
+    FIGURES,
+    Cell,
+    CellJson,
+    Scope,
+    ScopeJson,
+    scopes_of,
+)
+from agentstream.processors.rollups._merge import merge_rollups
+from agentstream.processors.rollups._sketch import (
+    FORMAT_VERSION,
+    LatencySketch,
+    SketchJson,
+    mapping_for,
+)
 
 __all__ = [
     "FIGURES",

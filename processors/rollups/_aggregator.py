@@ -41,9 +41,9 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, Final, TypeAlias, TypedDict, cast
 
-from agentstream.config import RollupSettings
-from processors._clock import from_us, seconds_to_us, to_us
-from processors.rollups._cells import (
+from agentstream.core.config import RollupSettings
+from agentstream.processors._clock import from_us, seconds_to_us, to_us
+from agentstream.processors.rollups._cells import (
     COST_NUSD,
     COUNT,
     ERROR,
@@ -68,8 +68,8 @@ from processors.rollups._cells import (
     Scope,
     scopes_of,
 )
-from processors.rollups._sketch import LatencySketch, mapping_for
-from schemas import (
+from agentstream.processors.rollups._sketch import LatencySketch, mapping_for
+from agentstream.schemas import (
     AgentState,
     CallStatus,
     Decision,

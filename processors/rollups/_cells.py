@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Final, TypedDict
 from urllib.parse import quote
 
-from schemas import ScopeKind
+from agentstream.schemas import ScopeKind
 
 __all__ = ["FIGURES", "Cell", "CellJson", "Scope", "ScopeJson", "scopes_of"]
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from processors._clock import to_us
-from processors.rollups._aggregator import RESOLUTION_US, build_rollup, window_start
-from processors.rollups._cells import (
+from agentstream.processors._clock import to_us
+from agentstream.processors.rollups._aggregator import RESOLUTION_US, build_rollup, window_start
+from agentstream.processors.rollups._cells import (
     COST_NUSD,
     FIGURES,
     NANO,
@@ -23,8 +23,8 @@ from processors.rollups._cells import (
     Cell,
     Scope,
 )
-from processors.rollups._sketch import LatencySketch
-from schemas import Resolution, Rollup
+from agentstream.processors.rollups._sketch import LatencySketch
+from agentstream.schemas import Resolution, Rollup
 
 __all__ = ["merge_rollups"]
 

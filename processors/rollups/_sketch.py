@@ -37,7 +37,7 @@ from typing import TypedDict
 from ddsketch import DDSketch
 from ddsketch.mapping import LogarithmicMapping
 
-from agentstream.errors import CodecError
+from agentstream.core.errors import CodecError
 
 __all__ = ["FORMAT_VERSION", "LatencySketch", "SketchJson", "mapping_for"]
 
@@ -208,7 +208,7 @@ class LatencySketch:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> LatencySketch:
-        """Read :meth:`to_bytes`; bad bytes raise :class:`~agentstream.errors.CodecError`."""
+        """Read :meth:`to_bytes`; bad bytes raise :class:`~agentstream.core.errors.CodecError`."""
         if len(data) < 1 + _ACCURACY.size or data[0] != FORMAT_VERSION:
             version = data[0] if data else None
             raise CodecError(f"latency sketch: unknown format (first byte {version!r})")

@@ -15,7 +15,7 @@ Example::
         notifier.flush(timeout=30)
 """
 
-from sinks.alerting._channels import (
+from agentstream.sinks.alerting._channels import (
     Channel,
     LogChannel,
     SlackChannel,
@@ -23,15 +23,15 @@ from sinks.alerting._channels import (
     WebhookChannel,
     build_channels,
 )
-from sinks.alerting._dispatcher import AlertDispatcher, DispatcherStats
-from sinks.alerting._history import (
+from agentstream.sinks.alerting._dispatcher import AlertDispatcher, DispatcherStats
+from agentstream.sinks.alerting._history import (
     alerts_from_clickhouse,
     alerts_from_topic,
     firing,
     firing_from_clickhouse,
 )
-from sinks.alerting._notifier import ChannelStats, Notifier, Outcome, OutcomeCallback
-from sinks.alerting._payloads import (
+from agentstream.sinks.alerting._notifier import ChannelStats, Notifier, Outcome, OutcomeCallback
+from agentstream.sinks.alerting._payloads import (
     ALERT_ID_HEADER,
     PAYLOAD_VERSION,
     SIGNATURE_HEADER,

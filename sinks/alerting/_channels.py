@@ -1,7 +1,7 @@
 """Alert channels: generic webhook, Slack-compatible webhook, log, stdout.
 
 A :class:`Channel` makes one delivery attempt per :meth:`Channel.send` call and
-raises :class:`~agentstream.errors.ChannelError` when it fails (``retryable``
+raises :class:`~agentstream.core.errors.ChannelError` when it fails (``retryable``
 tells the :class:`~sinks.alerting.Notifier` whether to try again). Channels are
 synchronous on purpose: each runs on its own delivery thread, never on the
 caller's.
@@ -21,10 +21,10 @@ from typing import Protocol, TextIO, runtime_checkable
 import httpx
 from pydantic import SecretStr
 
-from agentstream.config import AlertChannelSettings, AlertSettings
-from agentstream.errors import ChannelError, ConfigError
-from schemas import Alert, AlertState, Severity
-from sinks.alerting._payloads import (
+from agentstream.core.config import AlertChannelSettings, AlertSettings
+from agentstream.core.errors import ChannelError, ConfigError
+from agentstream.schemas import Alert, AlertState, Severity
+from agentstream.sinks.alerting._payloads import (
     ALERT_ID_HEADER,
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -43,7 +43,7 @@ __all__ = [
     "build_channels",
 ]
 
-log = logging.getLogger("sinks.alerting")
+log = logging.getLogger("agentstream.sinks.alerting")
 
 #: statuses worth another attempt besides 5xx
 _RETRYABLE_STATUS = frozenset({408, 425, 429})

@@ -24,15 +24,15 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from agentstream.config import Settings
-from agentstream.errors import AgentstreamError
-from agentstream.metrics import PipelineMetrics, consumer_lag, pipeline_metrics
-from schemas import Alert, decode_model
-from sinks.alerting._notifier import Notifier, Outcome
+from agentstream.core.config import Settings
+from agentstream.core.errors import AgentstreamError
+from agentstream.core.metrics import PipelineMetrics, consumer_lag, pipeline_metrics
+from agentstream.schemas import Alert, decode_model
+from agentstream.sinks.alerting._notifier import Notifier, Outcome
 
 __all__ = ["AlertDispatcher", "DispatcherStats"]
 
-log = logging.getLogger("sinks.alerting")
+log = logging.getLogger("agentstream.sinks.alerting")
 
 _FALLBACK_CHANNELS = ("log",)
 

@@ -15,10 +15,10 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from agentstream.config import Settings
-from agentstream.errors import AgentstreamError, StorageError
-from schemas import Alert, AlertState, decode_model
-from sinks.clickhouse import ClickHouseBackend
+from agentstream.core.config import Settings
+from agentstream.core.errors import AgentstreamError, StorageError
+from agentstream.schemas import Alert, AlertState, decode_model
+from agentstream.sinks.clickhouse import ClickHouseBackend
 
 __all__ = [
     "alerts_from_clickhouse",

@@ -31,15 +31,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from agentstream.config import AlertSettings
-from agentstream.errors import ChannelError
-from agentstream.metrics import PipelineMetrics, pipeline_metrics
-from schemas import Alert
-from sinks.alerting._channels import Channel
+from agentstream.core.config import AlertSettings
+from agentstream.core.errors import ChannelError
+from agentstream.core.metrics import PipelineMetrics, pipeline_metrics
+from agentstream.schemas import Alert
+from agentstream.sinks.alerting._channels import Channel
 
 __all__ = ["ChannelStats", "Notifier", "Outcome", "OutcomeCallback"]
 
-log = logging.getLogger("sinks.alerting")
+log = logging.getLogger("agentstream.sinks.alerting")
 
 #: how one notification to one channel ended
 Outcome = Literal["delivered", "failed", "dropped", "skipped"]

@@ -19,7 +19,7 @@ import hmac
 import json
 from typing import Any
 
-from schemas import Alert, AlertState, Severity
+from agentstream.schemas import Alert, AlertState, Severity
 
 __all__ = [
     "ALERT_ID_HEADER",

@@ -6,11 +6,24 @@ every query and report it runs is checked (:func:`check_read_only`, roles)
 and written to ``query_audit``.
 """
 
-from sinks.analyst._format import OutputFormat, format_result, to_jsonable
-from sinks.analyst._guard import READ_ONLY_STATEMENTS, check_read_only, tokenize
-from sinks.analyst._http import HttpAnalyst, connect, handle_analyst_request
-from sinks.analyst._reports import REPORTS, Report, parse_duration, parse_time, render_report
-from sinks.analyst._session import AUDIT_COLUMNS, ROLES, Analyst, Identity, LocalAnalyst, Role
+from agentstream.sinks.analyst._format import OutputFormat, format_result, to_jsonable
+from agentstream.sinks.analyst._guard import READ_ONLY_STATEMENTS, check_read_only, tokenize
+from agentstream.sinks.analyst._http import HttpAnalyst, connect, handle_analyst_request
+from agentstream.sinks.analyst._reports import (
+    REPORTS,
+    Report,
+    parse_duration,
+    parse_time,
+    render_report,
+)
+from agentstream.sinks.analyst._session import (
+    AUDIT_COLUMNS,
+    ROLES,
+    Analyst,
+    Identity,
+    LocalAnalyst,
+    Role,
+)
 
 __all__ = [
     "AUDIT_COLUMNS",

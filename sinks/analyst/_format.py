@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-from sinks.clickhouse import QueryResult
+from agentstream.sinks.clickhouse import QueryResult
 
 __all__ = ["OutputFormat", "format_result", "to_jsonable"]
 

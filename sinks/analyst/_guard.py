@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from agentstream.errors import QueryRefused
+from agentstream.core.errors import QueryRefused
 
 __all__ = ["READ_ONLY_STATEMENTS", "Token", "check_read_only", "tokenize"]
 

@@ -23,11 +23,11 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-from agentstream.config import Settings
-from agentstream.errors import AgentstreamError, QueryRefused, StorageError
-from sinks.analyst._format import to_jsonable
-from sinks.analyst._session import Analyst, Identity, LocalAnalyst
-from sinks.clickhouse import ClickHouseBackend, QueryResult, migrate, open_backend
+from agentstream.core.config import Settings
+from agentstream.core.errors import AgentstreamError, QueryRefused, StorageError
+from agentstream.sinks.analyst._format import to_jsonable
+from agentstream.sinks.analyst._session import Analyst, Identity, LocalAnalyst
+from agentstream.sinks.clickhouse import ClickHouseBackend, QueryResult, migrate, open_backend
 
 __all__ = ["HttpAnalyst", "connect", "handle_analyst_request"]
 

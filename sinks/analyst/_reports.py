@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from agentstream.errors import QueryRefused
+from agentstream.core.errors import QueryRefused
 
 __all__ = ["REPORTS", "Report", "parse_duration", "parse_time", "render_report"]
 

@@ -26,11 +26,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, get_args
 
-from agentstream.errors import QueryRefused, StorageError
-from sinks.analyst._format import to_jsonable
-from sinks.analyst._guard import check_read_only
-from sinks.analyst._reports import render_report
-from sinks.clickhouse import ClickHouseBackend, QueryResult
+from agentstream.core.errors import QueryRefused, StorageError
+from agentstream.sinks.analyst._format import to_jsonable
+from agentstream.sinks.analyst._guard import check_read_only
+from agentstream.sinks.analyst._reports import render_report
+from agentstream.sinks.clickhouse import ClickHouseBackend, QueryResult
 
 __all__ = ["AUDIT_COLUMNS", "ROLES", "Analyst", "Identity", "LocalAnalyst", "Role"]
 

@@ -7,8 +7,8 @@ from ``sinks/migrations``; :data:`TABLES` says which model each table holds;
 :class:`ClickHouseSink` batches records into them.
 """
 
-from sinks.clickhouse._backend import ClickHouseBackend, QueryResult, open_backend
-from sinks.clickhouse._migrate import (
+from agentstream.sinks.clickhouse._backend import ClickHouseBackend, QueryResult, open_backend
+from agentstream.sinks.clickhouse._migrate import (
     Migration,
     MigrationReport,
     load_migrations,
@@ -16,8 +16,8 @@ from sinks.clickhouse._migrate import (
     render,
     split_statements,
 )
-from sinks.clickhouse._sink import ClickHouseSink, Row, is_rejection
-from sinks.clickhouse._tables import REDACTED_FIELDS, TABLES, TableSpec, table_for
+from agentstream.sinks.clickhouse._sink import ClickHouseSink, Row, is_rejection
+from agentstream.sinks.clickhouse._tables import REDACTED_FIELDS, TABLES, TableSpec, table_for
 
 __all__ = [
     "REDACTED_FIELDS",

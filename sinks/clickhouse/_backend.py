@@ -6,8 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from agentstream.config import ClickHouseSettings
-from agentstream.errors import ConfigError
+from agentstream.core.config import ClickHouseSettings
+from agentstream.core.errors import ConfigError
 
 __all__ = ["ClickHouseBackend", "QueryResult", "open_backend"]
 
@@ -34,7 +34,7 @@ class ClickHouseBackend(Protocol):
     """What the sinks, the migration runner and analyst queries need from ClickHouse.
 
     Queries use ClickHouse's native parameters: ``{name:Type}`` in the SQL and
-    ``params={"name": value}``. Errors surface as :class:`agentstream.errors.StorageError`.
+    ``params={"name": value}``. Errors surface as :class:`agentstream.core.errors.StorageError`.
     """
 
     kind: str
@@ -79,11 +79,11 @@ class ClickHouseBackend(Protocol):
 def open_backend(settings: ClickHouseSettings) -> ClickHouseBackend:
     """The backend the settings ask for, connected, with its database created."""
     if settings.backend == "embedded":
-        from sinks.clickhouse._embedded import EmbeddedClickHouse
+        from agentstream.sinks.clickhouse._embedded import EmbeddedClickHouse
 
         return EmbeddedClickHouse(settings.path, database=settings.database)
     if settings.backend == "server":
-        from sinks.clickhouse._server import ServerClickHouse
+        from agentstream.sinks.clickhouse._server import ServerClickHouse
 
         return ServerClickHouse(settings)
     raise ConfigError(f"AGENTSTREAM_CLICKHOUSE__BACKEND: unknown backend {settings.backend!r}")

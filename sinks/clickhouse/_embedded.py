@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agentstream.errors import StorageError
-from sinks.clickhouse._backend import QueryResult
-from sinks.clickhouse._tsv import encode_param, encode_rows
+from agentstream.core.errors import StorageError
+from agentstream.sinks.clickhouse._backend import QueryResult
+from agentstream.sinks.clickhouse._tsv import encode_param, encode_rows
 
 __all__ = ["EmbeddedClickHouse"]
 

@@ -3,8 +3,8 @@
 A migration file holds statements that each end with ``;`` at the end of a line
 and are idempotent (``IF NOT EXISTS``), so a run interrupted half-way is simply
 run again. Lines starting with ``--`` are comments. ``{{macro args}}`` are
-rendered from :class:`~agentstream.config.RetentionSettings` and
-:class:`~agentstream.config.SinkSettings`:
+rendered from :class:`~agentstream.core.config.RetentionSettings` and
+:class:`~agentstream.core.config.SinkSettings`:
 
 ``{{ttl_by_retention COL}}``
     ``TTL toDateTime(COL) + INTERVAL <business_days> DAY DELETE WHERE retention = 'BUSINESS',
@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from agentstream.config import RetentionSettings, Settings, SinkSettings
-from agentstream.errors import ConfigError, StorageError
-from schemas import Retention
-from sinks.clickhouse._backend import ClickHouseBackend
+from agentstream.core.config import RetentionSettings, Settings, SinkSettings
+from agentstream.core.errors import ConfigError, StorageError
+from agentstream.schemas import Retention
+from agentstream.sinks.clickhouse._backend import ClickHouseBackend
 
 __all__ = [
     "Migration",
@@ -109,7 +109,7 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
     """The migration files in version order (the packaged ``sinks/migrations`` by default)."""
     files: list[tuple[str, str]] = []
     if directory is None:
-        root = resources.files("sinks").joinpath("migrations")
+        root = resources.files("agentstream.sinks").joinpath("migrations")
         files = [(e.name, e.read_text("utf-8")) for e in root.iterdir() if e.name.endswith(".sql")]
     else:
         files = [(p.name, p.read_text("utf-8")) for p in sorted(directory.glob("*.sql"))]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agentstream.config import ClickHouseSettings
-from agentstream.errors import StorageError
-from sinks.clickhouse._backend import QueryResult
+from agentstream.core.config import ClickHouseSettings
+from agentstream.core.errors import StorageError
+from agentstream.sinks.clickhouse._backend import QueryResult
 
 __all__ = ["ServerClickHouse"]
 

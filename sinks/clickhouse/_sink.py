@@ -10,7 +10,7 @@ When ClickHouse refuses a batch because of its *data* (a value it cannot
 store, a violated constraint), the batch is split in halves until the
 refused rows are isolated; they come back as :class:`~sinks.Rejected` with
 ClickHouse's message, the rest is stored. Any other failure (server down,
-timeout, too many parts) is a :class:`~agentstream.errors.StorageError`
+timeout, too many parts) is a :class:`~agentstream.core.errors.StorageError`
 the batching layer retries with backoff.
 """
 
@@ -22,13 +22,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agentstream._redact import Redactor
-from agentstream.config import SinkSettings
-from agentstream.errors import StorageError
-from schemas import Record
-from sinks._base import Batch, BatchingSink, Position, Rejected
-from sinks.clickhouse._backend import ClickHouseBackend
-from sinks.clickhouse._tables import TABLES, TableSpec, table_for
+from agentstream.core.config import SinkSettings
+from agentstream.core.errors import StorageError
+from agentstream.core.redact import Redactor
+from agentstream.schemas import Record
+from agentstream.sinks._base import Batch, BatchingSink, Position, Rejected
+from agentstream.sinks.clickhouse._backend import ClickHouseBackend
+from agentstream.sinks.clickhouse._tables import TABLES, TableSpec, table_for
 
 __all__ = ["ClickHouseSink", "Row", "is_rejection"]
 

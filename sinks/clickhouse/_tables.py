@@ -14,9 +14,9 @@ from operator import attrgetter
 from types import MappingProxyType
 from typing import Any
 
-from agentstream._redact import Redactor
-from agentstream.errors import StorageError
-from schemas import (
+from agentstream.core.errors import StorageError
+from agentstream.core.redact import Redactor
+from agentstream.schemas import (
     Alert,
     InvalidEvent,
     ModelCall,

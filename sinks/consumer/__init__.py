@@ -5,7 +5,7 @@
 and commits offsets only after the rows are stored.
 """
 
-from sinks.consumer._routing import BadRecordPolicy, Route, dead_letter, routes
-from sinks.consumer._worker import SinkStats, SinkWorker
+from agentstream.sinks.consumer._routing import BadRecordPolicy, Route, dead_letter, routes
+from agentstream.sinks.consumer._worker import SinkStats, SinkWorker
 
 __all__ = ["BadRecordPolicy", "Route", "SinkStats", "SinkWorker", "dead_letter", "routes"]

@@ -20,8 +20,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Literal
 
-from agentstream.config import TopicSettings
-from schemas import (
+from agentstream.core.config import TopicSettings
+from agentstream.schemas import (
     Alert,
     InvalidEvent,
     ModelCall,

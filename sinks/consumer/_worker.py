@@ -28,8 +28,8 @@ from typing import Any
 
 from opentelemetry import trace
 
-from agentstream.config import Settings
-from agentstream.errors import (
+from agentstream.core.config import Settings
+from agentstream.core.errors import (
     AgentstreamError,
     BackPressure,
     CodecError,
@@ -37,12 +37,18 @@ from agentstream.errors import (
     DeliveryError,
     StorageError,
 )
-from agentstream.metrics import PipelineMetrics, consumer_lag, pipeline_metrics
-from agentstream.tracing import consumer_span
-from schemas import DEFAULT_CODEC, AvroCodec, HttpSchemaRegistry
-from sinks._base import FlushReport, Position, Rejected
-from sinks.clickhouse import ClickHouseBackend, ClickHouseSink, Row, migrate, open_backend
-from sinks.consumer._routing import Route, dead_letter, routes
+from agentstream.core.metrics import PipelineMetrics, consumer_lag, pipeline_metrics
+from agentstream.core.tracing import consumer_span
+from agentstream.schemas import DEFAULT_CODEC, AvroCodec, HttpSchemaRegistry
+from agentstream.sinks._base import FlushReport, Position, Rejected
+from agentstream.sinks.clickhouse import (
+    ClickHouseBackend,
+    ClickHouseSink,
+    Row,
+    migrate,
+    open_backend,
+)
+from agentstream.sinks.consumer._routing import Route, dead_letter, routes
 
 __all__ = ["SinkStats", "SinkWorker"]
 

@@ -19,11 +19,11 @@ import pytest
 from confluent_kafka import Producer
 
 from agentstream.cli import main
-from agentstream.config import get_settings, load_settings
-from agentstream.localstack.testing import BrokerHandle
-from schemas import Alert, AlertState, Severity, encode_model
-from sinks.alerting.testing import Receiver
-from sinks.clickhouse import ClickHouseBackend, ClickHouseSink, migrate
+from agentstream.core.config import get_settings, load_settings
+from agentstream.devtools.localstack.testing import BrokerHandle
+from agentstream.schemas import Alert, AlertState, Severity, encode_model
+from agentstream.sinks.alerting.testing import Receiver
+from agentstream.sinks.clickhouse import ClickHouseBackend, ClickHouseSink, migrate
 
 SECRET = "cli-secret"
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from agentstream.cli._demo import pipeline_figures
-from agentstream.config import load_settings
-from agentstream.metrics import PipelineMetrics
-from agentstream.telemetry import configure_telemetry
+from agentstream.core.config import load_settings
+from agentstream.core.metrics import PipelineMetrics
+from agentstream.core.telemetry import configure_telemetry
 
 
 def test_pipeline_figures_from_the_workers_page() -> None:

@@ -10,8 +10,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 from agentstream.cli import main
 from agentstream.cli.lag import group_lag, pipeline_groups
-from agentstream.config import load_settings
-from agentstream.localstack.testing import BrokerHandle, TopicFactory
+from agentstream.core.config import load_settings
+from agentstream.devtools.localstack.testing import BrokerHandle, TopicFactory
 
 pytestmark = pytest.mark.integration
 

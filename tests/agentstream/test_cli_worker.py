@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from agentstream import Emitter, run_context
-from agentstream.config import settings_env
-from agentstream.localstack import free_ports
-from agentstream.localstack.testing import BrokerHandle
-from processors.engine.testing import engine_settings
+from agentstream.core.config import settings_env
+from agentstream.devtools.localstack import free_ports
+from agentstream.devtools.localstack.testing import BrokerHandle
+from tests.support.engine import engine_settings
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from agentstream.config import Settings, TopicSettings, load_settings
-from agentstream.errors import ConfigError
+from agentstream.core.config import Settings, TopicSettings, load_settings
+from agentstream.core.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from agentstream import ErrorClass, classify_error
-from agentstream._classify import http_status
+from agentstream.emitter._classify import http_status
 
 
 class _HttpError(Exception):

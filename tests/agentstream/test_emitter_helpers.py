@@ -24,9 +24,9 @@ from agentstream import (
     current_tool_call,
     run_context,
 )
-from agentstream.config import Settings, load_settings
+from agentstream.core.config import Settings, load_settings
+from agentstream.schemas import AvroCodec, InMemorySchemaRegistry, Rollup
 from agentstream.testing import InMemoryEmitter
-from schemas import AvroCodec, InMemorySchemaRegistry, Rollup
 
 TRACER = TracerProvider().get_tracer("test")
 

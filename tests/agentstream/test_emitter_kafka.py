@@ -22,10 +22,10 @@ from agentstream import (
     ToolCall,
     run_context,
 )
-from agentstream.config import Settings, load_settings
-from agentstream.localstack import free_ports
-from agentstream.localstack.testing import BrokerHandle
-from schemas import AgentEvent, AvroCodec, InMemorySchemaRegistry
+from agentstream.core.config import Settings, load_settings
+from agentstream.devtools.localstack import free_ports
+from agentstream.devtools.localstack.testing import BrokerHandle
+from agentstream.schemas import AgentEvent, AvroCodec, InMemorySchemaRegistry
 
 pytestmark = pytest.mark.integration
 

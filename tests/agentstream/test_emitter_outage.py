@@ -17,10 +17,10 @@ import pytest
 from confluent_kafka import Consumer
 
 from agentstream import Emitter, run_context
-from agentstream._spool import Spool
-from agentstream.config import LocalKafkaSettings, load_settings
-from agentstream.localstack.testing import temporary_broker
-from schemas import AgentEvent, AvroCodec
+from agentstream.core.config import LocalKafkaSettings, load_settings
+from agentstream.devtools.localstack.testing import temporary_broker
+from agentstream.emitter._spool import Spool
+from agentstream.schemas import AgentEvent, AvroCodec
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

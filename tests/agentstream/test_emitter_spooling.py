@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from agentstream import Emitter, EventValidationError, ToolCall, run_context
-from agentstream._spool import Spool
-from agentstream.config import Settings, load_settings
-from agentstream.localstack import free_ports
-from schemas import decode_model
+from agentstream.core.config import Settings, load_settings
+from agentstream.devtools.localstack import free_ports
+from agentstream.emitter._spool import Spool
+from agentstream.schemas import decode_model
 
 ROOT = Path(__file__).resolve().parents[2]
 #: upper bound on any wait below (a bound, not a measured threshold)
@@ -121,7 +121,7 @@ def test_a_full_disk_is_loud_and_counted(tmp_path: Path) -> None:
     code = """
         import logging, resource, signal, sys
         from agentstream import Emitter, ToolCall, run_context
-        from agentstream.config import load_settings
+        from agentstream.core.config import load_settings
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (32 * 1024, 32 * 1024))  # a tiny "disk"
@@ -163,7 +163,7 @@ def test_events_still_queued_at_interpreter_exit_are_spooled(tmp_path: Path) -> 
     code = """
         import sys
         from agentstream import Emitter, ToolCall, run_context
-        from agentstream.config import load_settings
+        from agentstream.core.config import load_settings
         settings = load_settings(
             kafka={"bootstrap_servers": sys.argv[2]},
             emitter={"spool_dir": sys.argv[1], "delivery_timeout_ms": 600000,

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from agentstream.config import load_settings
-from agentstream.logs import JsonFormatter, TextFormatter, configure_logging
+from agentstream.core.config import load_settings
+from agentstream.core.logs import JsonFormatter, TextFormatter, configure_logging
 
 
 @pytest.fixture

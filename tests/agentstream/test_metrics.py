@@ -10,7 +10,7 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from agentstream import EmitterStats
-from agentstream.metrics import consumer_lag
+from agentstream.core.metrics import consumer_lag
 from agentstream.testing import RecordedMetrics
 
 

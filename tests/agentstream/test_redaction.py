@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from agentstream._redact import REDACTION_KINDS, Redactor, luhn_valid, secret_key
+from agentstream.core.redact import REDACTION_KINDS, Redactor, luhn_valid, secret_key
 
 # -- an independent Luhn (table of doubled digits), used to build the samples ------------------
 

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, use_span
 
 from agentstream import ContractError, RunContext, current_context, run_context
-from agentstream._context import (
+from agentstream.emitter._context import (
     DEFAULT_AGENT_VERSION,
     DEFAULT_USER_ID,
     active_trace,

@@ -6,8 +6,8 @@ import itertools
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 
-from agentstream._simulate import Incident, Simulation, SimulationConfig, SimulationReport
-from schemas import AgentState, CallStatus, StateTransition, ToolCall
+from agentstream.devtools.simulate import Incident, Simulation, SimulationConfig, SimulationReport
+from agentstream.schemas import AgentState, CallStatus, StateTransition, ToolCall
 
 
 def _events(**overrides: object) -> list[object]:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from agentstream._spool import MAGIC, Spool, SpoolRecord, read_frames
-from agentstream.errors import DeliveryError
+from agentstream.core.errors import DeliveryError
+from agentstream.emitter._spool import MAGIC, Spool, SpoolRecord, read_frames
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -173,7 +173,7 @@ def test_a_crashed_writers_segment_is_taken_over(tmp_path: Path) -> None:
     result = _run(
         """
         import os, sys
-        from agentstream._spool import Spool, SpoolRecord
+        from agentstream.emitter._spool import Spool, SpoolRecord
         Spool(sys.argv[1]).append([SpoolRecord("t", b"k", b"v")])
         os._exit(0)  # no close: the segment is left open, as after a crash
         """,
@@ -191,7 +191,7 @@ def test_a_live_writer_in_another_process_keeps_its_segment(tmp_path: Path) -> N
             sys.executable,
             "-c",
             "import sys\n"
-            "from agentstream._spool import Spool, SpoolRecord\n"
+            "from agentstream.emitter._spool import Spool, SpoolRecord\n"
             "s = Spool(sys.argv[1]); s.append([SpoolRecord('t', None, b'v')])\n"
             "print('ready', flush=True); sys.stdin.readline()\n",
             str(tmp_path),
@@ -216,8 +216,8 @@ def test_a_refused_write_raises_and_leaves_no_torn_frame(tmp_path: Path) -> None
     result = _run(
         """
         import resource, signal, sys
-        from agentstream._spool import Spool, SpoolRecord
-        from agentstream.errors import DeliveryError
+        from agentstream.emitter._spool import Spool, SpoolRecord
+        from agentstream.core.errors import DeliveryError
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
         spool = Spool(sys.argv[1])

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer
 
-from agentstream._spool import Spool, SpoolRecord
 from agentstream.cli import main
-from agentstream.localstack import free_ports
-from agentstream.localstack.testing import BrokerHandle, TopicFactory
-from schemas import ToolCall, encode_model
+from agentstream.devtools.localstack import free_ports
+from agentstream.devtools.localstack.testing import BrokerHandle, TopicFactory
+from agentstream.emitter._spool import Spool, SpoolRecord
+from agentstream.schemas import ToolCall, encode_model
 
 
 def _event_records(topic: str, n: int) -> list[SpoolRecord]:

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from confluent_kafka import KafkaError
 
-from agentstream._replay import ReplayJob, is_permanent
-from agentstream._spool import Spool, SpoolRecord
+from agentstream.emitter._replay import ReplayJob, is_permanent
+from agentstream.emitter._spool import Spool, SpoolRecord
 
 
 class _Message:

@@ -14,10 +14,10 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from agentstream.config import load_settings
-from agentstream.errors import ConfigError
-from agentstream.metrics import PipelineMetrics
-from agentstream.telemetry import configure_telemetry
+from agentstream.core.config import load_settings
+from agentstream.core.errors import ConfigError
+from agentstream.core.metrics import PipelineMetrics
+from agentstream.core.telemetry import configure_telemetry
 
 
 def test_prometheus_page_lists_the_pipeline_metrics() -> None:

@@ -13,11 +13,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from confluent_kafka import Consumer, Message, Producer
 
 from agentstream.cli import main
-from agentstream.config import LocalKafkaSettings
-from agentstream.errors import LocalStackError, PortInUseError
-from agentstream.localstack import LocalKafka, ensure_topics, free_ports
-from agentstream.localstack._system import pid_alive
-from agentstream.localstack.testing import BrokerHandle, TopicFactory
+from agentstream.core.config import LocalKafkaSettings
+from agentstream.core.errors import LocalStackError, PortInUseError
+from agentstream.core.topics import ensure_topics
+from agentstream.devtools.localstack import LocalKafka, free_ports
+from agentstream.devtools.localstack._system import pid_alive
+from agentstream.devtools.localstack.testing import BrokerHandle, TopicFactory
 
 pytestmark = pytest.mark.integration
 
@@ -242,8 +243,8 @@ async def _aiokafka_partitions(bootstrap: str, topic: str, keys: list[bytes]) ->
 def test_the_emitter_and_aiokafka_put_a_run_on_the_same_partition(
     kafka_broker: BrokerHandle, kafka_topic: TopicFactory
 ) -> None:
-    from agentstream._emitter import kafka_producer_config
-    from agentstream.config import load_settings
+    from agentstream.core.config import load_settings
+    from agentstream.emitter._emitter import kafka_producer_config
 
     topic = kafka_topic("partitioning", partitions=6)
     keys = [f"run-{uuid.uuid4()}".encode() for _ in range(60)]

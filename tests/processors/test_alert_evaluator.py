@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from processors.alerts import (
+from agentstream.processors.alerts import (
     AlertEvaluator,
     RuleSet,
     RuleState,
@@ -19,7 +19,7 @@ from processors.alerts import (
     parse_rules,
     state_key,
 )
-from schemas import Alert, AlertState, ContractError, Rollup, ScopeKind
+from agentstream.schemas import Alert, AlertState, ContractError, Rollup, ScopeKind
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from agentstream.config import RollupSettings
-from processors import RollupAggregator, to_us
-from processors.alerts import AlertEvaluator, load_rules
-from schemas import Alert, CallStatus, ErrorClass, ToolCall
+from agentstream.core.config import RollupSettings
+from agentstream.processors import RollupAggregator, to_us
+from agentstream.processors.alerts import AlertEvaluator, load_rules
+from agentstream.schemas import Alert, CallStatus, ErrorClass, ToolCall
 
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 MINUTES = 12

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from agentstream.config import AlertChannelSettings, AlertSettings, load_settings
-from agentstream.errors import AlertRuleError, ConfigError
-from processors.alerts import (
+from agentstream.core.config import AlertChannelSettings, AlertSettings, load_settings
+from agentstream.core.errors import AlertRuleError, ConfigError
+from agentstream.processors.alerts import (
     METRICS,
     Rule,
     known_channels,
@@ -19,7 +19,7 @@ from processors.alerts import (
     parse_rules,
     rules_from_settings,
 )
-from schemas import Rollup, ScopeKind, Severity
+from agentstream.schemas import Rollup, ScopeKind, Severity
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agentstream.localstack.testing import BrokerHandle
-from processors.engine.testing import engine_settings, produce, read_committed, run_engine
-from schemas import AgentState, InvalidEvent, StateTransition, encode_model
+from agentstream.devtools.localstack.testing import BrokerHandle
+from agentstream.schemas import AgentState, InvalidEvent, StateTransition, encode_model
+from tests.support.engine import engine_settings, produce, read_committed, run_engine
 
 pytestmark = pytest.mark.integration
 

@@ -15,10 +15,9 @@ from typing import Any
 
 import pytest
 
-from agentstream.config import Settings, settings_env
-from agentstream.localstack.testing import BrokerHandle
-from processors.engine.testing import engine_settings, produce, read_committed, run_engine
-from schemas import (
+from agentstream.core.config import Settings, settings_env
+from agentstream.devtools.localstack.testing import BrokerHandle
+from agentstream.schemas import (
     AgentEvent,
     AgentState,
     CallStatus,
@@ -28,6 +27,7 @@ from schemas import (
     ToolCall,
     encode_model,
 )
+from tests.support.engine import engine_settings, produce, read_committed, run_engine
 
 pytestmark = pytest.mark.integration
 

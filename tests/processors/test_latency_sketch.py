@@ -15,8 +15,8 @@ import struct
 import pytest
 from ddsketch import DDSketch
 
-from agentstream.errors import CodecError
-from processors.rollups import LatencySketch, mapping_for
+from agentstream.core.errors import CodecError
+from agentstream.processors.rollups import LatencySketch, mapping_for
 
 QS = (0.0, 0.5, 0.9, 0.95, 0.99, 1.0)
 

@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agentstream.config import LifecycleSettings
-from processors import EventClock, from_us, to_us
-from processors.lifecycle import (
+from agentstream.core.config import LifecycleSettings
+from agentstream.processors import EventClock, from_us, to_us
+from agentstream.processors.lifecycle import (
     Accepted,
     DeadlineIndex,
     Duplicate,
@@ -26,7 +26,7 @@ from processors.lifecycle import (
     observe_tool_call,
     overdue,
 )
-from schemas import AgentState, StateTransition
+from agentstream.schemas import AgentState, StateTransition
 
 S = AgentState
 T0 = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)

@@ -19,10 +19,15 @@ from typing import Any
 import pytest
 from ddsketch import DDSketch
 
-from agentstream.config import RollupSettings
-from processors import from_us, to_us
-from processors.rollups import LatencySketch, RollupAggregator, RollupEvent, merge_rollups
-from schemas import (
+from agentstream.core.config import RollupSettings
+from agentstream.processors import from_us, to_us
+from agentstream.processors.rollups import (
+    LatencySketch,
+    RollupAggregator,
+    RollupEvent,
+    merge_rollups,
+)
+from agentstream.schemas import (
     AgentState,
     CallStatus,
     Decision,

@@ -12,8 +12,8 @@ from typing import Any
 import fastavro
 import pytest
 
-import schemas._catalog as catalog
-from schemas import (
+import agentstream.schemas._catalog as catalog
+from agentstream.schemas import (
     CONFLUENT_MAGIC,
     MODELS,
     RECORD_TYPES,
@@ -37,8 +37,8 @@ from schemas import (
     encode_dict,
     encode_model,
 )
-from schemas._codec import make_writer
-from schemas._writer import compile_writer, uvarint
+from agentstream.schemas._codec import make_writer
+from agentstream.schemas._writer import compile_writer, uvarint
 
 CONTEXT: dict[str, Any] = {
     "tenant_id": "acme",

@@ -10,8 +10,8 @@ from typing import Any
 import fastavro
 import pytest
 
-import schemas
-from schemas import (
+from agentstream import schemas
+from agentstream.schemas import (
     RECORD_TYPES,
     SchemaCompatibilityError,
     check_all_history,
@@ -19,7 +19,7 @@ from schemas import (
     check_history,
     compatibility_problems,
 )
-from schemas._compat import _round_trip_problems, sample_records
+from agentstream.schemas._compat import _round_trip_problems, sample_records
 
 HISTORY = Path(schemas.__file__).parent / "history"
 

@@ -19,7 +19,7 @@ from pydantic import AwareDatetime, BaseModel, StringConstraints
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-import schemas
+from agentstream import schemas
 
 SCHEMA_DIR = Path(schemas.__file__).parent
 RECORD_NAMES = sorted(path.stem for path in SCHEMA_DIR.glob("*.avsc"))

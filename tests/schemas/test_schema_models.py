@@ -10,8 +10,8 @@ from typing import Any
 import pydantic
 import pytest
 
-import agentstream.errors
-from schemas import (
+import agentstream.core.errors
+from agentstream.schemas import (
     AgentState,
     Alert,
     CallStatus,
@@ -149,11 +149,11 @@ def test_error_pickles_with_its_details() -> None:
 
 
 def test_agentstream_errors_reexports_the_contract_errors() -> None:
-    assert agentstream.errors.EventValidationError is EventValidationError
-    assert agentstream.errors.ContractError is ContractError
-    assert "EventValidationError" in agentstream.errors.__all__
-    assert "SchemaRegistryError" in agentstream.errors.__all__
-    assert "EventValidationError" in (agentstream.errors.__doc__ or "")
+    assert agentstream.core.errors.EventValidationError is EventValidationError
+    assert agentstream.core.errors.ContractError is ContractError
+    assert "EventValidationError" in agentstream.core.errors.__all__
+    assert "SchemaRegistryError" in agentstream.core.errors.__all__
+    assert "EventValidationError" in (agentstream.core.errors.__doc__ or "")
 
 
 def test_model_validate_and_validate_event_raise_the_contract_error() -> None:

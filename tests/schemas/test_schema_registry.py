@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from schemas import (
+from agentstream.schemas import (
     RECORD_TYPES,
     AvroCodec,
     CodecError,

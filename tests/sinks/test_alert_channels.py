@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from agentstream.config import AlertChannelSettings, AlertSettings
-from agentstream.errors import ConfigError
-from schemas import Alert, AlertState, Severity
-from sinks.alerting import (
+from agentstream.core.config import AlertChannelSettings, AlertSettings
+from agentstream.core.errors import ConfigError
+from agentstream.schemas import Alert, AlertState, Severity
+from agentstream.sinks.alerting import (
     Channel,
     LogChannel,
     Notifier,
@@ -30,7 +30,7 @@ from sinks.alerting import (
     build_channels,
     verify_signature,
 )
-from sinks.alerting.testing import Receiver
+from agentstream.sinks.alerting.testing import Receiver
 
 SECRET = b"s3cret-key"
 T0 = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
@@ -169,7 +169,7 @@ def test_deliver_returns_while_the_request_is_still_held() -> None:
 def test_dead_channel_drops_oldest_and_never_stalls_the_others(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="sinks.alerting")
+    caplog.set_level(logging.WARNING, logger="agentstream.sinks.alerting")
     outcomes = Outcomes()
     with Receiver(hold=True) as dead, Receiver() as live:
         channels = {
@@ -207,7 +207,7 @@ def _closed_port() -> int:
 def test_unreachable_channel_fails_after_retries_counted_and_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="sinks.alerting")
+    caplog.set_level(logging.ERROR, logger="agentstream.sinks.alerting")
     outcomes = Outcomes()
     url = f"http://127.0.0.1:{_closed_port()}/hook"
     with Notifier({"hook": WebhookChannel("hook", url)}, fast(delivery_retries=2)) as n:

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from agentstream.config import Settings, load_settings
-from agentstream.localstack.testing import BrokerHandle, TopicFactory
-from processors.alerts import AlertEvaluator, load_rules
-from schemas import Alert, Rollup, ScopeKind, encode_model
-from sinks.alerting import AlertDispatcher, Notifier, build_channels, verify_signature
-from sinks.alerting.testing import Receiver
+from agentstream.core.config import Settings, load_settings
+from agentstream.devtools.localstack.testing import BrokerHandle, TopicFactory
+from agentstream.processors.alerts import AlertEvaluator, load_rules
+from agentstream.schemas import Alert, Rollup, ScopeKind, encode_model
+from agentstream.sinks.alerting import AlertDispatcher, Notifier, build_channels, verify_signature
+from agentstream.sinks.alerting.testing import Receiver
 
 pytestmark = pytest.mark.integration
 

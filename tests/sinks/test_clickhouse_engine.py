@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from agentstream.config import ClickHouseSettings
-from agentstream.errors import StorageError
-from sinks.clickhouse import ClickHouseBackend, open_backend
+from agentstream.core.config import ClickHouseSettings
+from agentstream.core.errors import StorageError
+from agentstream.sinks.clickhouse import ClickHouseBackend, open_backend
 
 pytestmark = pytest.mark.integration
 

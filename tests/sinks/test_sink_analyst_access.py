@@ -16,11 +16,17 @@ from pathlib import Path
 import pytest
 
 from agentstream.cli import main
-from agentstream.config import ClickHouseSettings, get_settings, load_settings
-from agentstream.errors import QueryRefused
-from schemas import ToolCall
-from sinks.analyst import HttpAnalyst, Identity, LocalAnalyst, connect, handle_analyst_request
-from sinks.clickhouse import ClickHouseBackend, ClickHouseSink, migrate, open_backend
+from agentstream.core.config import ClickHouseSettings, get_settings, load_settings
+from agentstream.core.errors import QueryRefused
+from agentstream.schemas import ToolCall
+from agentstream.sinks.analyst import (
+    HttpAnalyst,
+    Identity,
+    LocalAnalyst,
+    connect,
+    handle_analyst_request,
+)
+from agentstream.sinks.clickhouse import ClickHouseBackend, ClickHouseSink, migrate, open_backend
 
 pytestmark = pytest.mark.integration
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agentstream.config import SinkSettings
-from agentstream.errors import BackPressure, StorageError
-from sinks import Batch, ListSink, Position
+from agentstream.core.config import SinkSettings
+from agentstream.core.errors import BackPressure, StorageError
+from agentstream.sinks import Batch, ListSink, Position
 
 
 class Clock:

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from agentstream.config import SinkSettings, load_settings
-from agentstream.errors import StorageError
-from schemas import (
+from agentstream.core.config import SinkSettings, load_settings
+from agentstream.core.errors import StorageError
+from agentstream.schemas import (
     Alert,
     InvalidEvent,
     ModelCall,
@@ -20,8 +20,8 @@ from schemas import (
     StateTransition,
     ToolCall,
 )
-from sinks import Position
-from sinks.clickhouse import (
+from agentstream.sinks import Position
+from agentstream.sinks.clickhouse import (
     TABLES,
     ClickHouseBackend,
     ClickHouseSink,

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from agentstream.config import RetentionSettings, Settings, SinkSettings, load_settings
-from agentstream.errors import ConfigError, StorageError
-from sinks.clickhouse import (
+from agentstream.core.config import RetentionSettings, Settings, SinkSettings, load_settings
+from agentstream.core.errors import ConfigError, StorageError
+from agentstream.sinks.clickhouse import (
     TABLES,
     ClickHouseBackend,
     load_migrations,

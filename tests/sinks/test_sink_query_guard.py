@@ -6,10 +6,10 @@ import datetime as dt
 
 import pytest
 
-from agentstream.config import load_settings
-from agentstream.errors import QueryRefused
-from sinks.analyst import Identity, LocalAnalyst, check_read_only
-from sinks.clickhouse import ClickHouseBackend, migrate
+from agentstream.core.config import load_settings
+from agentstream.core.errors import QueryRefused
+from agentstream.sinks.analyst import Identity, LocalAnalyst, check_read_only
+from agentstream.sinks.clickhouse import ClickHouseBackend, migrate
 
 ALLOWED = [
     "SELECT 1",

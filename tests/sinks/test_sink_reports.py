@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from agentstream.config import ClickHouseSettings, load_settings
-from schemas import ModelCall, Record, ReviewDecision, StateTransition, ToolCall
-from sinks import Position
-from sinks.analyst import REPORTS, Identity, LocalAnalyst
-from sinks.clickhouse import ClickHouseBackend, ClickHouseSink, migrate, open_backend
+from agentstream.core.config import ClickHouseSettings, load_settings
+from agentstream.schemas import ModelCall, Record, ReviewDecision, StateTransition, ToolCall
+from agentstream.sinks import Position
+from agentstream.sinks.analyst import REPORTS, Identity, LocalAnalyst
+from agentstream.sinks.clickhouse import ClickHouseBackend, ClickHouseSink, migrate, open_backend
 
 pytestmark = pytest.mark.integration
 

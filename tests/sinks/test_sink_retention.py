@@ -6,9 +6,16 @@ import datetime as dt
 
 import pytest
 
-from agentstream.config import load_settings
-from schemas import InvalidEvent, Retention, Rollup, ScopeKind, StateTransition, ToolCall
-from sinks.clickhouse import ClickHouseBackend, ClickHouseSink, migrate
+from agentstream.core.config import load_settings
+from agentstream.schemas import (
+    InvalidEvent,
+    Retention,
+    Rollup,
+    ScopeKind,
+    StateTransition,
+    ToolCall,
+)
+from agentstream.sinks.clickhouse import ClickHouseBackend, ClickHouseSink, migrate
 
 pytestmark = pytest.mark.integration
 

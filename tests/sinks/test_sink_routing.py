@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from agentstream.config import TopicSettings
-from schemas import InvalidEvent, ReviewDecision, StateTransition, ToolCall
-from sinks.consumer import dead_letter, routes
+from agentstream.core.config import TopicSettings
+from agentstream.schemas import InvalidEvent, ReviewDecision, StateTransition, ToolCall
+from agentstream.sinks.consumer import dead_letter, routes
 
 
 def test_routes_cover_raw_and_processed_topics_but_not_raw_transitions() -> None:

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from agentstream.config import Settings, load_settings
-from agentstream.errors import StorageError
-from agentstream.localstack.testing import BrokerHandle
-from schemas import (
+from agentstream.core.config import Settings, load_settings
+from agentstream.core.errors import StorageError
+from agentstream.devtools.localstack.testing import BrokerHandle
+from agentstream.schemas import (
     Alert,
     ModelCall,
     Record,
@@ -24,8 +24,8 @@ from schemas import (
     decode_model,
     encode_model,
 )
-from sinks.clickhouse import ClickHouseBackend, QueryResult
-from sinks.consumer import SinkStats, SinkWorker
+from agentstream.sinks.clickhouse import ClickHouseBackend, QueryResult
+from agentstream.sinks.consumer import SinkStats, SinkWorker
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import enum
 
 import pytest
 
-from sinks.clickhouse._tsv import encode_param, encode_rows, format_datetime
+from agentstream.sinks.clickhouse._tsv import encode_param, encode_rows, format_datetime
 
 
 class Colour(enum.StrEnum):

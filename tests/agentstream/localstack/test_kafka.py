@@ -14,22 +14,22 @@ import pytest
 import yaml
 
 from agentstream.cli import main
-from agentstream.config import LocalKafkaSettings
-from agentstream.errors import ConfigError, LocalStackError, PortInUseError, ToolMissingError
-from agentstream.localstack import (
+from agentstream.core.config import LocalKafkaSettings
+from agentstream.core.errors import ConfigError, LocalStackError, PortInUseError, ToolMissingError
+from agentstream.core.topics import ensure_topics
+from agentstream.devtools.localstack import (
     JarCache,
     LocalKafka,
     check_ports_free,
-    ensure_topics,
     free_ports,
     port_in_use,
     render_log4j2,
     render_pom,
     render_server_properties,
 )
-from agentstream.localstack._jars import MARKER_NAME
-from agentstream.localstack._system import format_bootstrap, parse_java_major
-from agentstream.localstack.testing import unique_topic_name
+from agentstream.devtools.localstack._jars import MARKER_NAME
+from agentstream.devtools.localstack._system import format_bootstrap, parse_java_major
+from agentstream.devtools.localstack.testing import unique_topic_name
 
 POM_NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 

@@ -16,8 +16,8 @@ from typing import Any, Final
 
 from confluent_kafka import KafkaError
 
-from agentstream._spool import ClaimedSegment, Spool, SpoolRecord
-from agentstream.errors import DeliveryError
+from agentstream.core.errors import DeliveryError
+from agentstream.emitter._spool import ClaimedSegment, Spool, SpoolRecord
 
 __all__ = ["PERMANENT_ERRORS", "ReplayJob", "is_permanent", "record_of"]
 

@@ -27,11 +27,11 @@ from typing import NoReturn
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from agentstream.config import LocalKafkaSettings
-from agentstream.errors import BrokerStartError, ConfigError, LocalStackError, ToolMissingError
-from agentstream.localstack._jars import JarCache, ProgressFn, _no_progress
-from agentstream.localstack._render import render_log4j2, render_server_properties
-from agentstream.localstack._system import (
+from agentstream.core.config import LocalKafkaSettings
+from agentstream.core.errors import BrokerStartError, ConfigError, LocalStackError, ToolMissingError
+from agentstream.devtools.localstack._jars import JarCache, ProgressFn, _no_progress
+from agentstream.devtools.localstack._render import render_log4j2, render_server_properties
+from agentstream.devtools.localstack._system import (
     check_ports_free,
     file_lock,
     find_tool,

@@ -13,7 +13,7 @@ serves delivery reports and owns the spool:
   ``rejected-`` segment and is logged: kept, not replayed on its own;
 * while the spool holds events, the broker is probed every
   ``emitter.replay_interval_s`` (and at start); when it answers, the spool is
-  replayed in order (:class:`~agentstream._replay.ReplayJob`), and diverting
+  replayed in order (:class:`~agentstream.emitter._replay.ReplayJob`), and diverting
   stops once a replay round finishes cleanly;
 * a spool write the disk refuses (full, read-only) is the only way an event is
   lost: logged at CRITICAL and counted in ``stats().lost``.
@@ -37,14 +37,14 @@ from typing import Any, Final
 
 from confluent_kafka import KafkaException, Producer
 
-from agentstream._core import Classifier, EmitterCore, Headers
-from agentstream._redact import Redactor
-from agentstream._replay import ReplayJob, is_permanent, record_of
-from agentstream._spool import Spool, SpoolRecord
-from agentstream.config import Settings, get_settings
-from agentstream.errors import ConfigError, DeliveryError, SchemaRegistryError
-from agentstream.metrics import pipeline_metrics
-from schemas import AgentEvent, AvroCodec, HttpSchemaRegistry
+from agentstream.core.config import Settings, get_settings
+from agentstream.core.errors import ConfigError, DeliveryError, SchemaRegistryError
+from agentstream.core.metrics import pipeline_metrics
+from agentstream.core.redact import Redactor
+from agentstream.emitter._core import Classifier, EmitterCore, Headers
+from agentstream.emitter._replay import ReplayJob, is_permanent, record_of
+from agentstream.emitter._spool import Spool, SpoolRecord
+from agentstream.schemas import AgentEvent, AvroCodec, HttpSchemaRegistry
 
 __all__ = ["Emitter", "EmitterStats", "codec_from_settings", "kafka_producer_config"]
 
@@ -155,7 +155,7 @@ def _track(emitter: Emitter) -> None:
 class Emitter(EmitterCore):
     """Sends agent events to Kafka; see the module documentation for the guarantees.
 
-    ``settings`` defaults to :func:`agentstream.config.get_settings`; ``codec`` to
+    ``settings`` defaults to :func:`agentstream.core.config.get_settings`; ``codec`` to
     the framing the settings ask for; ``producer_config`` adds or overrides
     librdkafka settings; ``redactor`` replaces the one built from the settings
     (``None``: no redaction); ``classify`` replaces :func:`classify_error`.

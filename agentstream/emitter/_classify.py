@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 from typing import Final
 
-from schemas import ErrorClass
+from agentstream.schemas import ErrorClass
 
 __all__ = ["classify_error", "http_status"]
 

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 
-from agentstream.errors import ConfigError, LocalStackError
-from agentstream.localstack._system import file_lock, find_tool
+from agentstream.core.errors import ConfigError, LocalStackError
+from agentstream.devtools.localstack._system import file_lock, find_tool
 
 __all__ = ["MARKER_NAME", "JarCache", "render_pom"]
 
@@ -39,7 +39,7 @@ def render_pom(version: str, scala_version: str) -> str:
     """The packaged ``pom.xml`` with the Kafka and Scala versions filled in."""
     _check_version(version, "AGENTSTREAM_LOCAL_KAFKA__VERSION")
     _check_version(scala_version, "AGENTSTREAM_LOCAL_KAFKA__SCALA_VERSION")
-    text = resources.files("agentstream.localstack").joinpath("pom.xml").read_text()
+    text = resources.files("agentstream.devtools.localstack").joinpath("pom.xml").read_text()
     for name, value in (("kafka.version", version), ("scala.binary.version", scala_version)):
         text, count = re.subn(rf"<{name}>[^<]*</{name}>", f"<{name}>{value}</{name}>", text)
         if count != 1:

@@ -10,7 +10,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from agentstream.errors import LocalStackError
+from agentstream.core.errors import LocalStackError
 
 if TYPE_CHECKING:
     from confluent_kafka.admin._metadata import ClusterMetadata

@@ -75,13 +75,13 @@ current_context: Callable[[], RunContext | None] = _CURRENT.get
 
 
 def _new_run_id() -> str:
-    from schemas import new_uuid
+    from agentstream.schemas import new_uuid
 
     return new_uuid()
 
 
 def _contract_error(field: str, message: str) -> Exception:
-    from agentstream.errors import ContractError
+    from agentstream.core.errors import ContractError
 
     return ContractError(f"run_context: {field}: {message}")
 
@@ -110,7 +110,7 @@ def run_context(
     defaults to a fresh UUID, ``user_id`` to ``"anonymous"`` and
     ``agent_version`` to ``"unknown"``. A nested block inherits the outer ids and
     overrides those it names (e.g. a sub-run with its own ``run_id``). Bad ids
-    raise :class:`~agentstream.errors.ContractError` naming the field.
+    raise :class:`~agentstream.core.errors.ContractError` naming the field.
     """
     given: dict[str, Any] = {
         name: value

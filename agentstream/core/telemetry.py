@@ -1,8 +1,8 @@
 """The OpenTelemetry SDK for a worker process: spans and pipeline metrics, exported.
 
-:mod:`agentstream.tracing` and :mod:`agentstream.metrics` only use the API;
+:mod:`agentstream.core.tracing` and :mod:`agentstream.core.metrics` only use the API;
 this module (worker extra: ``opentelemetry-sdk`` and its exporters) decides
-where the data goes, from :class:`~agentstream.config.TelemetrySettings`:
+where the data goes, from :class:`~agentstream.core.config.TelemetrySettings`:
 
 * spans (``exporter``): ``console`` prints them, ``otlp`` posts them to
   ``otlp_endpoint`` + ``/v1/traces`` (OTLP/HTTP, protobuf);
@@ -20,10 +20,10 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from agentstream.errors import ConfigError
+from agentstream.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from agentstream.config import TelemetrySettings
+    from agentstream.core.config import TelemetrySettings
 
 __all__ = ["PROMETHEUS_CONTENT_TYPE", "Telemetry", "configure_telemetry"]
 

@@ -16,13 +16,13 @@ from typing import Any, Final, TypeVar, overload
 
 from pydantic_core import to_json
 
-from agentstream._classify import classify_error
-from agentstream._context import active_trace, current_context
-from agentstream._redact import Redactor
-from agentstream._toolcall import ToolCallScope, ToolSpec
-from agentstream.config import Settings
-from agentstream.errors import ConfigError, ContractError, EventValidationError
-from schemas import (
+from agentstream.core.config import Settings
+from agentstream.core.errors import ConfigError, ContractError, EventValidationError
+from agentstream.core.redact import Redactor
+from agentstream.emitter._classify import classify_error
+from agentstream.emitter._context import active_trace, current_context
+from agentstream.emitter._toolcall import ToolCallScope, ToolSpec
+from agentstream.schemas import (
     AgentEvent,
     AgentState,
     AvroCodec,

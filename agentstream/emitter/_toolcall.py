@@ -18,10 +18,10 @@ from time import perf_counter
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from schemas import CallStatus, ContractError, ErrorClass, Retention, ToolCall
+from agentstream.schemas import CallStatus, ContractError, ErrorClass, Retention, ToolCall
 
 if TYPE_CHECKING:
-    from agentstream._core import EmitterCore
+    from agentstream.emitter._core import EmitterCore
 
 __all__ = ["ToolCallScope", "ToolSpec", "current_tool_call"]
 

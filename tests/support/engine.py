@@ -1,6 +1,6 @@
 """Test support for the processors: settings, producing input, reading committed output.
 
-Shipped beside the engine (like ``agentstream.localstack.testing``) so tests and
+Shipped beside the engine (like ``agentstream.devtools.localstack.testing``) so tests and
 benchmarks drive the real thing against a real broker.
 """
 
@@ -13,12 +13,12 @@ from typing import Any
 
 from confluent_kafka import Consumer, Producer
 
-from agentstream.config import Settings, load_settings
-from agentstream.localstack.testing import BrokerHandle
-from agentstream.metrics import PipelineMetrics
-from processors.engine._engine import ProcessorEngine
-from processors.engine._run import _ensure_changelog
-from schemas import decode_model
+from agentstream.core.config import Settings, load_settings
+from agentstream.core.metrics import PipelineMetrics
+from agentstream.devtools.localstack.testing import BrokerHandle
+from agentstream.processors.engine._engine import ProcessorEngine
+from agentstream.processors.engine._run import _ensure_changelog
+from agentstream.schemas import decode_model
 
 __all__ = ["engine_settings", "produce", "read_committed", "run_engine"]
 

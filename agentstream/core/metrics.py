@@ -2,7 +2,7 @@
 
 Only ``opentelemetry-api`` is imported here: without an SDK every instrument is
 a no-op, so the Emitter and the processors pay nothing until
-:func:`agentstream.telemetry.configure_telemetry` (or a test) installs a meter
+:func:`agentstream.core.telemetry.configure_telemetry` (or a test) installs a meter
 provider. Instruments made before that are proxies that start recording once it
 is installed.
 

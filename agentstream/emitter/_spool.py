@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from agentstream.errors import DeliveryError
+from agentstream.core.errors import DeliveryError
 
 __all__ = ["ClaimedSegment", "SegmentInfo", "Spool", "SpoolRecord", "SpoolStats"]
 

@@ -21,10 +21,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from agentstream.config import Settings, load_settings
-from schemas import CallStatus, ErrorClass, ToolCall, decode_model, encode_model
-from sinks._base import Position
-from sinks.clickhouse import TABLES, ClickHouseBackend, ClickHouseSink, migrate, open_backend
+from agentstream.core.config import Settings, load_settings
+from agentstream.schemas import CallStatus, ErrorClass, ToolCall, decode_model, encode_model
+from agentstream.sinks._base import Position
+from agentstream.sinks.clickhouse import (
+    TABLES,
+    ClickHouseBackend,
+    ClickHouseSink,
+    migrate,
+    open_backend,
+)
 
 __all__ = ["SinkBench", "bench_sink"]
 

@@ -14,7 +14,7 @@ Sources, highest priority first:
 4. the embedded defaults below: a local broker on ``127.0.0.1:9092`` and an
    embedded ClickHouse (chdb) in ``.local/chdb``.
 
-A wrong value raises :class:`agentstream.errors.ConfigError`, whose message
+A wrong value raises :class:`agentstream.core.errors.ConfigError`, whose message
 names the environment variable (``AGENTSTREAM_KAFKA__PORT: ...``).
 """
 
@@ -39,7 +39,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from agentstream.errors import ConfigError
+from agentstream.core.errors import ConfigError
 
 __all__ = [
     "AlertChannelSettings",

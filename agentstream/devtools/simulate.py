@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from schemas import (
+from agentstream.schemas import (
     AgentEvent,
     AgentState,
     CallStatus,

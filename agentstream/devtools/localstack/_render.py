@@ -7,9 +7,9 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
-from agentstream.config import LocalKafkaSettings
-from agentstream.errors import ConfigError
-from agentstream.localstack._system import format_bootstrap
+from agentstream.core.config import LocalKafkaSettings
+from agentstream.core.errors import ConfigError
+from agentstream.devtools.localstack._system import format_bootstrap
 
 __all__ = ["NODE_ID", "render_log4j2", "render_server_properties"]
 
@@ -34,7 +34,7 @@ def _property_value(value: str) -> str:
 
 
 def _template(name: str) -> Template:
-    return Template(resources.files("agentstream.localstack").joinpath(name).read_text())
+    return Template(resources.files("agentstream.devtools.localstack").joinpath(name).read_text())
 
 
 def render_server_properties(settings: LocalKafkaSettings, data_dir: Path) -> str:

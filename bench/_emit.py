@@ -11,7 +11,7 @@ Each call is timed on its own (``perf_counter_ns``); p50 / p99 / mean in µs.
 Without ``bootstrap`` the producer points at a closed port with a long delivery
 timeout, so nothing is sent and nothing competes for the CPU; with a broker the
 background delivery thread runs as in production. Run it with
-``python -m agentstream._bench [--bootstrap host:port] [-n 20000]``.
+``python -m bench._emit [--bootstrap host:port] [-n 20000]``.
 """
 
 from __future__ import annotations
@@ -93,9 +93,9 @@ def measure_emit_overhead(
     from confluent_kafka import Producer
 
     from agentstream import Emitter, ToolCall, run_context
-    from agentstream._emitter import kafka_producer_config
-    from agentstream.config import load_settings
-    from agentstream.localstack import free_ports
+    from agentstream.core.config import load_settings
+    from agentstream.devtools.localstack import free_ports
+    from agentstream.emitter._emitter import kafka_producer_config
 
     if bootstrap is None:
         [port] = free_ports("127.0.0.1", 1)

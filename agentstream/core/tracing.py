@@ -6,7 +6,7 @@ consumes a message opens its span as a child of that context
 (:func:`trace_headers`), so one agent run is one trace across processes.
 
 Only ``opentelemetry-api`` is needed here (the thin SDK's dependency); the
-exporters are set up by :func:`agentstream.telemetry.configure_telemetry` in
+exporters are set up by :func:`agentstream.core.telemetry.configure_telemetry` in
 the worker (the worker extra brings ``opentelemetry-sdk``).
 """
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from opentelemetry import trace
 
 if TYPE_CHECKING:
-    from agentstream.config import TelemetrySettings
+    from agentstream.core.config import TelemetrySettings
 
 __all__ = ["JsonFormatter", "TextFormatter", "configure_logging"]
 

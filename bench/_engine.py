@@ -14,12 +14,19 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, Producer
 
-from agentstream.config import Settings, load_settings
-from agentstream.localstack import ensure_topics
-from processors.engine._engine import ProcessorEngine
-from processors.engine._run import _ensure_changelog
-from schemas import AgentEvent, ModelCall, ReviewDecision, StateTransition, ToolCall, encode_model
-from schemas import decode_model as _decode
+from agentstream.core.config import Settings, load_settings
+from agentstream.core.topics import ensure_topics
+from agentstream.processors.engine._engine import ProcessorEngine
+from agentstream.processors.engine._run import _ensure_changelog
+from agentstream.schemas import (
+    AgentEvent,
+    ModelCall,
+    ReviewDecision,
+    StateTransition,
+    ToolCall,
+    encode_model,
+)
+from agentstream.schemas import decode_model as _decode
 
 __all__ = ["WorkerBench", "bench_worker"]
 
@@ -94,7 +101,7 @@ def _decode_only(settings: Settings, total: int) -> float:
 
 def bench_worker(bootstrap: str, *, events: int = 50_000) -> WorkerBench:
     """Produce ``events`` mixed events, then time the decode-only baseline and the worker."""
-    from agentstream._simulate import Simulation, SimulationConfig
+    from agentstream.devtools.simulate import Simulation, SimulationConfig
 
     settings = load_settings(
         kafka={"bootstrap_servers": bootstrap},

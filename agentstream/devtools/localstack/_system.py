@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from agentstream.errors import ConfigError, LocalStackError, PortInUseError, ToolMissingError
+from agentstream.core.errors import ConfigError, LocalStackError, PortInUseError, ToolMissingError
 
 __all__ = [
     "check_ports_free",

@@ -25,7 +25,7 @@ wrapped library errors (fastavro, Kafka, ClickHouse) are chained with
 
 from __future__ import annotations
 
-from schemas.errors import (
+from agentstream.schemas.errors import (
     AgentstreamError,
     CodecError,
     ContractError,

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from agentstream.config import LocalKafkaSettings
-from agentstream.localstack._system import free_ports
-from agentstream.localstack.kafka import LocalKafka
-from agentstream.localstack.topics import ensure_topics
+from agentstream.core.config import LocalKafkaSettings
+from agentstream.core.topics import ensure_topics
+from agentstream.devtools.localstack._system import free_ports
+from agentstream.devtools.localstack.kafka import LocalKafka
 
 __all__ = ["BrokerHandle", "TopicFactory", "temporary_broker", "unique_topic_name"]
 

@@ -1,0 +1,2 @@
+"""What every part of agentstream shares: settings, the error tree, the stream catalog,
+Kafka clients, redaction and observability. Imports nothing but the contracts."""
