@@ -14,28 +14,20 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, Producer
 
+from agentstream.core.catalog import AGENT_EVENTS
 from agentstream.core.config import Settings, load_settings
 from agentstream.core.topics import ensure_topics
 from agentstream.processors.engine._engine import ProcessorEngine
 from agentstream.processors.engine._run import _ensure_changelog
 from agentstream.schemas import (
     AgentEvent,
-    ModelCall,
-    ReviewDecision,
-    StateTransition,
-    ToolCall,
     encode_model,
 )
 from agentstream.schemas import decode_model as _decode
 
 __all__ = ["WorkerBench", "bench_worker"]
 
-_STREAM = {
-    StateTransition: "transitions",
-    ToolCall: "tool_calls",
-    ModelCall: "model_calls",
-    ReviewDecision: "reviews",
-}
+_STREAM = {model: s.name for model, s in AGENT_EVENTS.items()}
 
 
 @dataclass(frozen=True)

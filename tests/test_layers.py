@@ -91,9 +91,9 @@ def test_imports_run_one_way(component: str) -> None:
             target = _component(module)
             if target is None and module != "agentstream":
                 continue
-            if module == "agentstream" and component not in {"cli", "devtools", "testing"}:
-                offenders.append(f"{path.relative_to(PACKAGE)}: {module}")
-            elif target and target != component and target not in ALLOWED[component]:
+            root_api = module == "agentstream" and component not in {"cli", "devtools", "testing"}
+            upward = target is not None and target not in {component, *ALLOWED[component]}
+            if root_api or upward:
                 offenders.append(f"{path.relative_to(PACKAGE)}: {module}")
     assert offenders == []
 
@@ -110,8 +110,6 @@ def test_no_file_imports_the_folders_by_their_bare_names() -> None:
         if relative.parts[0].startswith(".") or relative.parts[0] in {"build", "dist"}:
             continue
         offenders += [
-            f"{relative}: {module}"
-            for module in _imports(path)
-            if module.split(".")[0] in FOLDERS
+            f"{relative}: {module}" for module in _imports(path) if module.split(".")[0] in FOLDERS
         ]
     assert offenders == []

@@ -138,16 +138,8 @@ class TopicSettings(_Section):
         return {stream: self.name(stream) for stream in _TOPIC_STREAMS}
 
 
-_TOPIC_STREAMS = (
-    "tool_calls",
-    "model_calls",
-    "transitions",
-    "reviews",
-    "lifecycle",
-    "invalid",
-    "rollups",
-    "alerts",
-)
+#: the stream names: every field of :class:`TopicSettings` but the prefix
+_TOPIC_STREAMS = tuple(name for name in TopicSettings.model_fields if name != "prefix")
 
 
 class LocalKafkaSettings(_Section):

@@ -16,6 +16,7 @@ from typing import Any, Final, TypeVar, overload
 
 from pydantic_core import to_json
 
+from agentstream.core.catalog import AGENT_EVENTS
 from agentstream.core.config import Settings
 from agentstream.core.errors import ConfigError, ContractError, EventValidationError
 from agentstream.core.redact import Redactor
@@ -33,7 +34,6 @@ from agentstream.schemas import (
     Retention,
     ReviewDecision,
     StateTransition,
-    ToolCall,
 )
 
 __all__ = ["Classifier", "EmitterCore", "Headers"]
@@ -44,20 +44,6 @@ Headers = list[tuple[str, bytes]] | None
 #: exception → (error class, error code); see :func:`agentstream.classify_error`
 Classifier = Callable[[BaseException], tuple[ErrorClass, str]]
 
-#: the stream (``TopicSettings`` field) each event goes to
-STREAMS: Final[Mapping[type[AgentEvent], str]] = {
-    ToolCall: "tool_calls",
-    ModelCall: "model_calls",
-    StateTransition: "transitions",
-    ReviewDecision: "reviews",
-}
-#: free-text fields redacted before an event leaves the process
-FREE_TEXT: Final[Mapping[type[AgentEvent], tuple[str, ...]]] = {
-    ToolCall: ("params", "result_summary"),
-    ModelCall: (),
-    StateTransition: ("reason",),
-    ReviewDecision: ("comment",),
-}
 ID_FIELDS: Final = ("tenant_id", "user_id", "agent_id", "agent_version", "run_id")
 _TERMINAL: Final = frozenset({AgentState.COMPLETED, AgentState.FAILED})
 _TRACE_IDS: Final = re.compile(r"[0-9a-f]{32}-[0-9a-f]{16}")
@@ -137,7 +123,7 @@ class EmitterCore:
             redactor = self._redactor_from(settings) if es.redact else None
         self.redactor: Redactor | None = redactor or None
         self._max_bytes = es.max_event_bytes
-        self._topics = {cls: settings.topics.name(stream) for cls, stream in STREAMS.items()}
+        self._topics = {cls: s.topic(settings.topics) for cls, s in AGENT_EVENTS.items()}
         self.classify: Classifier = classify or classify_error
         self._runs = _RunStates(es.max_tracked_runs)
         self._specs: dict[tuple[Any, ...], ToolSpec] = {}
@@ -155,7 +141,7 @@ class EmitterCore:
         try:
             return self._topics[event_type]
         except KeyError:
-            names = ", ".join(cls.__name__ for cls in STREAMS)
+            names = ", ".join(cls.__name__ for cls in AGENT_EVENTS)
             raise ContractError(
                 f"the Emitter sends agent events ({names}), not {event_type.__name__}"
             ) from None
@@ -228,7 +214,7 @@ class EmitterCore:
         if redactor is None:
             return changes
         texts: list[tuple[str, str]] = []
-        for name in FREE_TEXT[event_type]:
+        for name in AGENT_EVENTS[event_type].free_text:
             value = data.get(name)
             if name == "params" and value is not None and not isinstance(value, str):
                 # serialised first: then clean params cost one scan, like clean text

@@ -20,6 +20,7 @@ from typing import Any, cast
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from opentelemetry import trace
 
+from agentstream.core.catalog import STREAMS
 from agentstream.core.config import Settings
 from agentstream.core.errors import AgentstreamError, CodecError, ContractError
 from agentstream.core.metrics import PipelineMetrics, consumer_lag, pipeline_metrics
@@ -53,12 +54,8 @@ __all__ = ["EngineStats", "ProcessorEngine"]
 log = logging.getLogger("agentstream.processors")
 _TRACER = trace.get_tracer("agentstream.processors")
 _INVALID_NS = uuid.UUID("5f0b6d1e-3c2a-4e59-9a57-1c1f5b7a0d42")
-_INPUTS: dict[str, type[Record]] = {
-    "transitions": StateTransition,
-    "tool_calls": ToolCall,
-    "model_calls": ModelCall,
-    "reviews": ReviewDecision,
-}
+#: the agent streams the processors read, and their models
+_INPUTS: dict[str, type[Record]] = {s.name: s.model for s in STREAMS if s.writer == "agent"}
 
 
 @dataclass

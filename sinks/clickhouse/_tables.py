@@ -12,25 +12,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from operator import attrgetter
 from types import MappingProxyType
-from typing import Any
+from typing import Any, get_args
 
+from agentstream.core.catalog import STREAMS
 from agentstream.core.errors import StorageError
 from agentstream.core.redact import Redactor
-from agentstream.schemas import (
-    Alert,
-    InvalidEvent,
-    ModelCall,
-    Record,
-    ReviewDecision,
-    Rollup,
-    StateTransition,
-    ToolCall,
-)
+from agentstream.schemas import Alert, InvalidEvent, Record, Resolution, Rollup
 
 __all__ = ["REDACTED_FIELDS", "TABLES", "TableSpec", "table_for"]
 
-#: free-text fields redacted again before they are stored
-REDACTED_FIELDS = frozenset({"params", "result_summary", "reason", "comment", "message"})
+#: free-text fields redacted again before they are stored (the catalog's, of every stream)
+REDACTED_FIELDS = frozenset(field for s in STREAMS for field in s.free_text)
 
 
 @dataclass(frozen=True)
@@ -76,30 +68,31 @@ class TableSpec:
         return redacted
 
 
-TABLES: Mapping[str, TableSpec] = MappingProxyType(
-    {
-        spec.name: spec
-        for spec in (
-            TableSpec("tool_calls", ToolCall, "event_time"),
-            TableSpec("model_calls", ModelCall, "event_time"),
-            TableSpec("state_transitions", StateTransition, "event_time"),
-            TableSpec("review_decisions", ReviewDecision, "event_time"),
-            TableSpec("invalid_events", InvalidEvent, "detected_time"),
-            TableSpec("alerts", Alert, "fired_at"),
-            TableSpec("rollups_1s", Rollup, "window_start"),
-            TableSpec("rollups_1m", Rollup, "window_start"),
-            TableSpec("rollups_1h", Rollup, "window_start"),
-        )
-    }
-)
+#: the column of each model's own time (TTL, partitions, ``--since``)
+_TIME_COLUMN: dict[type[Record], str] = {
+    InvalidEvent: "detected_time",
+    Alert: "fired_at",
+    Rollup: "window_start",
+}
+
+
+def _tables() -> dict[str, TableSpec]:
+    tables: dict[str, TableSpec] = {}
+    for s in STREAMS:
+        if s.table is None:
+            continue
+        time_column = _TIME_COLUMN.get(s.model, "event_time")
+        names = [f"{s.table}_{r}" for r in get_args(Resolution)] if s.model is Rollup else [s.table]
+        for name in names:
+            tables[name] = TableSpec(name, s.model, time_column)
+    return tables
+
+
+#: every table of the audit trail, from the stream catalog
+TABLES: Mapping[str, TableSpec] = MappingProxyType(_tables())
 
 _TABLE_OF_MODEL: dict[type[Record], str] = {
-    ToolCall: "tool_calls",
-    ModelCall: "model_calls",
-    StateTransition: "state_transitions",
-    ReviewDecision: "review_decisions",
-    InvalidEvent: "invalid_events",
-    Alert: "alerts",
+    s.model: s.table for s in STREAMS if s.table is not None and s.model is not Rollup
 }
 
 

@@ -18,33 +18,19 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Literal
 
+from agentstream.core.catalog import STREAMS, BadRecordPolicy
 from agentstream.core.config import TopicSettings
 from agentstream.schemas import (
-    Alert,
     InvalidEvent,
-    ModelCall,
     Record,
-    ReviewDecision,
-    Rollup,
-    StateTransition,
-    ToolCall,
 )
 
 __all__ = ["BadRecordPolicy", "Route", "dead_letter", "routes"]
 
-#: skip: count and move on; dead_letter: send to the invalid topic; drop: log and move on
-BadRecordPolicy = Literal["skip", "dead_letter", "drop"]
-
-_STREAMS: tuple[tuple[str, type[Record], BadRecordPolicy], ...] = (
-    ("tool_calls", ToolCall, "skip"),
-    ("model_calls", ModelCall, "skip"),
-    ("reviews", ReviewDecision, "skip"),
-    ("lifecycle", StateTransition, "dead_letter"),
-    ("invalid", InvalidEvent, "drop"),
-    ("rollups", Rollup, "dead_letter"),
-    ("alerts", Alert, "dead_letter"),
+#: the streams the sink reads, with what it does with a bad record of each
+_STREAMS: tuple[tuple[str, type[Record], BadRecordPolicy], ...] = tuple(
+    (s.name, s.model, s.sink) for s in STREAMS if s.sink is not None
 )
 
 #: the namespace of dead-letter ids: the same bad record always gets the same invalid_id
