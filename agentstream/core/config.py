@@ -75,6 +75,10 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: the kinds of Kafka client agentstream runs (``agentstream.core.kafka``)
+KafkaRole = Literal["emitter", "processors", "restore", "sink", "alerts", "tools", "admin"]
+
+
 class KafkaSettings(_Section):
     """How every component reaches Kafka. SASL/TLS values pass through to the clients."""
 
@@ -90,6 +94,9 @@ class KafkaSettings(_Section):
     #: partitions and replication used when agentstream creates its topics
     partitions: int = Field(default=6, ge=1)
     replication_factor: int = Field(default=1, ge=1)
+    #: librdkafka settings per client role (``emitter``, ``processors``, ``restore``,
+    #: ``sink``, ``alerts``, ``tools``, ``admin``), applied over agentstream's defaults
+    overrides: dict[KafkaRole, dict[str, str | int | float | bool]] = Field(default_factory=dict)
 
     def confluent_config(self) -> dict[str, str]:
         """The connection part of a confluent-kafka (librdkafka) configuration."""

@@ -1,0 +1,115 @@
+"""The one place Kafka clients are configured: every consumer, producer and admin client of
+agentstream gets its settings here.
+
+A client's configuration is built in three layers, later ones winning:
+
+1. the connection (``KafkaSettings``: bootstrap servers, client id, SASL/TLS);
+2. the defaults of its role (below): what that component needs to be correct;
+3. the operator's overrides for that role (``kafka.overrides``, e.g.
+   ``AGENTSTREAM_KAFKA__OVERRIDES='{"sink": {"fetch.max.bytes": 1048576}}'``), then the
+   caller's ``extra`` (group ids, transactional ids, callbacks).
+
+The client id names the role (``agentstream-sink``), so the broker's logs and quotas
+tell the components apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Final, Literal, get_args
+
+from agentstream.core.config import KafkaRole, Settings
+
+__all__ = [
+    "ROLES",
+    "ConfigValue",
+    "Kind",
+    "Role",
+    "admin_client",
+    "client_config",
+    "consumer",
+    "producer",
+]
+
+#: a librdkafka configuration value
+ConfigValue = str | int | float | bool
+Role = KafkaRole
+ROLES: Final[tuple[Role, ...]] = get_args(KafkaRole)
+
+#: read only what is committed; offsets are committed by the component, never automatically
+_CONSUMER: Final[Mapping[str, ConfigValue]] = {
+    "enable.auto.commit": False,
+    "auto.offset.reset": "earliest",
+    "isolation.level": "read_committed",
+}
+#: idempotent, and the Java clients' key hashing: a run_id lands on the same partition
+#: whoever produced it, so the processors see each run's events in order
+_PRODUCER: Final[Mapping[str, ConfigValue]] = {
+    "enable.idempotence": True,
+    "acks": "all",
+    "partitioner": "murmur2_random",
+    "compression.type": "lz4",
+    "linger.ms": 5,
+}
+
+
+Kind = Literal["consumer", "producer", "admin"]
+
+
+def _role_defaults(settings: Settings, role: Role, kind: Kind) -> dict[str, ConfigValue]:
+    quiet: dict[str, ConfigValue] = {"log_level": 2} if role in ("tools", "admin") else {}
+    if kind == "admin":
+        return quiet
+    if kind == "consumer":
+        conf = {**_CONSUMER, **quiet}
+        if role == "processors":
+            # the range assignor gives a worker the same partition of every input topic:
+            # a run's transitions, tool calls and model calls meet in one process
+            conf["partition.assignment.strategy"] = "range"
+        return conf
+    if role == "emitter":
+        es = settings.emitter
+        return {
+            **_PRODUCER,
+            "linger.ms": es.linger_ms,
+            "compression.type": es.compression,
+            "batch.size": es.batch_size_bytes,
+            "queue.buffering.max.messages": es.queue_max_messages,
+            "queue.buffering.max.kbytes": es.queue_max_kbytes,
+            "delivery.timeout.ms": es.delivery_timeout_ms,
+        }
+    return {**_PRODUCER, **quiet}
+
+
+def client_config(
+    settings: Settings, role: Role, kind: Kind, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The librdkafka configuration of a ``kind`` client of ``role``: connection, role
+    defaults, the operator's overrides for the role, then ``extra``."""
+    conf: dict[str, Any] = dict(settings.kafka.confluent_config())
+    conf["client.id"] = f"{settings.kafka.client_id}-{role}"
+    conf.update(_role_defaults(settings, role, kind))
+    conf.update(settings.kafka.overrides.get(role, {}))
+    conf.update(extra or {})
+    return conf
+
+
+def consumer(settings: Settings, role: Role, extra: Mapping[str, Any] | None = None) -> Any:
+    """A ``confluent_kafka.Consumer`` for ``role``; ``extra``: ``group.id`` and the like."""
+    from confluent_kafka import Consumer
+
+    return Consumer(client_config(settings, role, "consumer", extra))
+
+
+def producer(settings: Settings, role: Role, extra: Mapping[str, Any] | None = None) -> Any:
+    """A ``confluent_kafka.Producer`` for ``role``; ``extra``: ``transactional.id`` etc."""
+    from confluent_kafka import Producer
+
+    return Producer(client_config(settings, role, "producer", extra))
+
+
+def admin_client(settings: Settings, extra: Mapping[str, Any] | None = None) -> Any:
+    """A ``confluent_kafka.admin.AdminClient``."""
+    from confluent_kafka.admin import AdminClient
+
+    return AdminClient(client_config(settings, "admin", "admin", extra))
