@@ -18,12 +18,12 @@ from agentstream.core.catalog import AGENT_EVENTS
 from agentstream.core.config import Settings, load_settings
 from agentstream.core.topics import ensure_topics
 from agentstream.processors.engine._engine import ProcessorEngine
-from agentstream.processors.engine._run import _ensure_changelog
 from agentstream.schemas import (
     AgentEvent,
     encode_model,
 )
 from agentstream.schemas import decode_model as _decode
+from agentstream.worker import ensure_changelog
 
 __all__ = ["WorkerBench", "bench_worker"]
 
@@ -107,7 +107,7 @@ def bench_worker(bootstrap: str, *, events: int = 50_000) -> WorkerBench:
     baseline = _decode_only(settings, len(workload))
 
     engine = ProcessorEngine(settings)
-    engine.open(lambda topic: _ensure_changelog(settings, topic))
+    engine.open(lambda topic: ensure_changelog(settings, topic))
     start: float | None = None
     try:
         while engine.stats.consumed < len(workload):

@@ -25,6 +25,11 @@ _GROUPS = (
 
 Handler = Callable[[argparse.Namespace], int]
 
+#: top-level modules that come with ``pip install 'agentstream[worker]'``, not the base install
+_WORKER_EXTRA = frozenset(
+    {"chdb", "clickhouse_connect", "ddsketch", "rich", "yaml", "httpx", "opentelemetry", "sqlglot"}
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -46,6 +51,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AgentstreamError as exc:
         print(f"agentstream: error: {exc}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in _WORKER_EXTRA:
+            raise
+        print(
+            f"agentstream: error: '{args.command}' needs the worker extra "
+            f"(no module {exc.name!r}): pip install 'agentstream[worker]'",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print("agentstream: interrupted", file=sys.stderr)
         return 130

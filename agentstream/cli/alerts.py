@@ -36,7 +36,7 @@ _WIDE = 140
 
 
 def _since(text: str) -> float:
-    from agentstream.processors.alerts import parse_duration
+    from agentstream.core.durations import parse_duration
 
     try:
         return parse_duration(text)

@@ -84,8 +84,8 @@ def _report(args: argparse.Namespace) -> int:
         REPORTS,
         Identity,
         connect,
+        duration_option,
         format_result,
-        parse_duration,
         parse_time,
     )
 
@@ -96,7 +96,7 @@ def _report(args: argparse.Namespace) -> int:
         return 0
     since = parse_time(args.since, option="--since")
     until = parse_time(args.until, option="--until") if args.until else None
-    bucket_s = round(parse_duration(args.bucket, option="--bucket")) if args.bucket else 60
+    bucket_s = round(duration_option(args.bucket, option="--bucket")) if args.bucket else 60
     scope = args.tenant if args.role != "tenant" else None
     identity = Identity(who=args.who or _who(), role=args.role, tenant=args.tenant)
     analyst = connect(get_settings(), identity)

@@ -20,6 +20,7 @@ names the environment variable (``AGENTSTREAM_KAFKA__PORT: ...``).
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -37,7 +38,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from agentstream.core.errors import ConfigError
 
@@ -327,8 +333,17 @@ class WorkerSettings(_Section):
     data_dir: Path = Path(".local/worker")
     #: shared secret for analyst queries through the worker's web port
     query_token: SecretStr | None = None
-    #: a file the worker creates once it consumes (for supervisors and the demo)
+    #: a file the worker creates once it is ready (for supervisors and the demo)
     ready_file: Path | None = None
+    #: a crashed component is restarted after this many seconds, doubling up to the max
+    restart_backoff_s: float = Field(default=1.0, gt=0)
+    restart_backoff_max_s: float = Field(default=30.0, gt=0)
+    #: a component that fails more often than this within ``restart_window_s`` stops the
+    #: worker with exit status 1, so that an orchestrator restarts the whole process
+    max_restarts: int = Field(default=5, ge=0)
+    restart_window_s: float = Field(default=300.0, gt=0)
+    #: ``/ready`` answers 503 while the processors' consumer lag is above this
+    ready_max_lag: int = Field(default=10_000, ge=0)
 
     @property
     def processors_group(self) -> str:
@@ -453,15 +468,21 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = "; ".join(f"{_setting_name(err['loc'])}: {err['msg']}" for err in exc.errors())
         raise ConfigError(f"invalid configuration: {problems}") from exc
+    except SettingsError as exc:  # e.g. a dict or list setting whose env value is not JSON
+        cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
+        raise ConfigError(f"invalid configuration: {exc}{cause}") from exc
 
 
 def settings_env(overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
     """The overrides :func:`load_settings` takes, as a child process's environment.
 
-    ``{"kafka": {"bootstrap_servers": "x"}}`` → ``{"AGENTSTREAM_KAFKA__BOOTSTRAP_SERVERS": "x"}``.
+    ``{"kafka": {"bootstrap_servers": "x"}}`` → ``{"AGENTSTREAM_KAFKA__BOOTSTRAP_SERVERS": "x"}``;
+    dicts and lists are written as JSON, as the settings read them.
     """
     return {
-        f"{ENV_PREFIX}{section.upper()}{ENV_DELIMITER}{name.upper()}": str(value)
+        f"{ENV_PREFIX}{section.upper()}{ENV_DELIMITER}{name.upper()}": (
+            json.dumps(value, default=str) if isinstance(value, dict | list) else str(value)
+        )
         for section, fields in overrides.items()
         for name, value in fields.items()
     }

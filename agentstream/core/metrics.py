@@ -94,6 +94,10 @@ class PipelineMetrics:
             unit="{notification}",
             description="alert notifications by channel and outcome",
         )
+        self.component_failures = meter.create_counter(
+            "agentstream.worker.component_failures",
+            description="worker components that stopped on an error (and were restarted)",
+        )
         self.delivery_retries = meter.create_counter(
             "agentstream.alerts.delivery_retries",
             unit="{attempt}",

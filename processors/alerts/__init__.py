@@ -45,7 +45,6 @@ from agentstream.processors.alerts._rules import (
     Rule,
     RuleSet,
     ScopeFilter,
-    parse_duration,
 )
 
 __all__ = [
@@ -67,7 +66,6 @@ __all__ = [
     "format_value",
     "known_channels",
     "load_rules",
-    "parse_duration",
     "parse_rules",
     "resolve_metric",
     "rules_from_settings",

@@ -10,7 +10,6 @@ Rule keys (YAML): ``id``, ``description``, ``metric`` (see the metric catalogue)
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator
 from fnmatch import fnmatchcase
 from typing import Annotated, Any, Literal
@@ -25,37 +24,21 @@ from pydantic import (
     model_validator,
 )
 
+from agentstream.core.durations import parse_duration
 from agentstream.processors.alerts._metrics import METRICS, Metric, resolve_metric
 from agentstream.schemas import Comparator, Resolution, Rollup, ScopeKind, Severity
 
-__all__ = ["BUILTIN_CHANNELS", "Rule", "RuleSet", "ScopeFilter", "parse_duration"]
+__all__ = ["BUILTIN_CHANNELS", "Rule", "RuleSet", "ScopeFilter"]
 
 #: channel names every installation knows (unconfigured ones are skipped at delivery)
 BUILTIN_CHANNELS = ("log", "stdout", "webhook", "slack")
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _RESOLUTION_S = {"1s": 1.0, "1m": 60.0, "1h": 3600.0}
 
 RuleId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
 ChannelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]
 Patterns = tuple[Annotated[str, StringConstraints(min_length=1, max_length=256)], ...]
 ScopeName = Literal["global", "tenant", "agent", "tool"]
-
-
-def parse_duration(value: object) -> float:
-    """Seconds from ``90``, ``"90s"``, ``"500ms"``, ``"5m"``, ``"1h"``, ``"1d"``."""
-    if isinstance(value, bool):
-        raise ValueError("must be a duration such as 30s, 5m or 1h")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (match := _DURATION.match(value)):
-        seconds = float(match.group(1)) * _UNIT_S[match.group(2)]
-    else:
-        raise ValueError(f"must be a duration such as 30s, 5m or 1h, not {value!r}")
-    if seconds < 0:
-        raise ValueError("must not be negative")
-    return seconds
 
 
 class _Strict(BaseModel):

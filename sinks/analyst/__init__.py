@@ -12,7 +12,7 @@ from agentstream.sinks.analyst._http import HttpAnalyst, connect, handle_analyst
 from agentstream.sinks.analyst._reports import (
     REPORTS,
     Report,
-    parse_duration,
+    duration_option,
     parse_time,
     render_report,
 )
@@ -39,9 +39,9 @@ __all__ = [
     "Role",
     "check_read_only",
     "connect",
+    "duration_option",
     "format_result",
     "handle_analyst_request",
-    "parse_duration",
     "parse_time",
     "render_report",
     "to_jsonable",

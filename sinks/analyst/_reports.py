@@ -16,14 +16,14 @@ tenant is given, on ``tenant_id``. Definitions:
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from agentstream.core.durations import parse_duration
 from agentstream.core.errors import QueryRefused
 
-__all__ = ["REPORTS", "Report", "parse_duration", "parse_time", "render_report"]
+__all__ = ["REPORTS", "Report", "duration_option", "parse_time", "render_report"]
 
 _TIME = "event_time >= {since:DateTime64(6, 'UTC')}"
 _UNTIL = " AND event_time < {until:DateTime64(6, 'UTC')}"
@@ -138,16 +138,14 @@ _REPORTS = (
 #: every canned report by name
 REPORTS: Mapping[str, Report] = {report.name: report for report in _REPORTS}
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
-
-def parse_duration(text: str, *, option: str = "--bucket") -> float:
-    """Seconds of ``"90s"``, ``"15m"``, ``"24h"``, ``"7d"``, ``"2w"``."""
-    match = _DURATION.match(text)
-    if match is None:
-        raise QueryRefused(f"{option}: {text!r} is not a duration (90s, 15m, 24h, 7d, 2w)")
-    return float(match.group(1)) * _UNIT_S[match.group(2)]
+def duration_option(text: str, *, option: str = "--bucket") -> float:
+    """Seconds of ``text`` (:func:`~agentstream.core.durations.parse_duration`), or a
+    :class:`QueryRefused` naming ``option``."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise QueryRefused(f"{option}: {exc}") from exc
 
 
 def parse_time(
@@ -155,8 +153,10 @@ def parse_time(
 ) -> dt.datetime:
     """``"15m"``, ``"24h"``, ``"7d"`` (ago) or an ISO date/time (UTC when naive)."""
     current = now or dt.datetime.now(dt.UTC)
-    if _DURATION.match(text):
-        return current - dt.timedelta(seconds=parse_duration(text, option=option))
+    try:
+        return current - dt.timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
     try:
         value = dt.datetime.fromisoformat(text.strip())
     except ValueError as exc:

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from agentstream.core.config import AlertChannelSettings, AlertSettings, load_settings
+from agentstream.core.durations import parse_duration
 from agentstream.core.errors import AlertRuleError, ConfigError
 from agentstream.processors.alerts import (
     METRICS,
     Rule,
     known_channels,
     load_rules,
-    parse_duration,
     parse_rules,
     rules_from_settings,
 )

@@ -17,8 +17,8 @@ from agentstream.core.config import Settings, load_settings
 from agentstream.core.metrics import PipelineMetrics
 from agentstream.devtools.localstack.testing import BrokerHandle
 from agentstream.processors.engine._engine import ProcessorEngine
-from agentstream.processors.engine._run import _ensure_changelog
 from agentstream.schemas import decode_model
+from agentstream.worker import ensure_changelog
 
 __all__ = ["engine_settings", "produce", "read_committed", "run_engine"]
 
@@ -85,7 +85,7 @@ def run_engine(
     """An engine in this thread, polled until ``until(engine)``, then ``settle_s`` more
     (so a timer sweep runs after the last record)."""
     engine = ProcessorEngine(settings, metrics=metrics, batch_size=batch_size)
-    engine.open(lambda topic: _ensure_changelog(settings, topic))
+    engine.open(lambda topic: ensure_changelog(settings, topic))
     deadline = time.monotonic() + timeout_s
     try:
         while not until(engine):

@@ -1,0 +1,130 @@
+"""The worker's components, each in the :class:`~agentstream.worker._supervisor.Component`
+vocabulary (open, run until stopped, close, abort): the processors, the ClickHouse sink
+and alert delivery."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from agentstream.core.config import Settings
+from agentstream.core.errors import AgentstreamError
+from agentstream.core.kafka import admin_client
+
+if TYPE_CHECKING:
+    from agentstream.processors.engine import ProcessorEngine
+    from agentstream.sinks.alerting import AlertDispatcher, Notifier
+    from agentstream.sinks.clickhouse import ClickHouseBackend
+    from agentstream.sinks.consumer import SinkWorker
+
+__all__ = ["AlertsComponent", "ProcessorsComponent", "SinkComponent", "ensure_changelog"]
+
+log = logging.getLogger("agentstream.worker")
+#: the processors' own messages keep their logger name
+_processors_log = logging.getLogger("agentstream.processors")
+
+
+def ensure_changelog(settings: Settings, topic: str) -> None:
+    """Create the processors' state topic (compacted) if it does not exist."""
+    from confluent_kafka.cimpl import NewTopic
+
+    admin = admin_client(settings)
+    futures = admin.create_topics(
+        [
+            NewTopic(
+                topic, 1, settings.kafka.replication_factor, config={"cleanup.policy": "compact"}
+            )
+        ]
+    )
+    for future in futures.values():
+        try:
+            future.result(30)
+        except Exception as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise AgentstreamError(f"cannot create the state topic {topic}: {exc}") from exc
+
+
+class ProcessorsComponent:
+    """The stream processors (:class:`~agentstream.processors.engine.ProcessorEngine`)."""
+
+    def __init__(self, settings: Settings, on_ready: Callable[[], None]) -> None:
+        from agentstream.processors.engine import ProcessorEngine
+
+        self.engine: ProcessorEngine = ProcessorEngine(settings)
+        self._settings = settings
+        self._on_ready = on_ready
+        self.ready = False
+
+    def open(self) -> None:
+        self.engine.open(lambda topic: ensure_changelog(self._settings, topic))
+
+    def run(self, stop: threading.Event) -> None:
+        def ready() -> None:
+            self.ready = True
+            _processors_log.info("processors consuming %s", ", ".join(sorted(self.engine.inputs)))
+            self._on_ready()
+
+        self.engine.run(stop, on_ready=ready)
+
+    def close(self) -> None:
+        self.ready = False
+        self.engine.close()
+        _processors_log.info("processors stopped: %s", self.engine.stats)
+
+    def abort(self) -> None:
+        self.ready = False
+        self.engine.close()
+
+
+class SinkComponent:
+    """The ClickHouse sink (:class:`~agentstream.sinks.consumer.SinkWorker`)."""
+
+    def __init__(self, settings: Settings, backend: ClickHouseBackend) -> None:
+        from agentstream.sinks.consumer import SinkWorker
+
+        self.sink: SinkWorker = SinkWorker(settings, backend=backend)
+
+    def open(self) -> None:
+        self.sink.open()
+        log.info("ClickHouse sink consuming %s", ", ".join(self.sink.topics))
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.sink.step()
+
+    def close(self) -> None:
+        self.sink.close()
+
+    def abort(self) -> None:
+        self.sink.abort()
+
+
+class AlertsComponent:
+    """Alert delivery (:class:`~agentstream.sinks.alerting.AlertDispatcher`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self.notifier: Notifier | None = None
+        self.dispatcher: AlertDispatcher | None = None
+
+    def open(self) -> None:
+        from agentstream.sinks.alerting import AlertDispatcher, Notifier, build_channels
+
+        settings = self._settings
+        self.notifier = Notifier(build_channels(settings.alerts), settings.alerts)
+        self.dispatcher = AlertDispatcher(settings, self.notifier)
+
+    def run(self, stop: threading.Event) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.run(stop)
+
+    def close(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.close()
+        if self.notifier is not None:
+            self.notifier.close(5)
+
+    def abort(self) -> None:
+        self.close()

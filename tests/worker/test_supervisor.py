@@ -1,0 +1,110 @@
+"""The supervisor's logic with scripted components: restart with backoff, health while
+restarting, giving up after too many failures."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from agentstream.core.config import WorkerSettings
+from agentstream.testing import RecordedMetrics
+from agentstream.worker import ComponentHealth
+from agentstream.worker._supervisor import Supervised
+
+FAST = WorkerSettings(
+    restart_backoff_s=0.01, restart_backoff_max_s=0.05, max_restarts=3, restart_window_s=60
+)
+
+
+class Scripted:
+    """Fails in ``run`` while ``failures`` remain, then runs until stopped."""
+
+    def __init__(self, failures: list[str], log: list[str]) -> None:
+        self._failures = failures
+        self.log = log
+
+    def open(self) -> None:
+        self.log.append("open")
+
+    def run(self, stop: threading.Event) -> None:
+        if self._failures:
+            raise RuntimeError(self._failures.pop(0))
+        self.log.append("running")
+        stop.wait()
+
+    def close(self) -> None:
+        self.log.append("close")
+
+    def abort(self) -> None:
+        self.log.append("abort")
+
+
+def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("condition not met")
+        time.sleep(0.005)
+
+
+def test_a_failing_component_is_restarted_and_its_failures_counted() -> None:
+    recorded = RecordedMetrics()
+    log: list[str] = []
+    failures = ["broker away", "broker still away"]
+    gave_up: list[str] = []
+    supervised = Supervised(
+        "sink", lambda: Scripted(failures, log), FAST, recorded.metrics, gave_up.append
+    )
+    supervised.start()
+    try:
+        _wait(lambda: "running" in log)
+        health = supervised.health()
+        assert health == ComponentHealth("sink", "running", 2, None)
+        assert log == ["open", "abort", "open", "abort", "open", "running"]
+        assert recorded.total("agentstream.worker.component_failures", component="sink") == 2
+    finally:
+        supervised.stop()
+    assert log[-1] == "close"
+    assert supervised.health().state == "stopped"
+    assert gave_up == []
+
+
+def test_health_names_the_error_while_restarting() -> None:
+    slow = WorkerSettings(restart_backoff_s=30, max_restarts=3)
+    supervised = Supervised(
+        "alerts", lambda: Scripted(["no channel url"], []), slow, RecordedMetrics().metrics,
+        lambda _reason: None,
+    )  # fmt: skip
+    supervised.start()
+    try:
+        _wait(lambda: supervised.health().state == "restarting")
+        health = supervised.health()
+        assert not health.ok
+        assert health.error == "RuntimeError: no channel url"
+        assert health.as_json() == {
+            "state": "restarting",
+            "restarts": 1,
+            "error": "RuntimeError: no channel url",
+        }
+    finally:
+        supervised.stop()
+
+
+@pytest.mark.parametrize("max_restarts", [0, 2])
+def test_a_component_that_keeps_failing_is_given_up(max_restarts: int) -> None:
+    settings = FAST.model_copy(update={"max_restarts": max_restarts})
+    gave_up: list[str] = []
+    log: list[str] = []
+    supervised = Supervised(
+        "processors", lambda: Scripted(["boom"] * 100, log), settings,
+        RecordedMetrics().metrics, gave_up.append,
+    )  # fmt: skip
+    supervised.start()
+    _wait(lambda: bool(gave_up))
+    supervised.stop()
+    assert gave_up == ["processors keeps failing: RuntimeError: boom"]
+    assert log.count("open") == max_restarts + 1
+    assert supervised.health().state == "failed"

@@ -1,0 +1,120 @@
+"""`agentstream worker` as a process: ``/health`` and ``/ready`` tell the truth, and a
+component that keeps failing stops the worker with a non-zero exit status."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agentstream.core.config import settings_env
+from agentstream.devtools.localstack import free_ports
+from agentstream.devtools.localstack.testing import BrokerHandle
+from tests.support.engine import engine_settings
+
+pytestmark = pytest.mark.integration
+
+
+def _get(url: str) -> tuple[int, dict[str, Any]]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _worker(kafka_broker: BrokerHandle, tmp_path: Path, **sections: dict[str, Any]) -> Any:
+    settings = engine_settings(kafka_broker)
+    port = free_ports("127.0.0.1", 1)[0]
+    overrides: dict[str, dict[str, Any]] = {
+        "kafka": {"bootstrap_servers": kafka_broker.bootstrap, "partitions": 2},
+        "topics": {"prefix": settings.topics.prefix},
+        "worker": {
+            "app_id": settings.worker.app_id,
+            "web_port": port,
+            "ready_file": tmp_path / "ready",
+            "restart_backoff_s": 0.2,
+            "max_restarts": 2,
+        },
+        "sink": {"consumer_group": f"{settings.worker.app_id}-sink"},
+        "clickhouse": {"path": tmp_path / "chdb"},
+    }
+    for section, values in sections.items():
+        overrides[section] = {**overrides.get(section, {}), **values}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentstream", "worker"],
+        env={**os.environ, **settings_env(overrides)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _until(condition: Any, timeout: float, proc: Any) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = condition()
+        except (urllib.error.URLError, ConnectionError):
+            value = None  # the web port is not up yet
+        if value:
+            return value
+        if proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is None:
+                proc.kill()
+            raise AssertionError(f"condition not met; worker stderr: {proc.communicate()[1][-3000:]}")
+        time.sleep(0.1)
+
+
+def test_a_healthy_worker_is_live_and_ready(kafka_broker: BrokerHandle, tmp_path: Path) -> None:
+    proc, url = _worker(kafka_broker, tmp_path)
+    try:
+        _until(lambda: (tmp_path / "ready").exists(), 90, proc)
+        status, body = _until(lambda: _get(f"{url}/ready"), 30, proc)
+        _until(lambda: _get(f"{url}/ready")[0] == 200, 60, proc)
+        status, body = _get(f"{url}/health")
+        assert status == 200
+        assert body["status"] == "ok"
+        assert set(body["components"]) == {"processors", "sink", "alerts"}
+        assert all(c["state"] == "running" for c in body["components"].values())
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr[-3000:]
+
+
+def test_a_component_that_keeps_failing_shows_in_health_and_stops_the_worker(
+    kafka_broker: BrokerHandle, tmp_path: Path
+) -> None:
+    # a webhook channel without a url: alert delivery cannot start
+    proc, url = _worker(
+        kafka_broker, tmp_path, alerts={"channels": {"oncall": {"kind": "webhook"}}}
+    )
+    try:
+
+        def failing() -> dict[str, Any] | None:
+            status, body = _get(f"{url}/health")
+            return body if status == 503 else None
+
+        body = _until(failing, 90, proc)
+        assert body["status"] == "failing"
+        alerts = body["components"]["alerts"]
+        assert alerts["state"] in ("restarting", "failed")
+        assert "ConfigError" in alerts["error"] and "oncall" in alerts["error"]
+        assert body["components"]["processors"]["state"] in ("starting", "running")
+        _, stderr = proc.communicate(timeout=90)
+        assert proc.returncode == 1
+        assert "alerts keeps failing" in stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
