@@ -22,7 +22,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -53,9 +53,6 @@ class EmitBench:
     @property
     def ratio(self) -> float:
         return self.helper.p50_us / self.raw_produce.p50_us if self.raw_produce.p50_us else 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "helper_over_raw_p50": self.ratio}
 
 
 def _percentile(sorted_values: list[float], q: float) -> float:

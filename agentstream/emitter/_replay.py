@@ -122,11 +122,6 @@ class ReplayJob:
         """Records produced whose delivery report has not come yet."""
         return sum(s.outstanding for s in self._pending)
 
-    @property
-    def produced_all(self) -> bool:
-        """Every record was handed to the producer."""
-        return all(s.next >= len(s.records) for s in self._pending)
-
     def pump(self, producer: Any, limit: int = 10_000) -> int:
         """Produce up to ``limit`` records; stops early when the producer's queue is full."""
         produced = 0

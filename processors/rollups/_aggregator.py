@@ -223,11 +223,6 @@ class RollupAggregator:
         """The watermark (µs): windows ending at or before it are closed."""
         return self._watermark
 
-    @property
-    def open_cells(self) -> int:
-        """How many cells (scope x window, all resolutions) are open."""
-        return sum(len(w) for tier in self._windows.values() for w in tier.values())
-
     # ------------------------------------------------------------------ input
 
     def add(self, event: RollupEvent) -> None:

@@ -252,7 +252,7 @@ def test_state_round_trips_through_json_mid_incident(make_rules: Any) -> None:
         for redelivered in range(4):  # at-least-once: rollups before the crash come again
             store: dict[str, Any] = {}
             got = run(AlertEvaluator(make_rules(), store), rollups[:restart_at])
-            saved = json.loads(json.dumps(store))  # what a faust Table changelog keeps
+            saved = json.loads(json.dumps(store))  # what the changelog keeps (JSON)
             again = max(0, restart_at - redelivered)
             got += run(AlertEvaluator(make_rules(), saved), rollups[again:])
             assert got == reference, (restart_at, redelivered)

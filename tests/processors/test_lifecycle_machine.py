@@ -190,7 +190,7 @@ def test_init_starts_the_run_with_its_context() -> None:
     assert run["state"] == "INIT"
     assert (run["tenant_id"], run["agent_id"], run["agent_version"]) == ("acme", "planner", "1.4.0")
     assert run["deadline"] == to_us(T0) + 30 * US
-    assert json.loads(json.dumps(run)) == run  # JSON-able, for a faust Table
+    assert json.loads(json.dumps(run)) == run  # JSON-able, for the changelog
 
 
 def test_dwell_never_negative_and_clock_never_goes_back() -> None:

@@ -442,7 +442,7 @@ def test_idle_watermark_closes_windows_and_makes_stragglers_late() -> None:
 def test_restore_from_table_resumes_exactly(events: list[RollupEvent]) -> None:
     straight = run_all(events)
     agg = RollupAggregator(SETTINGS)
-    table: dict[str, Any] = {}  # what a faust Table would hold
+    table: dict[str, Any] = {}  # what the changelog would hold
     out: list[Rollup] = []
     half = len(events) // 2
     for i, ev in enumerate(events[:half]):

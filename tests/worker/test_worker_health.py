@@ -71,7 +71,9 @@ def _until(condition: Any, timeout: float, proc: Any) -> Any:
         if proc.poll() is not None or time.monotonic() > deadline:
             if proc.poll() is None:
                 proc.kill()
-            raise AssertionError(f"condition not met; worker stderr: {proc.communicate()[1][-3000:]}")
+            raise AssertionError(
+                f"condition not met; worker stderr: {proc.communicate()[1][-3000:]}"
+            )
         time.sleep(0.1)
 
 
@@ -109,7 +111,8 @@ def test_a_component_that_keeps_failing_shows_in_health_and_stops_the_worker(
         assert body["status"] == "failing"
         alerts = body["components"]["alerts"]
         assert alerts["state"] in ("restarting", "failed")
-        assert "ConfigError" in alerts["error"] and "oncall" in alerts["error"]
+        assert "ConfigError" in alerts["error"]
+        assert "oncall" in alerts["error"]
         assert body["components"]["processors"]["state"] in ("starting", "running")
         _, stderr = proc.communicate(timeout=90)
         assert proc.returncode == 1
