@@ -20,12 +20,13 @@ from agentstream import Emitter, run_context
 from agentstream.core.config import load_settings
 from agentstream.devtools.localstack.testing import BrokerHandle
 from agentstream.processors.engine import ProcessorEngine
-from agentstream.schemas import Alert, encode_model
+from agentstream.schemas import encode_model
 from agentstream.sinks.alerting import AlertDispatcher, Notifier, build_channels
 from agentstream.sinks.alerting.testing import Receiver
 from agentstream.sinks.clickhouse import ClickHouseBackend
 from agentstream.sinks.consumer import SinkWorker
 from agentstream.testing import RecordedMetrics
+from tests.support import records
 from tests.support.engine import engine_settings, read_committed, run_engine
 
 pytestmark = pytest.mark.integration
@@ -162,21 +163,10 @@ def test_alert_deliveries_are_counted_by_outcome(
     topic = f"alerts-{uuid.uuid4().hex[:8]}"
     kafka_broker.create_topics([topic], 1)
     start = dt.datetime(2026, 11, 1, 9, tzinfo=dt.UTC)
-    alert = Alert(
-        rule_id="error_rate",
-        state="FIRING",
-        severity="CRITICAL",
-        scope_key="tool=search",
-        metric="error_rate",
-        value=0.2,
-        threshold=0.05,
-        comparator=">",
-        resolution="1m",
-        window_start=start,
-        window_end=start + dt.timedelta(minutes=1),
-        message="error rate 20 % > 5 %",
-        channels=("webhook", "pager"),
-    )
+    alert = records.alert(
+        rule_id="error_rate", scope_key="tool=search", value=0.2, message="error rate 20 % > 5 %",
+        channels=("webhook", "pager"), **records.window(start),
+    )  # fmt: skip
     producer = Producer({"bootstrap.servers": kafka_broker.bootstrap})
     producer.produce(topic, encode_model(alert), b"error_rate")
     assert producer.flush(10) == 0

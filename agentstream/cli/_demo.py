@@ -102,19 +102,11 @@ def _scrape(url: str, live: _Live, stop: threading.Event) -> None:
 
 def _watch(settings: Settings, live: _Live, stop: threading.Event) -> None:
     """Consume rollups, alerts and dead letters for the live view."""
-    from confluent_kafka import Consumer
-
+    from agentstream.core import kafka
     from agentstream.schemas import Alert, InvalidEvent, Rollup, decode_model
 
     topics = {settings.topics.name(s): s for s in ("rollups", "alerts", "invalid")}
-    consumer = Consumer(
-        {
-            **settings.kafka.confluent_config(),
-            "group.id": f"demo-view-{os.getpid()}",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
+    consumer = kafka.consumer(settings, "tools", {"group.id": f"demo-view-{os.getpid()}"})
     consumer.subscribe(list(topics))
     try:
         while not stop.is_set():

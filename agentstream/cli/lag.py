@@ -20,6 +20,7 @@ from typing import Any
 
 from agentstream.core.config import Settings, load_settings
 from agentstream.core.errors import AgentstreamError
+from agentstream.core.kafka import client_config
 
 __all__ = ["PartitionLag", "group_lag", "pipeline_groups", "register"]
 
@@ -177,7 +178,7 @@ def _table(report: dict[str, list[PartitionLag]], per_partition: bool) -> Any:
 def _lag(args: argparse.Namespace) -> int:
     settings = load_settings()
     groups = [*dict.fromkeys([*pipeline_groups(settings).values(), *args.group])]
-    config = settings.kafka.confluent_config()
+    config = client_config(settings, "tools", "admin")
 
     def report() -> dict[str, list[PartitionLag]]:
         return group_lag(config, groups)

@@ -39,6 +39,7 @@ from confluent_kafka import KafkaException, Producer
 
 from agentstream.core.config import Settings, get_settings
 from agentstream.core.errors import ConfigError, DeliveryError, SchemaRegistryError
+from agentstream.core.kafka import client_config
 from agentstream.core.metrics import pipeline_metrics
 from agentstream.core.redact import Redactor
 from agentstream.emitter._core import Classifier, EmitterCore, Headers
@@ -85,24 +86,7 @@ class EmitterStats:
 
 def kafka_producer_config(settings: Settings) -> dict[str, Any]:
     """The confluent-kafka producer configuration of ``settings`` (no callbacks)."""
-    es = settings.emitter
-    conf: dict[str, Any] = dict(settings.kafka.confluent_config())
-    conf.update(
-        {
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": es.linger_ms,
-            "compression.type": es.compression,
-            "batch.size": es.batch_size_bytes,
-            "queue.buffering.max.messages": es.queue_max_messages,
-            "queue.buffering.max.kbytes": es.queue_max_kbytes,
-            "delivery.timeout.ms": es.delivery_timeout_ms,
-            # the Java clients' and aiokafka's key hashing: a run_id lands on the
-            # same partition whoever produced it, so processors see each run in order
-            "partitioner": "murmur2_random",
-        }
-    )
-    return conf
+    return client_config(settings, "emitter", "producer")
 
 
 def codec_from_settings(settings: Settings) -> AvroCodec:

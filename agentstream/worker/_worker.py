@@ -11,6 +11,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
+from agentstream.core import kafka
 from agentstream.core.config import Settings
 from agentstream.core.metrics import PipelineMetrics, pipeline_metrics
 from agentstream.worker._components import AlertsComponent, ProcessorsComponent, SinkComponent
@@ -72,7 +73,7 @@ class Worker:
             settings.topics.all().values(),
             partitions=settings.kafka.partitions,
             replication=settings.kafka.replication_factor,
-            client_config=settings.kafka.confluent_config(),
+            client_config=kafka.client_config(settings, "admin", "admin"),
         )
         backend = self._open_backend() if self._want_sink or self._query_access else None
         self._processors = self._supervise(

@@ -15,6 +15,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from agentstream.core import kafka
 from agentstream.core.config import Settings
 from agentstream.core.errors import AgentstreamError, StorageError
 from agentstream.schemas import Alert, AlertState, decode_model
@@ -91,14 +92,9 @@ def alerts_from_topic(
     Raises :class:`StorageError` when the topic cannot be read in ``timeout_s``.
     """
     name = topic or settings.topics.name("alerts")
-    config = {
-        **settings.kafka.confluent_config(),
-        "group.id": f"agentstream-alerts-reader-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False,
-        # connection errors surface as StorageError; keep librdkafka off stderr
-        "log_level": 2,
-    }
-    consumer = Consumer(config)
+    # connection errors surface as StorageError; the tools role keeps librdkafka off stderr
+    group = f"agentstream-alerts-reader-{uuid.uuid4().hex[:8]}"
+    consumer = kafka.consumer(settings, "tools", {"group.id": group})
     try:
         return _read_all(consumer, name, since, timeout_s)
     except KafkaException as exc:

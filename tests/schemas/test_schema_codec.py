@@ -39,14 +39,9 @@ from agentstream.schemas import (
 )
 from agentstream.schemas._codec import make_writer
 from agentstream.schemas._writer import compile_writer, uvarint
+from tests.support import records
 
-CONTEXT: dict[str, Any] = {
-    "tenant_id": "acme",
-    "user_id": "user-1",
-    "agent_id": "planner",
-    "agent_version": "1.4.0",
-    "run_id": "run-42",
-}
+CONTEXT = records.CONTEXT
 T0 = datetime(2025, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
 # -- independent ground truth: the Avro specification's CRC-64-AVRO ---------------

@@ -28,24 +28,13 @@ from agentstream.schemas import (
     new_uuid,
     validate_event,
 )
+from tests.support import records
 
-CONTEXT: dict[str, Any] = {
-    "tenant_id": "acme",
-    "user_id": "user-1",
-    "agent_id": "planner",
-    "agent_version": "1.4.0",
-    "run_id": "run-42",
-}
-WINDOW = {
-    "window_start": datetime(2025, 1, 1, 12, 0, tzinfo=UTC),
-    "window_end": datetime(2025, 1, 1, 12, 1, tzinfo=UTC),
-}
+CONTEXT = records.CONTEXT
+WINDOW = records.window()
 
 
-def tool_call(**overrides: Any) -> ToolCall:
-    fields: dict[str, Any] = {**CONTEXT, "tool": "search", "status": "SUCCESS", "latency_ms": 12.5}
-    fields.update(overrides)
-    return ToolCall(**fields)
+tool_call = records.tool_call
 
 
 def test_defaults_fill_id_time_and_optional_fields() -> None:
@@ -282,20 +271,7 @@ def test_rollup_window_and_state_time_keys() -> None:
 
 
 def test_alert_and_invalid_event() -> None:
-    alert = Alert(
-        rule_id="error-rate",
-        state="FIRING",
-        severity="CRITICAL",
-        scope_key="global",
-        metric="error_rate",
-        value=0.08,
-        threshold=0.05,
-        comparator=">",
-        resolution="1m",
-        message="error rate 8% > 5%",
-        channels=["log", "webhook"],
-        **WINDOW,
-    )
+    alert = records.alert(channels=["log", "webhook"])
     assert alert.channels == ("log", "webhook")
     assert uuid.UUID(alert.alert_id).version == 4
     with pytest.raises(EventValidationError, match=r"Alert\.comparator"):
