@@ -44,6 +44,8 @@ from agentstream.core.errors import ConfigError
 __all__ = [
     "AlertChannelSettings",
     "AlertSettings",
+    "AnalystLimits",
+    "AnalystSettings",
     "ClickHouseSettings",
     "EmitterSettings",
     "KafkaSettings",
@@ -216,6 +218,12 @@ class ClickHouseSettings(_Section):
     database: str = "agentstream"
     secure: bool = False
     connect_timeout_s: float = Field(default=10.0, gt=0)
+    #: server backend: the read-only user analyst queries run as (never the writer above);
+    #: ``agentstream migrate --print`` prints the DDL that creates it
+    analyst_username: str = Field(
+        default="agentstream_analyst", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"
+    )
+    analyst_password: SecretStr = SecretStr("")
 
 
 class RetentionSettings(_Section):
@@ -326,7 +334,8 @@ class WorkerSettings(_Section):
     #: ``/health``, ``/metrics`` (Prometheus) and the analyst endpoint; 0: any free port
     web_port: int = Field(default=6066, ge=0, le=65535)
     data_dir: Path = Path(".local/worker")
-    #: shared secret for analyst queries through the worker's web port
+    #: deprecated (the JSON analyst endpoint is gone): analysts use API keys
+    #: (``agentstream keys``) and the ClickHouse HTTP interface
     query_token: SecretStr | None = None
     #: a file the worker creates once it consumes (for supervisors and the demo)
     ready_file: Path | None = None
@@ -335,6 +344,40 @@ class WorkerSettings(_Section):
     def processors_group(self) -> str:
         """The processors' consumer group (and transactional id)."""
         return f"{self.app_id}-processors"
+
+
+class AnalystLimits(_Section):
+    """What the engine allows one analyst query (sent as the query's SETTINGS)."""
+
+    max_execution_time_s: float = Field(default=10.0, gt=0)
+    max_result_rows: int = Field(default=100_000, ge=1)
+    max_result_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    max_memory_usage: int = Field(default=1024 * 1024 * 1024, ge=1)
+    #: threads one query may use (the embedded engine runs one query at a time)
+    max_threads: int = Field(default=2, ge=1)
+
+
+class AnalystSettings(_Section):
+    """Analyst access: API keys, limits per role, the ClickHouse HTTP interface."""
+
+    #: API keys (hashed), written by ``agentstream keys``, read by the worker (re-read on change)
+    keys_file: Path = Path(".local/analyst/keys.json")
+    #: largest request body the HTTP interface reads (the key is checked before)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    #: the client side (``agentstream query --key``): the key's secret
+    key_secret: SecretStr | None = None
+    admin: AnalystLimits = AnalystLimits(max_execution_time_s=30.0)
+    oncall: AnalystLimits = AnalystLimits()
+    tenant: AnalystLimits = AnalystLimits(
+        max_execution_time_s=5.0, max_result_rows=10_000, max_memory_usage=256 * 1024 * 1024
+    )
+
+    def limits(self, role: str) -> AnalystLimits:
+        """The limits of ``role`` (admin, oncall, tenant)."""
+        if role not in ("admin", "oncall", "tenant"):
+            raise ConfigError(f"unknown analyst role {role!r}")
+        limits: AnalystLimits = getattr(self, role)
+        return limits
 
 
 class TelemetrySettings(_Section):
@@ -391,6 +434,7 @@ class Settings(BaseSettings):
     sink: SinkSettings = SinkSettings()
     alerts: AlertSettings = AlertSettings()
     worker: WorkerSettings = WorkerSettings()
+    analyst: AnalystSettings = AnalystSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
 
     @field_validator("*", mode="before")
