@@ -45,7 +45,11 @@ def _string(value: str) -> str:
 def _canonical(sql: str) -> tuple[str, str | None] | None:
     """``sql`` re-rendered without comments and FORMAT, and the FORMAT; None if unparsable."""
     try:
-        statements = [s for s in sqlglot.parse(sql, read=_DIALECT) if s is not None]
+        statements = [
+            s
+            for s in sqlglot.parse(sql, read=_DIALECT)
+            if s is not None and not isinstance(s, exp.Semicolon)
+        ]
     except SqlglotError:
         return None
     if len(statements) != 1:

@@ -126,6 +126,7 @@ HOSTILE: tuple[str, ...] = (
     "SELECT 1 INTO OUTFILE '/tmp/x.csv' FORMAT CSV",
     "SELECT 1 FORMAT Parquet",
     "SELECT $$a$$",
+    "SELECT * FROM tool_calls SAMPLE 0.5",
     # functions that leave the query: dictionaries, settings, the server, files
     "SELECT dictGet('d', 'a', toUInt64(1))",
     "SELECT joinGet('j', 'a', 1)",
@@ -157,6 +158,4 @@ HOSTILE: tuple[str, ...] = (
 HOSTILE_FOR_TENANTS: tuple[str, ...] = (
     "SELECT * FROM alerts",
     "SELECT * FROM alerts_dedup",
-    "EXPLAIN SELECT 1",
-    "SELECT * FROM tool_calls SAMPLE 0.5",
 )
