@@ -110,6 +110,8 @@ def test_no_file_imports_the_folders_by_their_bare_names() -> None:
         if relative.parts[0].startswith(".") or relative.parts[0] in {"build", "dist"}:
             continue
         offenders += [
-            f"{relative}: {module}" for module in _imports(path) if module.split(".")[0] in FOLDERS
+            f"{relative}: {module}"
+            for module in _imports(path)
+            if module.split(".")[0] in FOLDERS
         ]
     assert offenders == []

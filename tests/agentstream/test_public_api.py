@@ -15,7 +15,6 @@ import agentstream.testing
 
 ROOT = Path(__file__).resolve().parents[2]
 
-
 def test_all_is_derived_from_the_one_import_block() -> None:
     """``__all__`` is read from the ``TYPE_CHECKING`` block: sorted, no duplicates, and it
     holds every name the emitter package and the error tree's SDK branch export."""

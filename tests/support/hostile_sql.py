@@ -130,7 +130,7 @@ HOSTILE: tuple[str, ...] = (
     # functions that leave the query: dictionaries, settings, the server, files
     "SELECT dictGet('d', 'a', toUInt64(1))",
     "SELECT joinGet('j', 'a', 1)",
-    "SELECT currentDatabase()",
+    "SELECT currentDatabase() AS db, 1",
     "SELECT getSetting('readonly')",
     "SELECT hostName(), version()",
     "SELECT currentUser()",
