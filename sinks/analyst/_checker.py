@@ -298,6 +298,11 @@ class _Checker:
                 f"table function {table.this.sql(_DIALECT)[:60]!r} "
                 "is not allowed in analyst queries"
             )
+        extra = sorted(
+            k for k, v in table.args.items() if v and k not in ("this", "alias", "db", "catalog")
+        )
+        if extra:
+            raise QueryRefused(f"{table.name}: {', '.join(extra)} not allowed on a table reference")
         if table.args.get("db") or table.args.get("catalog"):
             raise QueryRefused(
                 f"{table.sql(_DIALECT)}: other databases (system, ...) are not readable; "
