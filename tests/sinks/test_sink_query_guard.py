@@ -131,6 +131,9 @@ def test_parameters_only_where_allowed() -> None:
     with pytest.raises(QueryRefused, match="parameters"):
         check_statement(sql, ONCALL)
     assert check_statement(sql, ONCALL, allow_params=True).sql == "SELECT {n: UInt8} + 1"
+    for sneaky in ("SELECT {t:Identifier}", "SELECT * FROM {t:Identifier}"):
+        with pytest.raises(QueryRefused):  # an Identifier parameter could name any table
+            check_statement(sneaky, ONCALL, allow_params=True)
 
 
 def test_unparsable_statements_say_so() -> None:
