@@ -262,9 +262,16 @@ class AnalystHttp:
         # the key is good: now the body
         try:
             sql = self._statement(method, headers, received, read_body)
-            fmt, params = self._arguments(args)
         except QueryRefused as exc:
             audit("malformed", str(exc))
+            return self._error(exc, query_id)
+        try:
+            fmt, params = self._arguments(args)
+        except _Malformed as exc:
+            audit("malformed", str(exc), sql)
+            return self._error(exc, query_id)
+        except QueryRefused as exc:
+            audit("refused", str(exc), sql)
             return self._error(exc, query_id)
         return self._run(principal, sql, fmt, params, query_id, client, started)
 

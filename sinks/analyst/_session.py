@@ -344,17 +344,21 @@ class LocalAnalyst:
     ) -> QueryResult:
         """Rows of canned report ``name`` (tenant keys: always their own tenant)."""
         scope = tenant
-        if self.principal.role == "tenant":
-            if tenant is not None and tenant != self.principal.tenant:
-                exc = QueryRefused(
-                    f"tenant key {self.principal.key!r} ({self.principal.tenant}) "
-                    f"cannot report on {tenant!r}"
-                )
-                self.engine.audit(
-                    principal=self.principal, via=self.via, received=f"report {name}",
-                    outcome="refused", kind="report", report=name, error=str(exc),
-                )  # fmt: skip
-                raise exc
-            scope = self.principal.tenant
-        sql, params = render_report(name, since=since, until=until, tenant=scope, bucket_s=bucket_s)
+        try:
+            if self.principal.role == "tenant":
+                if tenant is not None and tenant != self.principal.tenant:
+                    raise QueryRefused(
+                        f"tenant key {self.principal.key!r} ({self.principal.tenant}) "
+                        f"cannot report on {tenant!r}"
+                    )
+                scope = self.principal.tenant
+            sql, params = render_report(
+                name, since=since, until=until, tenant=scope, bucket_s=bucket_s
+            )
+        except QueryRefused as exc:
+            self.engine.audit(
+                principal=self.principal, via=self.via, received=f"report {name}",
+                outcome="refused", kind="report", report=name, error=str(exc),
+            )  # fmt: skip
+            raise
         return self._run(sql, params, kind="report", report=name)

@@ -264,6 +264,18 @@ def test_tenant_keys_get_free_sql_over_their_own_rows(clickhouse: ClickHouseBack
 
 
 @pytest.mark.integration
+def test_describe_explain_and_ctes_run_for_tenant_keys(clickhouse: ClickHouseBackend) -> None:
+    acme = LocalAnalyst(_engine(clickhouse), ACME)
+    columns = [r[0] for r in acme.query("DESCRIBE TABLE tool_calls_dedup").rows]
+    assert "tenant_id" in columns
+    plan = " ".join(str(r[0]) for r in acme.query("EXPLAIN SELECT count() FROM tool_calls").rows)
+    assert "count()" in plan
+    cte = "WITH x AS (SELECT tool FROM tool_calls) SELECT count() FROM x"
+    assert acme.query(cte).scalar() == 0
+    assert acme.query("SELECT count() FROM rollups_1m_dedup").scalar() == 0
+
+
+@pytest.mark.integration
 def test_the_engine_enforces_the_limits(clickhouse: ClickHouseBackend) -> None:
     settings = load_settings(
         analyst={"oncall": {"max_result_rows": 5, "max_execution_time_s": 0.5}}
