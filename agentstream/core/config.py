@@ -42,6 +42,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from agentstream.core.errors import ConfigError
 
 __all__ = [
+    "AdminLimits",
     "AlertChannelSettings",
     "AlertSettings",
     "AnalystLimits",
@@ -56,6 +57,7 @@ __all__ = [
     "Settings",
     "SinkSettings",
     "TelemetrySettings",
+    "TenantLimits",
     "TopicSettings",
     "WorkerSettings",
     "get_settings",
@@ -357,6 +359,20 @@ class AnalystLimits(_Section):
     max_threads: int = Field(default=2, ge=1)
 
 
+class AdminLimits(AnalystLimits):
+    """Admin keys: longer queries (a field left out keeps this default)."""
+
+    max_execution_time_s: float = Field(default=30.0, gt=0)
+
+
+class TenantLimits(AnalystLimits):
+    """Tenant keys: tighter limits (a field left out keeps this default)."""
+
+    max_execution_time_s: float = Field(default=5.0, gt=0)
+    max_result_rows: int = Field(default=10_000, ge=1)
+    max_memory_usage: int = Field(default=256 * 1024 * 1024, ge=1)
+
+
 class AnalystSettings(_Section):
     """Analyst access: API keys, limits per role, the ClickHouse HTTP interface."""
 
@@ -366,11 +382,9 @@ class AnalystSettings(_Section):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     #: the client side (``agentstream query --key``): the key's secret
     key_secret: SecretStr | None = None
-    admin: AnalystLimits = AnalystLimits(max_execution_time_s=30.0)
+    admin: AdminLimits = AdminLimits()
     oncall: AnalystLimits = AnalystLimits()
-    tenant: AnalystLimits = AnalystLimits(
-        max_execution_time_s=5.0, max_result_rows=10_000, max_memory_usage=256 * 1024 * 1024
-    )
+    tenant: TenantLimits = TenantLimits()
 
     def limits(self, role: str) -> AnalystLimits:
         """The limits of ``role`` (admin, oncall, tenant)."""
