@@ -647,3 +647,28 @@ def test_the_cli_client_goes_through_the_interface(interface: Interface) -> None
     assert sum(r["calls"] for r in report.dicts()) == TENANTS["globex"]
     with pytest.raises(AuthenticationFailed):
         HttpAnalyst(interface.url, "t-globex", "wrong").query("SELECT 1")
+
+
+def test_the_server_backend_reads_through_the_interface(interface: Interface) -> None:
+    """Server mode's read path (clickhouse-connect as an analyst user) against the interface."""
+    from agentstream.sinks.clickhouse._server import ServerClickHouse
+
+    settings = ClickHouseSettings(
+        backend="server",
+        host="127.0.0.1",
+        port=interface.port,
+        username="t-acme",
+        password=interface.secrets["t-acme"],
+        database=interface.backend.database,
+    )
+    server = ServerClickHouse(settings, create_database=False)
+    try:
+        body, _ = server.query_raw("SELECT count() FROM tool_calls", "TabSeparated")
+        assert body == f"{TENANTS['acme']}\n".encode()
+        result = server.query("SELECT tenant_id, count() AS n FROM tool_calls GROUP BY tenant_id")
+        assert result.rows == [("acme", TENANTS["acme"])]
+        assert server.ping()
+    finally:
+        server.close()
+    outcomes = [(a["key_name"], a["outcome"]) for a in _audit(interface.backend, "kind = 'query'")]
+    assert outcomes[-2:] == [("t-acme", "ok"), ("t-acme", "ok")]
