@@ -189,9 +189,22 @@ def readable_tables(role: str) -> list[str]:
     return sorted(t for t, roles in ANALYST_TABLES.items() if role in roles)
 
 
-def _parse(sql: str) -> exp.Expr:
+#: tokens a statement may have (sqlglot's cost grows faster than linearly with size)
+DEFAULT_MAX_TOKENS = 3000
+
+
+def _parse(sql: str, max_tokens: int = DEFAULT_MAX_TOKENS) -> exp.Expr:
     if not sql.strip():
         raise QueryUnparsable("Empty query")
+    try:
+        tokens = sqlglot.tokenize(sql, read=_DIALECT)
+    except SqlglotError as exc:
+        raise QueryUnparsable(f"Syntax error (ClickHouse dialect): {exc}") from exc
+    if len(tokens) > max_tokens:
+        raise QueryRefused(
+            f"statement of {len(tokens)} tokens is over the limit of {max_tokens} "
+            "(analyst.max_statement_tokens)"
+        )
     try:
         statements = [
             s
@@ -351,9 +364,11 @@ def _render(tree: exp.Expr) -> str:
     return tree.sql(dialect=_DIALECT, comments=False, identify=True)
 
 
-def _statement_tree(sql: str, *, allow_format: bool) -> tuple[exp.Expr, str, str | None]:
+def _statement_tree(
+    sql: str, *, allow_format: bool, max_tokens: int = DEFAULT_MAX_TOKENS
+) -> tuple[exp.Expr, str, str | None]:
     """The parsed statement, its kind and the FORMAT it asked for (taken out of the tree)."""
-    tree = _parse(sql)
+    tree = _parse(sql, max_tokens)
     kind = "select"
     if isinstance(tree, exp.Command):
         word = str(tree.this).upper()
@@ -362,7 +377,7 @@ def _statement_tree(sql: str, *, allow_format: bool) -> tuple[exp.Expr, str, str
                 f"{word} is not allowed: analysts run one SELECT, WITH, UNION, DESCRIBE or EXPLAIN"
             )
         rest = tree.expression.name if isinstance(tree.expression, exp.Literal) else ""
-        tree = _parse(rest)
+        tree = _parse(rest, max_tokens)
         kind = "explain"
     fmt: str | None = None
     if isinstance(tree, _QUERIES):
@@ -400,9 +415,32 @@ def check_statement(
     known_objects: Collection[str] = (),
     allow_format: bool = False,
     allow_params: bool = False,
+    max_tokens: int = DEFAULT_MAX_TOKENS,
 ) -> CheckedStatement:
     """``sql`` checked for ``principal``, scoped and re-rendered; QueryRefused otherwise."""
-    tree, kind, fmt = _statement_tree(sql, allow_format=allow_format)
+    try:
+        return _check_statement(
+            sql,
+            principal,
+            known_objects=known_objects,
+            allow_format=allow_format,
+            allow_params=allow_params,
+            max_tokens=max_tokens,
+        )
+    except RecursionError as exc:
+        raise QueryRefused("the statement is nested too deeply; simplify it") from exc
+
+
+def _check_statement(
+    sql: str,
+    principal: Principal,
+    *,
+    known_objects: Collection[str],
+    allow_format: bool,
+    allow_params: bool,
+    max_tokens: int,
+) -> CheckedStatement:
+    tree, kind, fmt = _statement_tree(sql, allow_format=allow_format, max_tokens=max_tokens)
     checker = _Checker(principal, known_objects=known_objects, allow_params=allow_params)
     checker.check_tree(tree)
     ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
@@ -412,7 +450,8 @@ def check_statement(
         _scope_to_tenant(tree, principal.tenant, ctes)
     rendered = _render(tree)
     # the rendering must parse back to a statement that passes and renders to itself
-    again, _, _ = _statement_tree(rendered, allow_format=False)
+    # (the tenant rewrite adds tokens: the limit applies to what the analyst sent)
+    again, _, _ = _statement_tree(rendered, allow_format=False, max_tokens=4 * max_tokens + 1000)
     _Checker(principal, known_objects=known_objects, allow_params=allow_params).check_tree(again)
     if _render(again) != rendered:
         raise QueryRefused("the statement does not survive re-rendering; simplify it")

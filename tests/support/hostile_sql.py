@@ -151,6 +151,9 @@ HOSTILE: tuple[str, ...] = (
     "SELECT 'unterminated",
     "SELECT 1 /* unterminated",
     "SELECT (",
+    # too big to check cheaply: deep nesting, too many tokens
+    "SELECT " + "(" * 300 + "1" + ")" * 300,
+    "SELECT " + "+".join(["1"] * 2000),
     *(f"SELECT * FROM {fn}" for fn in TABLE_FUNCTIONS),
 )
 
