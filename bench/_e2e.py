@@ -9,7 +9,6 @@ trip alone (produce → a plain consumer receives it), measured in the same run.
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -77,10 +76,11 @@ def measure_end_to_end(ctx: BenchContext, settings: Settings) -> EndToEnd:
     """Start a worker, emit one traced tool call at a time, wait until the sink stored it."""
     from agentstream import Emitter, run_context
     from agentstream.devtools.localstack._system import free_ports
-    from agentstream.sinks.analyst import HttpAnalyst, Identity
+    from agentstream.sinks.analyst import HttpAnalyst, KeyStore
 
-    token = secrets.token_hex(16)
     port = free_ports("127.0.0.1", 1)[0]
+    keys_file = ctx.workdir / f"e2e-keys-{port}.json"
+    _, secret = KeyStore(keys_file).create("bench", "admin")
     ready = ctx.workdir / f"e2e-{port}.ready"
     overrides: dict[str, dict[str, Any]] = {
         "kafka": {"bootstrap_servers": ctx.bootstrap},
@@ -89,11 +89,11 @@ def measure_end_to_end(ctx: BenchContext, settings: Settings) -> EndToEnd:
         "worker": {
             "app_id": f"bench-e2e-{port}",
             "web_port": port,
-            "query_token": token,
             "data_dir": ctx.workdir / f"e2e-worker-{port}",
             "ready_file": ready,
         },
         "sink": {"flush_interval_s": 0.2},
+        "analyst": {"keys_file": keys_file},
         "emitter": {"spool_dir": ctx.workdir / f"e2e-spool-{port}", "linger_ms": 0},
     }
     settings = load_settings(**overrides)
@@ -110,7 +110,7 @@ def measure_end_to_end(ctx: BenchContext, settings: Settings) -> EndToEnd:
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the bench worker did not start (log: {log.name})")
             time.sleep(0.2)
-        analyst = HttpAnalyst(f"http://127.0.0.1:{port}", token, Identity("bench"))
+        analyst = HttpAnalyst(f"http://127.0.0.1:{port}", "bench", secret)
         emitter = Emitter(settings, replay_on_start=False)
 
         latencies = []

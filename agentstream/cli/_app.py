@@ -19,6 +19,7 @@ _GROUPS = (
     "agentstream.cli.worker",
     "agentstream.cli.lag",
     "agentstream.cli.analyst",
+    "agentstream.cli.keys",
     "agentstream.cli.alerts",
     "agentstream.cli.simulate",
 )

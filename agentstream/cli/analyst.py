@@ -3,32 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import getpass
-import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agentstream.core.config import Settings
 
 __all__ = ["register"]
 
 _FORMATS = ("table", "csv", "json")
-_ROLES = ("admin", "oncall", "tenant")
 
 
-def _who() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry (containers)
-        return os.environ.get("USER", "unknown")
-
-
-def _add_identity(parser: argparse.ArgumentParser) -> None:
+def _add_access(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--as", dest="who", default=None, help="who is asking (default: the OS user)"
-    )
-    parser.add_argument(
-        "--role",
-        choices=_ROLES,
-        default="admin",
-        help="admin: everything; oncall: all but the audit; tenant: own tenant's reports only",
+        "--key",
+        default=None,
+        help="API key name (secret in AGENTSTREAM_ANALYST__KEY_SECRET); its role and tenant "
+        "apply. Without a key: the operator's local access to the embedded folder (admin)",
     )
     parser.add_argument(
         "--format", dest="fmt", choices=_FORMATS, default="table", help="output format"
@@ -44,6 +35,7 @@ def _migrate(args: argparse.Namespace) -> int:
         for migration in load_migrations():
             print(f"-- {migration.version:04d}_{migration.name}")
             print(render(migration.text, settings.retention, settings.sink))
+        print(_analyst_ddl_text(settings))
         return 0
     backend = open_backend(settings.clickhouse)
     try:
@@ -64,12 +56,25 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _analyst_ddl_text(settings: Settings) -> str:
+    from agentstream.sinks.analyst import KeyStore, analyst_ddl
+
+    keys = KeyStore(settings.analyst.keys_file).keys()
+    lines = [
+        "-- analyst access, server mode (run as an admin of the ClickHouse server): a read-only",
+        f"-- user for admin/oncall keys ({settings.clickhouse.analyst_username}), one user with a",
+        "-- row policy per tenant key; password: sha256 of",
+        "-- AGENTSTREAM_CLICKHOUSE__ANALYST_PASSWORD (the plain password is never printed)",
+    ]
+    lines += [f"{statement};" for statement in analyst_ddl(settings, keys)]
+    return "\n".join(lines)
+
+
 def _query(args: argparse.Namespace) -> int:
     from agentstream.core.config import get_settings
-    from agentstream.sinks.analyst import Identity, connect, format_result
+    from agentstream.sinks.analyst import connect, format_result
 
-    identity = Identity(who=args.who or _who(), role=args.role, tenant=args.tenant)
-    analyst = connect(get_settings(), identity)
+    analyst = connect(get_settings(), args.key)
     try:
         result = analyst.query(args.sql)
     finally:
@@ -82,7 +87,6 @@ def _report(args: argparse.Namespace) -> int:
     from agentstream.core.config import get_settings
     from agentstream.sinks.analyst import (
         REPORTS,
-        Identity,
         connect,
         duration_option,
         format_result,
@@ -97,12 +101,10 @@ def _report(args: argparse.Namespace) -> int:
     since = parse_time(args.since, option="--since")
     until = parse_time(args.until, option="--until") if args.until else None
     bucket_s = round(duration_option(args.bucket, option="--bucket")) if args.bucket else 60
-    scope = args.tenant if args.role != "tenant" else None
-    identity = Identity(who=args.who or _who(), role=args.role, tenant=args.tenant)
-    analyst = connect(get_settings(), identity)
+    analyst = connect(get_settings(), args.key)
     try:
         result = analyst.report(
-            args.name, since=since, until=until, tenant=scope, bucket_s=bucket_s
+            args.name, since=since, until=until, tenant=args.tenant, bucket_s=bucket_s
         )
     finally:
         analyst.close()
@@ -117,22 +119,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "migrate",
         help="create / update the ClickHouse tables (idempotent)",
         description="Apply pending migrations from sinks/migrations and the current retention "
-        "settings; record them in schema_migrations.",
+        "settings; record them in schema_migrations. --print shows the rendered DDL and, for "
+        "server mode, the analyst users, grants and per-tenant-key row policies.",
     )
     migrate.add_argument(
-        "--print", dest="print_sql", action="store_true", help="print the rendered DDL only"
+        "--print",
+        dest="print_sql",
+        action="store_true",
+        help="print the rendered DDL (tables and server-mode analyst users) only",
     )
     migrate.set_defaults(handler=_migrate)
 
     query = subparsers.add_parser(
         "query",
         help="run a read-only SQL query (audited)",
-        description="Run one read-only statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN); "
-        "anything else is refused. Every query is written to query_audit.",
+        description="Run one statement (SELECT, WITH, UNION, DESCRIBE, EXPLAIN) over the "
+        "analyst tables. It is parsed and checked (tables of the key's role, allowed "
+        "functions, no SETTINGS/FORMAT/table functions), tenant keys see their tenant's rows "
+        "only, and the re-rendered statement runs with the role's limits. Every query, "
+        "refused ones included, is written to query_audit.",
     )
     query.add_argument("sql", help="the SQL statement")
-    query.add_argument("--tenant", default=None, help="your tenant (role tenant)")
-    _add_identity(query)
+    _add_access(query)
     query.set_defaults(handler=_query)
 
     report = subparsers.add_parser(
@@ -145,9 +153,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--since", default="24h", help="start: a duration ago (15m, 24h, 7d) or an ISO time"
     )
     report.add_argument("--until", default=None, help="end (exclusive); default: no end")
-    report.add_argument("--tenant", default=None, help="only this tenant (tenant role: yours)")
+    report.add_argument(
+        "--tenant", default=None, help="only this tenant (tenant keys: always their own)"
+    )
     report.add_argument(
         "--bucket", default=None, help="time bucket of the qps report (e.g. 10s, 1m, 1h)"
     )
-    _add_identity(report)
+    _add_access(report)
     report.set_defaults(handler=_report)

@@ -48,8 +48,11 @@ from pydantic_settings import (
 from agentstream.core.errors import ConfigError
 
 __all__ = [
+    "AdminLimits",
     "AlertChannelSettings",
     "AlertSettings",
+    "AnalystLimits",
+    "AnalystSettings",
     "ClickHouseSettings",
     "EmitterSettings",
     "KafkaSettings",
@@ -60,6 +63,7 @@ __all__ = [
     "Settings",
     "SinkSettings",
     "TelemetrySettings",
+    "TenantLimits",
     "TopicSettings",
     "WorkerSettings",
     "get_settings",
@@ -221,6 +225,12 @@ class ClickHouseSettings(_Section):
     database: str = "agentstream"
     secure: bool = False
     connect_timeout_s: float = Field(default=10.0, gt=0)
+    #: server backend: the read-only user analyst queries run as (never the writer above);
+    #: ``agentstream migrate --print`` prints the DDL that creates it
+    analyst_username: str = Field(
+        default="agentstream_analyst", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"
+    )
+    analyst_password: SecretStr = SecretStr("")
 
 
 class RetentionSettings(_Section):
@@ -331,7 +341,8 @@ class WorkerSettings(_Section):
     #: ``/health``, ``/metrics`` (Prometheus) and the analyst endpoint; 0: any free port
     web_port: int = Field(default=6066, ge=0, le=65535)
     data_dir: Path = Path(".local/worker")
-    #: shared secret for analyst queries through the worker's web port
+    #: deprecated (the JSON analyst endpoint is gone): analysts use API keys
+    #: (``agentstream keys``) and the ClickHouse HTTP interface
     query_token: SecretStr | None = None
     #: a file the worker creates once it is ready (for supervisors and the demo)
     ready_file: Path | None = None
@@ -349,6 +360,54 @@ class WorkerSettings(_Section):
     def processors_group(self) -> str:
         """The processors' consumer group (and transactional id)."""
         return f"{self.app_id}-processors"
+
+
+class AnalystLimits(_Section):
+    """What the engine allows one analyst query (sent as the query's SETTINGS)."""
+
+    max_execution_time_s: float = Field(default=10.0, gt=0)
+    max_result_rows: int = Field(default=100_000, ge=1)
+    max_result_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    max_memory_usage: int = Field(default=1024 * 1024 * 1024, ge=1)
+    #: threads one query may use (the embedded engine runs one query at a time)
+    max_threads: int = Field(default=2, ge=1)
+
+
+class AdminLimits(AnalystLimits):
+    """Admin keys: longer queries (a field left out keeps this default)."""
+
+    max_execution_time_s: float = Field(default=30.0, gt=0)
+
+
+class TenantLimits(AnalystLimits):
+    """Tenant keys: tighter limits (a field left out keeps this default)."""
+
+    max_execution_time_s: float = Field(default=5.0, gt=0)
+    max_result_rows: int = Field(default=10_000, ge=1)
+    max_memory_usage: int = Field(default=256 * 1024 * 1024, ge=1)
+
+
+class AnalystSettings(_Section):
+    """Analyst access: API keys, limits per role, the ClickHouse HTTP interface."""
+
+    #: API keys (hashed), written by ``agentstream keys``, read by the worker (re-read on change)
+    keys_file: Path = Path(".local/analyst/keys.json")
+    #: largest request body the HTTP interface reads (the key is checked before)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    #: tokens one statement may have (parsing cost grows faster than the statement)
+    max_statement_tokens: int = Field(default=3000, ge=100)
+    #: the client side (``agentstream query --key``): the key's secret
+    key_secret: SecretStr | None = None
+    admin: AdminLimits = AdminLimits()
+    oncall: AnalystLimits = AnalystLimits()
+    tenant: TenantLimits = TenantLimits()
+
+    def limits(self, role: str) -> AnalystLimits:
+        """The limits of ``role`` (admin, oncall, tenant)."""
+        if role not in ("admin", "oncall", "tenant"):
+            raise ConfigError(f"unknown analyst role {role!r}")
+        limits: AnalystLimits = getattr(self, role)
+        return limits
 
 
 class TelemetrySettings(_Section):
@@ -405,6 +464,7 @@ class Settings(BaseSettings):
     sink: SinkSettings = SinkSettings()
     alerts: AlertSettings = AlertSettings()
     worker: WorkerSettings = WorkerSettings()
+    analyst: AnalystSettings = AnalystSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
 
     @field_validator("*", mode="before")

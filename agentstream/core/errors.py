@@ -20,7 +20,10 @@ wrapped library errors (fastavro, Kafka, ClickHouse) are chained with
     │   └── ChannelError           an alert channel refused or missed a notification
     ├── StorageError               the ClickHouse backend failed
     │   └── BackPressure           the sink is full; retry after ``retry_after`` seconds
-    └── QueryRefused               an analyst query is not read-only
+    └── QueryRefused               an analyst request is refused (``code``: ClickHouse's code)
+        ├── AuthenticationFailed   no API key, an unknown one, or a wrong secret
+        ├── QueryUnparsable        the SQL does not parse (ClickHouse dialect)
+        └── KeyStoreError          the API key file cannot be read or changed as asked
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from agentstream.schemas.errors import (
 __all__ = [
     "AgentstreamError",
     "AlertRuleError",
+    "AuthenticationFailed",
     "BackPressure",
     "BrokerStartError",
     "ChannelError",
@@ -45,9 +49,11 @@ __all__ = [
     "ContractError",
     "DeliveryError",
     "EventValidationError",
+    "KeyStoreError",
     "LocalStackError",
     "PortInUseError",
     "QueryRefused",
+    "QueryUnparsable",
     "SchemaCompatibilityError",
     "SchemaRegistryError",
     "StorageError",
@@ -137,4 +143,46 @@ class BackPressure(StorageError):
 
 
 class QueryRefused(AgentstreamError):
-    """An analyst query was refused (not read-only, or not allowed for the role)."""
+    """An analyst request was refused (not allowed for the key, or not read-only).
+
+    ``code`` is the ClickHouse error code the HTTP interface answers with
+    (497 ACCESS_DENIED unless a subclass says otherwise).
+    """
+
+    code = 497
+    name = "ACCESS_DENIED"
+
+    def __init__(self, message: str, *, code: int | None = None, name: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+        if name is not None:
+            self.name = name
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_refusal, (type(self), str(self), self.code, self.name))
+
+
+def _rebuild_refusal(cls: type[QueryRefused], message: str, code: int, name: str) -> QueryRefused:
+    return cls(message, code=code, name=name)
+
+
+class AuthenticationFailed(QueryRefused):
+    """No API key was given, the key is unknown or revoked, or the secret is wrong."""
+
+    code = 516
+    name = "AUTHENTICATION_FAILED"
+
+
+class QueryUnparsable(QueryRefused):
+    """The statement does not parse as one ClickHouse statement."""
+
+    code = 62
+    name = "SYNTAX_ERROR"
+
+
+class KeyStoreError(QueryRefused):
+    """The API key file cannot be read or written, or a key operation is impossible."""
+
+    code = 36
+    name = "BAD_ARGUMENTS"

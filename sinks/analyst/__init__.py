@@ -1,14 +1,36 @@
-"""Analyst access: read-only queries, canned reports, roles and the query audit.
+"""Analyst access: API keys, checked read-only SQL, canned reports, the query audit.
 
-:func:`connect` picks the way in (the worker's web port when it runs and a
-token is set, the database directly otherwise) and returns an :class:`Analyst`;
-every query and report it runs is checked (:func:`check_read_only`, roles)
-and written to ``query_audit``.
+* :class:`KeyStore` — API keys (hashed) with a role and a tenant;
+* :func:`check_statement` — one statement parsed (sqlglot, ClickHouse dialect),
+  checked against the key's tables and the function allow-list, tenant-scoped and
+  re-rendered;
+* :class:`AnalystEngine` — runs checked statements with the role's limits and
+  writes every request to ``query_audit``;
+* :class:`AnalystHttp` — ClickHouse's HTTP interface over it (clickhouse-connect,
+  Grafana, curl);
+* :func:`connect` — the CLI's way in (the worker's HTTP interface, or the folder).
 """
 
+from agentstream.sinks.analyst._checker import (
+    ANALYST_TABLES,
+    OUTPUT_FORMATS,
+    CheckedStatement,
+    check_statement,
+    readable_tables,
+)
+from agentstream.sinks.analyst._client import (
+    Analyst,
+    HttpAnalyst,
+    analyst_engine,
+    connect,
+    open_analyst_reader,
+)
 from agentstream.sinks.analyst._format import OutputFormat, format_result, to_jsonable
-from agentstream.sinks.analyst._guard import READ_ONLY_STATEMENTS, check_read_only, tokenize
-from agentstream.sinks.analyst._http import HttpAnalyst, connect, handle_analyst_request
+from agentstream.sinks.analyst._functions import ALLOWED_FUNCTIONS, is_allowed_function
+from agentstream.sinks.analyst._handshake import HANDSHAKE_QUERIES
+from agentstream.sinks.analyst._http import TRANSPORT_ARGUMENTS, AnalystHttp, HttpReply
+from agentstream.sinks.analyst._keys import ROLES, ApiKey, KeyStore, Principal, Role
+from agentstream.sinks.analyst._legacy import handle_analyst_request
 from agentstream.sinks.analyst._reports import (
     REPORTS,
     Report,
@@ -16,34 +38,52 @@ from agentstream.sinks.analyst._reports import (
     parse_time,
     render_report,
 )
+from agentstream.sinks.analyst._server_ddl import analyst_ddl
 from agentstream.sinks.analyst._session import (
     AUDIT_COLUMNS,
-    ROLES,
-    Analyst,
-    Identity,
+    AnalystEngine,
     LocalAnalyst,
-    Role,
+    RawQueryBackend,
+    RawResult,
+    decode_json_compact,
 )
 
 __all__ = [
+    "ALLOWED_FUNCTIONS",
+    "ANALYST_TABLES",
     "AUDIT_COLUMNS",
-    "READ_ONLY_STATEMENTS",
+    "HANDSHAKE_QUERIES",
+    "OUTPUT_FORMATS",
     "REPORTS",
     "ROLES",
+    "TRANSPORT_ARGUMENTS",
     "Analyst",
+    "AnalystEngine",
+    "AnalystHttp",
+    "ApiKey",
+    "CheckedStatement",
     "HttpAnalyst",
-    "Identity",
+    "HttpReply",
+    "KeyStore",
     "LocalAnalyst",
     "OutputFormat",
+    "Principal",
+    "RawQueryBackend",
+    "RawResult",
     "Report",
     "Role",
-    "check_read_only",
+    "analyst_ddl",
+    "analyst_engine",
+    "check_statement",
     "connect",
+    "decode_json_compact",
     "duration_option",
     "format_result",
     "handle_analyst_request",
+    "is_allowed_function",
+    "open_analyst_reader",
     "parse_time",
+    "readable_tables",
     "render_report",
     "to_jsonable",
-    "tokenize",
 ]

@@ -108,6 +108,25 @@ class EmbeddedClickHouse:
         ]
         return QueryResult(columns=columns, types=types, rows=rows)
 
+    def query_raw(
+        self, sql: str, fmt: str, params: Mapping[str, str] | None = None
+    ) -> tuple[bytes, int]:
+        """The result of ``sql`` rendered by the engine in output format ``fmt``, and its rows.
+
+        ``params`` are ``{name:Type}`` values already in the engine's escaped text form
+        (as the HTTP interface's ``param_<name>`` arguments carry them).
+        """
+        with self._lock:
+            try:
+                if params:
+                    result = self._session.query(sql, fmt, params=dict(params))
+                else:
+                    result = self._session.query(sql, fmt)
+            except Exception as exc:
+                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+                raise StorageError(f"ClickHouse (embedded): {first_line}") from exc
+        return bytes(result.bytes() or b""), int(result.rows_read())
+
     def insert(
         self,
         table: str,

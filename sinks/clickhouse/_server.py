@@ -17,7 +17,7 @@ class ServerClickHouse:
 
     kind = "server"
 
-    def __init__(self, settings: ClickHouseSettings) -> None:
+    def __init__(self, settings: ClickHouseSettings, *, create_database: bool = True) -> None:
         try:
             import clickhouse_connect
         except ImportError as exc:  # pragma: no cover - depends on the install
@@ -27,16 +27,8 @@ class ServerClickHouse:
             ) from exc
         self.database = settings.database
         try:
-            admin = clickhouse_connect.get_client(
-                host=settings.host,
-                port=settings.port,
-                username=settings.username,
-                password=settings.password.get_secret_value(),
-                secure=settings.secure,
-                connect_timeout=settings.connect_timeout_s,
-            )
-            admin.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
-            admin.close()
+            if create_database:
+                self._create_database(clickhouse_connect, settings)
             self._client = clickhouse_connect.get_client(
                 host=settings.host,
                 port=settings.port,
@@ -50,6 +42,18 @@ class ServerClickHouse:
             raise StorageError(
                 f"cannot reach ClickHouse at {settings.host}:{settings.port}: {exc}"
             ) from exc
+
+    def _create_database(self, clickhouse_connect: Any, settings: ClickHouseSettings) -> None:
+        admin = clickhouse_connect.get_client(
+            host=settings.host,
+            port=settings.port,
+            username=settings.username,
+            password=settings.password.get_secret_value(),
+            secure=settings.secure,
+            connect_timeout=settings.connect_timeout_s,
+        )
+        admin.command(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+        admin.close()
 
     def ping(self) -> bool:
         return bool(self._client.ping())
@@ -73,6 +77,16 @@ class ServerClickHouse:
             types=tuple(t.name for t in result.column_types),
             rows=[tuple(row) for row in result.result_rows],
         )
+
+    def query_raw(
+        self, sql: str, fmt: str, params: Mapping[str, str] | None = None
+    ) -> tuple[bytes, int]:
+        """The result of ``sql`` in output format ``fmt`` (rows: -1, the server does not say)."""
+        try:
+            body = self._client.raw_query(sql, parameters=dict(params) if params else None, fmt=fmt)
+        except Exception as exc:
+            raise StorageError(f"ClickHouse: {exc}") from exc
+        return bytes(body), -1
 
     def insert(
         self,

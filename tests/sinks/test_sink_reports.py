@@ -16,7 +16,7 @@ import pytest
 from agentstream.core.config import ClickHouseSettings, load_settings
 from agentstream.schemas import ModelCall, Record, ReviewDecision, StateTransition, ToolCall
 from agentstream.sinks import Position
-from agentstream.sinks.analyst import REPORTS, Identity, LocalAnalyst
+from agentstream.sinks.analyst import REPORTS, AnalystEngine, LocalAnalyst, Principal
 from agentstream.sinks.clickhouse import ClickHouseBackend, ClickHouseSink, migrate, open_backend
 
 pytestmark = pytest.mark.integration
@@ -163,7 +163,9 @@ def populated(chdb_path: Path, data: Data) -> Iterator[ClickHouseBackend]:
 
 @pytest.fixture
 def analyst(populated: ClickHouseBackend) -> LocalAnalyst:
-    return LocalAnalyst(populated, Identity("tester"))
+    return LocalAnalyst(
+        AnalystEngine(populated, load_settings().analyst), Principal("tester", "admin")
+    )
 
 
 def _populate(clickhouse: ClickHouseBackend, data: Data) -> None:
