@@ -124,3 +124,18 @@ def test_the_emitter_redacts_every_free_text_field_and_records_the_counts() -> N
     assert isinstance(review, ReviewDecision)
     assert review.redactions == {}
     assert review.run_id == ids["run_id"]
+
+
+def test_the_cheap_scan_never_skips_a_secret_named_key() -> None:
+    """Every word that makes a key secret is seen by the scan that lets clean text through."""
+    from agentstream.core.redact import _keys
+
+    words = _keys._SECRET_WORDS | _keys._PASSWORD_WORDS
+    keys = [*words, *(f"{prefix}_key" for prefix in _keys._KEY_PREFIXES), "session_id", "key"]
+    redactor = Redactor()
+    for key in keys:
+        assert _keys.secret_key(key) is not None, key
+        text = json.dumps({key: 5})
+        assert redactor.may_match(text), key
+        assert redactor.json_text(text) != text, key
+        assert redactor.text(f"{key}=x1") != f"{key}=x1", key

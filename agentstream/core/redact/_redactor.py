@@ -59,60 +59,57 @@ _VALIDATORS: Final[dict[str, Callable[[str], bool]]] = {
 }
 _NON_DIGITS: Final = re.compile(r"\D")
 
-#: needles (in lower-cased text) that a kind other than cards, phones and IBANs needs
-_NEEDLES: Final = (
-    "@",
-    "\uff20",
-    "\ufe6b",
-    "://",
-    "pass",
-    "pw",
-    "key",
-    "token",
-    "secret",
-    "bearer",
-    "auth",
-    "cred",
-    "akia",
-    "asia",
-    "abia",
-    "acca",
-    "xox",
-    "xapp",
-    "aiza",
-    "eyj",
-    "sk-",
-    "_live_",
-    "_test_",
-    "whsec_",
-    "gh",
-    "glpat-",
-    "npm_",
-    "hf_",
-    "-----begin",
-    "session",
-    "sid",
-    "cookie",
-    "cvv",
-    "cvc",
-    "csc",
-    "pin",
-    "otp",
-    "mfa",
-    "sig",
-    "ssn",
-    "jwt",
-    "dsn",
-    "salt",
-)
-
 
 def _may_hold(text: str, low: str) -> bool:
-    """False when ``text`` certainly holds nothing to redact (substring tests, then regexes)."""
-    for needle in _NEEDLES:
-        if needle in low:
-            return True
-    return LONG_NUMBER.search(text) is not None or MAY_BE_IBAN.search(text) is not None
+    """False when ``text`` (``low``: lower-cased) certainly holds nothing to redact.
+
+    Plain substring tests, unrolled (C speed, ~30 ns each): a loop over the needles or
+    one regex alternation costs several times more, and this runs on every event. Words
+    that matter only as keys (``pin``, ``cvv``, ``session`` ...) are looked for only when
+    the text has a ``:`` or ``=``; IBANs, cards and phones all have a long run of digits.
+    """
+    if (
+        "@" in low
+        or "://" in low
+        or "key" in low
+        or "token" in low
+        or "secret" in low
+        or "pass" in low
+        or "auth" in low
+        or "bearer" in low
+        or "eyj" in low
+        or "sk-" in low
+        or "-----" in low
+        or "xox" in low
+        or "xapp" in low
+        or "aiza" in low
+        or "akia" in low
+        or "asia" in low
+        or "abia" in low
+        or "acca" in low
+        or "aws" in low
+        or "glpat" in low
+        or "\uff20" in low
+        or "\ufe6b" in low
+    ):
+        return True
+    if "_" in low and (
+        "_live_" in low or "_test_" in low or "whsec_" in low or "gh" in low or "npm_" in low
+        or "hf_" in low
+    ):  # fmt: skip
+        return True
+    if ("=" in low or ":" in low) and (
+        "pw" in low
+        or "cred" in low
+        or "session" in low
+        or "cookie" in low
+        or "cv" in low
+        or "pin" in low
+        or "otp" in low
+        or "sig" in low
+    ):
+        return True
+    return LONG_NUMBER.search(text) is not None
 
 
 def _count(counts: Counts | None, kind: str) -> None:
@@ -195,10 +192,11 @@ class Redactor:
             value = KEY_VALUE.sub(lambda m: self._key_value(m, counts), value)
         if "email" in kinds and ("@" in value or "\uff20" in value or "\ufe6b" in value):
             value = self._sub(EMAIL, value, "email", 0, None, counts)
-        if "iban" in kinds and MAY_BE_IBAN.search(value) is not None:
-            value = IBAN.sub(lambda m: self._iban(m, counts), value)
-        if ("card" in kinds or "phone" in kinds) and LONG_NUMBER.search(value) is not None:
-            value = self._numbers(value, counts)
+        if LONG_NUMBER.search(value) is not None:
+            if "iban" in kinds and MAY_BE_IBAN.search(value) is not None:
+                value = IBAN.sub(lambda m: self._iban(m, counts), value)
+            if "card" in kinds or "phone" in kinds:
+                value = self._numbers(value, counts)
         return value
 
     def _sub(
