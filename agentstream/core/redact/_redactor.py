@@ -185,16 +185,16 @@ class Redactor:
         kinds = self._kinds
         low = value.lower()
         for kind, regex, group, check in self._shapes:
-            value = self._sub(regex, value, kind, group, check, counts)
+            value = self._sub(regex.regex, value, kind, group, check, counts)
         if "aws_secret" in kinds and ("aws" in low or "secret" in low or "asia" in low):
-            value = self._sub(AWS_SECRET, value, "aws_secret", 0, "aws", counts)
+            value = self._sub(AWS_SECRET.regex, value, "aws_secret", 0, "aws", counts)
         if ("secret" in kinds or PASSWORD in kinds) and ("=" in value or ":" in value):
-            value = KEY_VALUE.sub(lambda m: self._key_value(m, counts), value)
+            value = KEY_VALUE.regex.sub(lambda m: self._key_value(m, counts), value)
         if "email" in kinds and ("@" in value or "\uff20" in value or "\ufe6b" in value):
-            value = self._sub(EMAIL, value, "email", 0, None, counts)
+            value = self._sub(EMAIL.regex, value, "email", 0, None, counts)
         if LONG_NUMBER.search(value) is not None:
-            if "iban" in kinds and MAY_BE_IBAN.search(value) is not None:
-                value = IBAN.sub(lambda m: self._iban(m, counts), value)
+            if "iban" in kinds and MAY_BE_IBAN.regex.search(value) is not None:
+                value = IBAN.regex.sub(lambda m: self._iban(m, counts), value)
             if "card" in kinds or "phone" in kinds:
                 value = self._numbers(value, counts)
         return value
@@ -258,15 +258,15 @@ class Redactor:
         protected: list[tuple[int, int]] | None = None
         found: list[tuple[int, int, str]] = []
         kinds = self._kinds
-        for kind, regex in (("card", CARD_RUN), ("phone", PHONE_RUN)):
+        for kind, lazy in (("card", CARD_RUN), ("phone", PHONE_RUN)):
             if kind not in kinds:
                 continue
-            for match in regex.finditer(value):
+            for match in lazy.regex.finditer(value):
                 start, end = match.span()
                 if any(s < end and start < e for s, e, _ in found):
                     continue
                 if protected is None:
-                    protected = [m.span() for m in PROTECTED.finditer(value)]
+                    protected = [m.span() for m in PROTECTED.regex.finditer(value)]
                 if any(s < end and start < e for s, e in protected):
                     continue
                 text = match.group(0)
