@@ -133,7 +133,7 @@ SHAPES: Final[tuple[tuple[str, Lazy, int | str, str | None], ...]] = (
     ),
     (
         "api_key",
-        Lazy(r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Za-z0-9])"),
+        Lazy(r"(?<![A-Z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])"),
         0,
         None,
     ),

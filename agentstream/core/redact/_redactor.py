@@ -85,12 +85,9 @@ def _may_hold(text: str, low: str) -> bool:
         or "aiza" in low
         or "akia" in low
         or "asia" in low
-        or "abia" in low
-        or "acca" in low
         or "aws" in low
         or "glpat" in low
-        or "\uff20" in low
-        or "\ufe6b" in low
+        or (not low.isascii() and ("\uff20" in low or "\ufe6b" in low))
     ):
         return True
     if "_" in low and (
