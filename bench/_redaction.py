@@ -90,7 +90,9 @@ def main() -> int:
     print(f"corpus: {r.positives} positives, {r.negatives} negatives")
     print(f"recall {r.recall:.1%}   precision {r.precision:.1%}")
     print(f"redaction per event: clean p50 {r.clean_p50_us:.2f} us")
-    print(f"redaction per event: corpus p50 {r.corpus_p50_us:.1f} us, mean {r.corpus_mean_us:.1f} us")
+    print(
+        f"redaction per event: corpus p50 {r.corpus_p50_us:.1f} us, mean {r.corpus_mean_us:.1f} us"
+    )
     return 0
 
 

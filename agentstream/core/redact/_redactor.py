@@ -78,15 +78,14 @@ def _may_hold(text: str, low: str) -> bool:
         or "auth" in low
         or "bearer" in low
         or "eyj" in low
-        or "sk-" in low
-        or "-----" in low
-        or "xox" in low
-        or "xapp" in low
         or "aiza" in low
         or "akia" in low
         or "asia" in low
         or "aws" in low
-        or "glpat" in low
+        or (  # sk-, xoxb-, xapp-, glpat-, -----BEGIN
+            "-" in low
+            and ("sk-" in low or "-----" in low or "xox" in low or "xapp" in low or "glpat" in low)
+        )
         or (not low.isascii() and ("\uff20" in low or "\ufe6b" in low))
     ):
         return True
