@@ -335,13 +335,6 @@ class Redactor:
                 counts[kind] = counts.get(kind, 0) + n
         return json.dumps(redacted, ensure_ascii=False, separators=(",", ":"))
 
-    def field(self, text: str, counts: Counts | None = None) -> str:
-        """A free-text field: JSON text when it looks like an object or array, else text."""
-        head = text.lstrip()[:1]
-        if head in ("{", "["):
-            return self.json_text(text, counts)
-        return self.text(text, counts)
-
 
 def _is_secret_value(item: Any) -> bool:
     if isinstance(item, bool) or item is None:
