@@ -20,6 +20,7 @@ from bench._figures import (
     emit_overhead,
     end_to_end_latency,
     producer_throughput,
+    redaction,
     sink_throughput,
     worker_throughput,
 )
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             ctx = BenchContext(bootstrap=broker.bootstrap, workdir=Path(scratch), events=events)
             steps = (
                 ("emit overhead", emit_overhead),
+                ("redaction", redaction),
                 ("producer throughput", producer_throughput),
                 ("sink throughput", sink_throughput),
                 ("worker throughput", worker_throughput),

@@ -5,6 +5,8 @@ Three loops in one process, same producer settings, same event shape:
 * ``tool_call`` helper — ``with emitter.tool_call(...) as call: call.result_summary = ...``
   (context lookup, latency clock, validation, redaction, encoding, enqueue);
 * ``emit(model)`` — a ToolCall built beforehand (redaction check, encoding, enqueue);
+* ``emit(model)`` without redaction — the same, from an Emitter built with
+  ``redactor=None`` (what redaction costs is the difference);
 * baseline — ``Producer.produce()`` of the same event's pre-encoded bytes.
 
 Each call is timed on its own (``perf_counter_ns``); p50 / p99 / mean in µs.
@@ -43,12 +45,14 @@ class Timing:
 
 @dataclass(frozen=True)
 class EmitBench:
-    """The three loops; ``ratio`` = helper p50 / raw produce p50."""
+    """The loops; ``ratio`` = helper p50 / raw produce p50."""
 
     helper: Timing
     emit_model: Timing
     raw_produce: Timing
     broker: str
+    #: ``emit(model)`` from an Emitter without redaction
+    emit_unredacted: Timing | None = None
 
     @property
     def ratio(self) -> float:
@@ -111,6 +115,7 @@ def measure_emit_overhead(
         )
         params = {"q": "weather in paris", "limit": 10}
         emitter = Emitter(settings, replay_on_start=False)
+        plain = Emitter(settings, replay_on_start=False, redactor=None)
         raw: Any = None
         try:
             with run_context(
@@ -143,6 +148,11 @@ def measure_emit_overhead(
                 emit_timing = _time_each(
                     "emit(model)", [partial(emitter.emit, m) for m in models[warmup:]]
                 )
+                for model in models[:warmup]:
+                    plain.emit(model)
+                plain_timing = _time_each(
+                    "emit(model), no redaction", [partial(plain.emit, m) for m in models[warmup:]]
+                )
             # created only now: its threads must not disturb the loops above
             raw = Producer({**kafka_producer_config(settings), "log_level": 2})
             value = emitter.codec.encode_model(models[0])
@@ -160,7 +170,10 @@ def measure_emit_overhead(
                 raw.purge(in_queue=True, in_flight=True, blocking=False)
                 raw.flush(0)
             emitter.close(10.0 if bootstrap else 0.0)
-    return EmitBench(helper_timing, emit_timing, raw_timing, bootstrap or "none (closed port)")
+            plain.close(10.0 if bootstrap else 0.0)
+    return EmitBench(
+        helper_timing, emit_timing, raw_timing, bootstrap or "none (closed port)", plain_timing
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = measure_emit_overhead(args.bootstrap, n=args.n)
     print(f"broker: {result.broker}")
-    for timing in (result.helper, result.emit_model, result.raw_produce):
+    for timing in (result.helper, result.emit_model, result.emit_unredacted, result.raw_produce):
+        if timing is None:
+            continue
         print(
             f"{timing.name:<24} p50 {timing.p50_us:7.1f} us   p99 {timing.p99_us:7.1f} us   "
             f"mean {timing.mean_us:7.1f} us   (n={timing.n})"

@@ -14,6 +14,7 @@ __all__ = [
     "emit_overhead",
     "end_to_end_latency",
     "producer_throughput",
+    "redaction",
     "sink_throughput",
     "worker_throughput",
 ]
@@ -61,6 +62,66 @@ def emit_overhead(ctx: BenchContext) -> list[Figure]:
             raw.p50_us,
             higher_is_better=False,
             target="< 20 µs",
+        ),
+    ]
+
+
+def redaction(ctx: BenchContext) -> list[Figure]:
+    """Recall and precision on the labelled corpus; redaction cost per event beside the
+    emit cost without redaction (an Emitter built with ``redactor=None``, same run)."""
+    from bench._emit import measure_emit_overhead
+    from bench._redaction import measure_redaction
+
+    quality = measure_redaction()
+    emit = measure_emit_overhead(n=min(ctx.events, 20_000))
+    assert emit.emit_unredacted is not None
+    plain = emit.emit_unredacted.p50_us
+    corpus = f"{quality.positives} positives, {quality.negatives} negatives"
+    return [
+        Figure(
+            "redaction recall (labelled corpus)",
+            100 * quality.recall,
+            "%",
+            "every positive",
+            100.0,
+            higher_is_better=True,
+            target="100 %",
+            note=corpus,
+        ),
+        Figure(
+            "redaction precision (labelled corpus)",
+            100 * quality.precision,
+            "%",
+            "no negative damaged",
+            100.0,
+            higher_is_better=True,
+            target="100 %",
+            note=corpus,
+        ),
+        Figure(
+            "redaction per event, clean ToolCall p50",
+            quality.clean_p50_us,
+            "µs",
+            "emit(model) p50 without redaction",
+            plain,
+            higher_is_better=False,
+        ),
+        Figure(
+            "redaction per event, corpus texts p50",
+            quality.corpus_p50_us,
+            "µs",
+            "emit(model) p50 without redaction",
+            plain,
+            higher_is_better=False,
+            note=f"mean {quality.corpus_mean_us:.1f} µs",
+        ),
+        Figure(
+            "emit(model) p50 with redaction (closed port)",
+            emit.emit_model.p50_us,
+            "µs",
+            "emit(model) p50 without redaction",
+            plain,
+            higher_is_better=False,
         ),
     ]
 

@@ -132,6 +132,8 @@ Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
 #: a non-negative Avro ``int``
 Count32 = Annotated[int, Field(ge=0, le=INT32_MAX)]
 RawBytes = Annotated[bytes, Field(max_length=MAX_RAW_BYTES)]
+#: replacements made by redaction, by kind (``[REDACTED:<kind>]``): Avro ``map<long>``
+Redactions = dict[str, Count]
 
 
 class Record(BaseModel):
@@ -200,6 +202,10 @@ class AgentEvent(Record):
     run_id: Id
     trace_id: Code | None = None
     span_id: Code | None = None
+
+    def __hash__(self) -> int:
+        # equal events have equal ids; ``redactions`` (a dict) has no hash of its own
+        return hash((type(self), self.event_id))
 
 
 R = TypeVar("R", bound=Record)

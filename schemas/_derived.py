@@ -21,6 +21,7 @@ from agentstream.schemas._base import (
     NonNegativeFloat,
     RawBytes,
     Record,
+    Redactions,
     Text,
     UtcDatetime,
     UuidText,
@@ -98,6 +99,7 @@ class Rollup(Record):
     overrides: Count = 0
     state_time_ms: dict[AgentState, Count] = Field(default_factory=dict)
     computed_at: UtcDatetime = Field(default_factory=utc_now)
+    redactions: Redactions = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _window(self) -> Self:

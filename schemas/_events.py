@@ -20,6 +20,7 @@ from agentstream.schemas._base import (
     NonNegativeFloat,
     ParamsJson,
     PositiveFloat,
+    Redactions,
     Summary,
     Text,
 )
@@ -59,6 +60,7 @@ class ToolCall(AgentEvent):
     retention: Retention = Retention.BUSINESS
     params: ParamsJson = "{}"
     result_summary: Summary | None = None
+    redactions: Redactions = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _outcome(self) -> Self:
@@ -84,6 +86,7 @@ class ModelCall(AgentEvent):
     error_class: ErrorClass = ErrorClass.NONE
     error_code: Code | None = None
     retention: Retention = Retention.BUSINESS
+    redactions: Redactions = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _outcome(self) -> Self:
@@ -108,6 +111,7 @@ class StateTransition(AgentEvent):
     dwell_ms: Count | None = None
     synthesized: bool = False
     retention: Retention = Retention.BUSINESS
+    redactions: Redactions = Field(default_factory=dict)
 
 
 class ReviewDecision(AgentEvent):
@@ -119,3 +123,4 @@ class ReviewDecision(AgentEvent):
     decision: Decision
     comment: Text | None = None
     retention: Retention = Retention.BUSINESS
+    redactions: Redactions = Field(default_factory=dict)

@@ -332,6 +332,14 @@ def compile_writer(
             parts.append(
                 f"(_n{index} if (v{index} := {get}) is None else _o{index} + _e{index}(v{index}))"
             )
+        elif field_type in ("map", "array"):
+            # empty is one zero byte, written inline (``redactions`` is empty on most events)
+            namespace[f"_e{index}"] = encoder
+            namespace["_C"] = (dict, list, tuple)
+            parts.append(
+                f"(_e{index}(v{index}) if (v{index} := {get}) or not isinstance(v{index}, _C)"
+                " else b'\\x00')"
+            )
         else:
             namespace[f"_e{index}"] = encoder
             parts.append(f"_e{index}({get})")
@@ -343,7 +351,8 @@ def compile_writer(
 
 
 def _field_type(schema: Any) -> str | None:
-    """How a top-level field is inlined: string, boolean, enum, nullable; None: a call."""
+    """How a top-level field is inlined: string, boolean, enum, nullable, map, array (when
+    empty); None: a call."""
     if isinstance(schema, list):
         return "nullable" if len(schema) == 2 and "null" in schema else None
     if isinstance(schema, str):
@@ -351,7 +360,7 @@ def _field_type(schema: Any) -> str | None:
     if "logicalType" in schema:
         return None
     kind = schema["type"]
-    return str(kind) if kind in ("string", "boolean", "enum") else None
+    return str(kind) if kind in ("string", "boolean", "enum", "map", "array") else None
 
 
 def _enum_table(schema: Any, named: Mapping[str, Any]) -> dict[str, bytes]:

@@ -53,7 +53,9 @@ class Stream:
     #: the table that stores it (``rollups`` are stored per resolution: ``rollups_1m``); None:
     #: not stored as is (raw transitions are stored from ``lifecycle``, once validated)
     table: str | None
-    #: free-text fields, redacted by the Emitter and again by the sink
+    #: free-text fields (every string field a person or a program may have written into:
+    #: params, summaries, error codes, reasons, comments, messages), redacted by the Emitter
+    #: and again by the sink, with the same rules
     free_text: tuple[str, ...] = ()
     #: how the sink treats a bad record; None: the sink does not read this stream
     sink: BadRecordPolicy | None = None
@@ -64,12 +66,24 @@ class Stream:
 
 
 STREAMS: Final[tuple[Stream, ...]] = (
-    Stream("tool_calls", ToolCall, "agent", "tool_calls", ("params", "result_summary"), "skip"),
-    Stream("model_calls", ModelCall, "agent", "model_calls", (), "skip"),
-    Stream("transitions", StateTransition, "agent", None, ("reason",)),
+    Stream(
+        "tool_calls",
+        ToolCall,
+        "agent",
+        "tool_calls",
+        ("params", "result_summary", "error_code"),
+        "skip",
+    ),
+    Stream("model_calls", ModelCall, "agent", "model_calls", ("error_code",), "skip"),
+    Stream("transitions", StateTransition, "agent", None, ("reason", "error_category")),
     Stream("reviews", ReviewDecision, "agent", "review_decisions", ("comment",), "skip"),
     Stream(
-        "lifecycle", StateTransition, "processors", "state_transitions", ("reason",), "dead_letter"
+        "lifecycle",
+        StateTransition,
+        "processors",
+        "state_transitions",
+        ("reason", "error_category"),
+        "dead_letter",
     ),
     Stream("invalid", InvalidEvent, "processors", "invalid_events", ("reason",), "drop"),
     Stream("rollups", Rollup, "processors", "rollups", (), "dead_letter"),

@@ -26,7 +26,7 @@ import tomllib
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Final, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -70,6 +70,23 @@ __all__ = [
     "load_settings",
     "settings_env",
 ]
+
+#: the redaction kinds (``agentstream.core.redact.REDACTION_KINDS``; a test keeps them equal)
+REDACT_KINDS: Final = (
+    "private_key",
+    "webhook",
+    "password",
+    "bearer",
+    "jwt",
+    "api_key",
+    "aws_secret",
+    "secret",
+    "email",
+    "iban",
+    "card",
+    "phone",
+)
+PhoneLeniency = Literal["POSSIBLE", "VALID", "STRICT_GROUPING", "EXACT_GROUPING"]
 
 ENV_PREFIX = "AGENTSTREAM_"
 ENV_DELIMITER = "__"
@@ -204,8 +221,12 @@ class EmitterSettings(_Section):
     registry_username: str | None = None
     registry_password: SecretStr | None = None
     redact: bool = True
-    #: built-in redaction kinds applied (password, bearer, api_key, email, card, phone)
-    redact_kinds: tuple[str, ...] = ("password", "bearer", "api_key", "email", "card", "phone")
+    #: built-in redaction kinds applied (every kind of :mod:`agentstream.core.redact`)
+    redact_kinds: tuple[str, ...] = REDACT_KINDS
+    #: region of phone numbers written without a ``+country`` prefix (libphonenumber)
+    redact_phone_region: str = Field(default="US", pattern=r"^[A-Za-z]{2}$")
+    #: how sure libphonenumber must be that a candidate is a phone number
+    redact_phone_leniency: PhoneLeniency = "VALID"
     #: extra redaction regexes, name → pattern (matches become ``[REDACTED:<name>]``)
     redact_patterns: dict[str, str] = Field(default_factory=dict)
     flush_at_exit_s: float = Field(default=10.0, ge=0)
@@ -293,8 +314,12 @@ class SinkSettings(_Section):
     #: recent insert blocks each table remembers to drop a replayed batch
     #: (``non_replicated_deduplication_window``; rendered into the DDL)
     dedup_window: int = Field(default=1_000, ge=1)
-    #: redact free text (params, summaries, reasons, comments) again before storing it
+    #: redact free text (params, summaries, reasons, comments) again before storing it,
+    #: with the Emitter's rules; what this pass adds is counted in ``sink_redactions``
     redact: bool = True
+    #: as ``emitter.redact_phone_region`` / ``emitter.redact_phone_leniency``
+    redact_phone_region: str = Field(default="US", pattern=r"^[A-Za-z]{2}$")
+    redact_phone_leniency: PhoneLeniency = "VALID"
 
 
 class AlertChannelSettings(_Section):

@@ -14,6 +14,7 @@ metric                                 kind       attributes
 ``agentstream.events.invalid``         counter    ``stage``, ``topic`` (source), ``error_type``
 ``agentstream.consumer.lag``           gauge      ``consumer_group``, ``topic``, ``partition``
 ``agentstream.sink.rows``              counter    ``table``
+``agentstream.sink.redactions``        counter    ``table``, ``kind`` (the sink's own pass)
 ``agentstream.sink.batch.duration``    histogram  ``table``, ``outcome`` (``ok`` / ``error``)
 ``agentstream.alerts.notifications``   counter    ``channel``, ``outcome``
 ``agentstream.alerts.delivery_retries``counter    ``channel``
@@ -82,6 +83,11 @@ class PipelineMetrics:
         )
         self.sink_rows = meter.create_counter(
             "agentstream.sink.rows", unit="{row}", description="rows stored in ClickHouse"
+        )
+        self.sink_redactions = meter.create_counter(
+            "agentstream.sink.redactions",
+            unit="{replacement}",
+            description="what the sink's own redaction pass replaced (the Emitter missed it)",
         )
         self.sink_batch = meter.create_histogram(
             "agentstream.sink.batch.duration",

@@ -132,7 +132,12 @@ class EmitterCore:
     def _redactor_from(settings: Settings) -> Redactor:
         es = settings.emitter
         try:
-            return Redactor(es.redact_kinds, es.redact_patterns)
+            return Redactor(
+                es.redact_kinds,
+                es.redact_patterns,
+                phone_region=es.redact_phone_region,
+                phone_leniency=es.redact_phone_leniency,
+            )
         except ValueError as exc:
             raise ConfigError(f"AGENTSTREAM_EMITTER__REDACT_KINDS / _PATTERNS: {exc}") from exc
 
@@ -208,7 +213,8 @@ class EmitterCore:
         return data, sampled
 
     def _redacted(self, event_type: type[AgentEvent], data: Mapping[str, Any]) -> dict[str, Any]:
-        """The free-text fields of ``data`` that redaction changes, redacted."""
+        """The free-text fields of ``data`` that redaction changes, redacted, and the
+        ``redactions`` counts (kind -> replacements) when anything was replaced."""
         redactor = self.redactor
         changes: dict[str, Any] = {}
         if redactor is None:
@@ -225,12 +231,22 @@ class EmitterCore:
         if not texts:
             return changes
         probe = texts[0][1] if len(texts) == 1 else "\n".join([text for _, text in texts])
-        if not redactor.may_match(probe, json_keys=True):  # the common case: nothing to do
+        if not redactor.may_match(probe):  # the common case: nothing to do
             return changes
+        counts: dict[str, int] = {}
         for name, value in texts:
-            new = redactor.json_text(value) if name == "params" else redactor.text(value)
+            new = (
+                redactor.json_text(value, counts)
+                if name == "params"
+                else redactor.text(value, counts)
+            )
             if new != value:
                 changes[name] = new
+        if counts:
+            previous = data.get("redactions") or {}
+            for kind, n in previous.items():
+                counts[kind] = counts.get(kind, 0) + n
+            changes["redactions"] = counts
         return changes
 
     def emit_data(self, event_type: type[E], data: dict[str, Any], sampled: bool = True) -> E:

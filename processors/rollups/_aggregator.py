@@ -66,6 +66,7 @@ from agentstream.processors.rollups._cells import (
     Cell,
     CellJson,
     Scope,
+    add_redactions,
     scopes_of,
 )
 from agentstream.processors.rollups._sketch import LatencySketch, mapping_for
@@ -187,6 +188,7 @@ def build_rollup(
         overrides=f[OVERRIDES],
         state_time_ms={AgentState(s): ms for s, ms in sorted(cell.state_ms.items())},
         computed_at=computed_at or utc_now(),
+        redactions=dict(sorted(cell.redactions.items())),
     )
 
 
@@ -245,6 +247,8 @@ class RollupAggregator:
         )
         if cells is None:
             return
+        if ev.redactions:
+            add_redactions(cells, ev.redactions)
         latency = ev.latency_ms
         key = self._key(latency) if latency > self._min_latency else None
         status = _STATUS[ev.status]
@@ -268,6 +272,8 @@ class RollupAggregator:
         )
         if cells is None:
             return
+        if ev.redactions:
+            add_redactions(cells, ev.redactions)
         cost = round(ev.cost_usd * NANO)
         for cell in cells:
             f = cell.f
@@ -291,6 +297,8 @@ class RollupAggregator:
         )
         if cells is None:
             return
+        if ev.redactions:
+            add_redactions(cells, ev.redactions)
         figure = _RUN_END.get(ev.to_state)
         dwell = ev.dwell_ms if ev.from_state is not None else None
         left = ev.from_state.value if ev.from_state is not None else ""
@@ -307,6 +315,8 @@ class RollupAggregator:
         )
         if cells is None:
             return
+        if ev.redactions:
+            add_redactions(cells, ev.redactions)
         override = ev.decision is Decision.OVERRIDDEN
         for cell in cells:
             cell.f[REVIEWS] += 1

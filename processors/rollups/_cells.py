@@ -20,18 +20,20 @@ latency sketch; model calls give ``model_calls``, tokens and cost; lifecycle
 transitions give runs started (→INIT), completed and failed, and time in each
 state (``dwell_ms`` of the state a transition leaves); review decisions give
 ``reviews`` and ``overrides``. Cost is kept in integer nano-dollars so sums are
-exact whatever the merge order.
+exact whatever the merge order. Every event adds its ``redactions`` (what the
+Emitter's redaction replaced, by kind) to the cell's ``redactions``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Final, TypedDict
+from typing import Final, NotRequired, TypedDict
 from urllib.parse import quote
 
 from agentstream.schemas import ScopeKind
 
-__all__ = ["FIGURES", "Cell", "CellJson", "Scope", "ScopeJson", "scopes_of"]
+__all__ = ["FIGURES", "Cell", "CellJson", "Scope", "ScopeJson", "add_redactions", "scopes_of"]
 
 #: the integer figures of a cell, in storage order
 FIGURES: Final[tuple[str, ...]] = (
@@ -164,18 +166,21 @@ class CellJson(TypedDict):
     #: latency sketch bins, ascending keys and their counts
     keys: list[int]
     counts: list[int]
+    #: redactions by kind (absent in changelogs written before it existed)
+    redactions: NotRequired[dict[str, int]]
 
 
 class Cell:
     """The figures of one scope in one window: integer counters, state times, sketch bins."""
 
-    __slots__ = ("bins", "f", "scope", "state_ms")
+    __slots__ = ("bins", "f", "redactions", "scope", "state_ms")
 
     def __init__(self, scope: Scope) -> None:
         self.scope = scope
         self.f: list[int] = [0] * len(FIGURES)
         self.state_ms: dict[str, int] = {}
         self.bins: dict[int, int] = {}
+        self.redactions: dict[str, int] = {}
 
     def merge(self, other: Cell) -> None:
         """Add ``other``'s figures (same scope) to this cell."""
@@ -187,6 +192,8 @@ class Cell:
         bins = self.bins
         for key, count in other.bins.items():
             bins[key] = bins.get(key, 0) + count
+        for kind, n in other.redactions.items():
+            self.redactions[kind] = self.redactions.get(kind, 0) + n
 
     def to_json(self) -> CellJson:
         """JSON-able form (zero figures left out)."""
@@ -198,6 +205,7 @@ class Cell:
             "state_ms": dict(self.state_ms),
             "keys": keys,
             "counts": [bins[k] for k in keys],
+            "redactions": dict(self.redactions),
         }
 
     @classmethod
@@ -208,4 +216,13 @@ class Cell:
         cell.f = [int(figures.get(name, 0)) for name in FIGURES]
         cell.state_ms = {str(k): int(v) for k, v in data["state_ms"].items()}
         cell.bins = dict(zip(data["keys"], data["counts"], strict=True))
+        cell.redactions = {str(k): int(v) for k, v in data.get("redactions", {}).items()}
         return cell
+
+
+def add_redactions(cells: Iterable[Cell], counts: Mapping[str, int]) -> None:
+    """Add an event's ``redactions`` (kind -> replacements) to each of its cells."""
+    for cell in cells:
+        mine = cell.redactions
+        for kind, n in counts.items():
+            mine[kind] = mine.get(kind, 0) + n

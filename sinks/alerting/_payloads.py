@@ -27,6 +27,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "sign",
+    "slack_escape",
     "slack_payload",
     "verify_signature",
     "webhook_body",
@@ -68,24 +69,42 @@ def verify_signature(secret: bytes, timestamp: str, body: bytes, signature: str)
     return hmac.compare_digest(sign(secret, timestamp, body), signature)
 
 
+_SLACK_ESCAPES = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
+
+
+def slack_escape(text: str) -> str:
+    """``text`` as Slack shows it literally: ``&``, ``<`` and ``>`` escaped, so data can make
+    no mention (``<!channel>``, ``<@U123>``) and no link (``<https://evil|Sign in>``)."""
+    return text.translate(_SLACK_ESCAPES)
+
+
 def slack_payload(alert: Alert) -> dict[str, Any]:
-    """A Slack-compatible incoming-webhook message (``text`` + one coloured attachment)."""
+    """A Slack-compatible incoming-webhook message (``text`` + one coloured attachment).
+
+    Every string that comes from events or rules (rule id, scope key with its tool and
+    agent names, metric, message) is escaped (:func:`slack_escape`), and ``parse: none``
+    asks Slack not to turn names in the text into mentions or links.
+    """
     firing = alert.state == AlertState.FIRING
     icon = ":rotating_light:" if firing else ":white_check_mark:"
-    title = f"{icon} [{alert.state}] {alert.severity} {alert.rule_id} on {alert.scope_key}"
+    esc = slack_escape
+    title = (
+        f"{icon} [{alert.state}] {alert.severity} {esc(alert.rule_id)} on {esc(alert.scope_key)}"
+    )
     colour = _SLACK_COLOURS[alert.severity] if firing else _RESOLVED_COLOUR
     window = (
         f"{alert.window_start:%Y-%m-%d %H:%M:%S} - {alert.window_end:%H:%M:%S} UTC"
         f" ({alert.resolution})"
     )
     return {
-        "text": f"{title}\n{alert.message}",
+        "text": f"{title}\n{esc(alert.message)}",
+        "parse": "none",
         "attachments": [
             {
                 "color": colour,
-                "fallback": alert.message,
+                "fallback": esc(alert.message),
                 "fields": [
-                    {"title": "Metric", "value": alert.metric, "short": True},
+                    {"title": "Metric", "value": esc(alert.metric), "short": True},
                     {"title": "Value", "value": f"{alert.value:g}", "short": True},
                     {
                         "title": "Condition",

@@ -10,7 +10,11 @@ tenant is given, on ``tenant_id``. Definitions:
   linear interpolation between closest ranks, like NumPy's default);
 * completion rate = runs that reached COMPLETED / runs that reached COMPLETED
   or FAILED in the window; override rate = OVERRIDDEN decisions / reviews;
-* dwell time is the time a run spent in ``from_state`` before the transition.
+* dwell time is the time a run spent in ``from_state`` before the transition;
+* redactions: per tenant, stream and kind, what the Emitter's redaction replaced
+  (the events' ``redactions``) and what the sink's second pass replaced on top
+  (``sink_redactions``: what an Emitter missed, or an Emitter with redaction off).
+  Counts only: the values are never stored.
 """
 
 from __future__ import annotations
@@ -135,8 +139,34 @@ _REPORTS = (
     ),
 )
 
+_EVENT_TABLES = ("tool_calls", "model_calls", "state_transitions", "review_decisions")
+
+
+def _redaction_rows(table: str, column: str) -> str:
+    """One row per (event, kind) of ``column``: e = the Emitter's count, s = the sink's."""
+    counts = "n AS e, 0 AS s" if column == "redactions" else "0 AS e, n AS s"
+    return (
+        f"SELECT tenant_id, '{table}' AS stream, kind, {counts} "
+        f"FROM {table}_dedup ARRAY JOIN mapKeys({column}) AS kind, mapValues({column}) AS n "
+        "WHERE {where}"
+    )
+
+
+_REDACTIONS = Report(
+    "redactions",
+    "What redaction replaced, by tenant, stream and kind: by the Emitter, by the sink's pass",
+    "SELECT tenant_id, stream, kind, sum(e) AS by_emitter, sum(s) AS by_sink, "
+    "by_emitter + by_sink AS total FROM ("
+    + " UNION ALL ".join(
+        _redaction_rows(table, column)
+        for table in _EVENT_TABLES
+        for column in ("redactions", "sink_redactions")
+    )
+    + ") GROUP BY tenant_id, stream, kind ORDER BY tenant_id, stream, total DESC, kind",
+)
+
 #: every canned report by name
-REPORTS: Mapping[str, Report] = {report.name: report for report in _REPORTS}
+REPORTS: Mapping[str, Report] = {report.name: report for report in (*_REPORTS, _REDACTIONS)}
 
 
 def duration_option(text: str, *, option: str = "--bucket") -> float:

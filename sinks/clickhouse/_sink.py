@@ -24,7 +24,7 @@ from typing import Any
 
 from agentstream.core.config import SinkSettings
 from agentstream.core.errors import StorageError
-from agentstream.core.redact import Redactor
+from agentstream.core.redact import Counts, Redactor
 from agentstream.schemas import Record
 from agentstream.sinks._base import Batch, BatchingSink, Position, Rejected
 from agentstream.sinks.clickhouse._backend import ClickHouseBackend
@@ -98,8 +98,21 @@ class ClickHouseSink(BatchingSink[Row]):
         super().__init__(settings, clock=clock)
         self.backend = backend
         self.tables = tables
-        redactor = Redactor() if settings.redact else None
-        self._builders = {name: spec.row_builder(redactor) for name, spec in tables.items()}
+        redactor = (
+            Redactor(
+                phone_region=settings.redact_phone_region,
+                phone_leniency=settings.redact_phone_leniency,
+            )
+            if settings.redact
+            else None
+        )
+        #: replacements the sink's own redaction pass made, per table and kind, not yet
+        #: taken by :meth:`take_redactions`
+        self._redactions: dict[str, Counts] = {name: {} for name in tables}
+        self._builders = {
+            name: spec.row_builder(redactor, self._redactions[name])
+            for name, spec in tables.items()
+        }
         #: rows inserted and batches per table since start
         self.inserted: dict[str, int] = {}
 
@@ -126,6 +139,13 @@ class ClickHouseSink(BatchingSink[Row]):
         )
         self.add(table, row, position)
         return table
+
+    def take_redactions(self) -> dict[str, Counts]:
+        """What the sink's redaction pass replaced since the last call: table -> kind -> n."""
+        taken = {table: dict(c) for table, c in self._redactions.items() if c}
+        for table in taken:
+            self._redactions[table].clear()
+        return taken
 
     def write(self, batch: Batch[Row]) -> Sequence[Rejected[Row]]:
         spec = self.tables.get(batch.key)

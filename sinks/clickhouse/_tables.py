@@ -16,13 +16,15 @@ from typing import Any, get_args
 
 from agentstream.core.catalog import STREAMS
 from agentstream.core.errors import StorageError
-from agentstream.core.redact import Redactor
+from agentstream.core.redact import Counts, Redactor
 from agentstream.schemas import Alert, InvalidEvent, Record, Resolution, Rollup
 
-__all__ = ["REDACTED_FIELDS", "TABLES", "TableSpec", "table_for"]
+__all__ = ["REDACTED_FIELDS", "SINK_REDACTIONS", "TABLES", "TableSpec", "table_for"]
 
 #: free-text fields redacted again before they are stored (the catalog's, of every stream)
 REDACTED_FIELDS = frozenset(field for s in STREAMS for field in s.free_text)
+#: the column of what the sink's own pass replaced (kind -> count), in tables with free text
+SINK_REDACTIONS = "sink_redactions"
 
 
 @dataclass(frozen=True)
@@ -36,33 +38,58 @@ class TableSpec:
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """The insert columns: the model's fields, in model order."""
-        return tuple(self.model.model_fields)
+        """The insert columns: the model's fields, in model order, then ``sink_redactions``
+        when the model has free text (what the sink's own redaction pass replaced)."""
+        fields = tuple(self.model.model_fields)
+        if any(f in REDACTED_FIELDS for f in fields):
+            return (*fields, SINK_REDACTIONS)
+        return fields
 
     @property
     def view(self) -> str:
         """The deduplicated view analysts read."""
         return f"{self.name}_dedup"
 
-    def row_builder(self, redactor: Redactor | None = None) -> Callable[[Record], tuple[Any, ...]]:
-        """A function record → row values (free text redacted when ``redactor`` is given)."""
-        columns = self.columns
-        getter = attrgetter(*columns)
-        redact_at = [i for i, c in enumerate(columns) if c in REDACTED_FIELDS]
-        if redactor is None or not redact_at:
+    def row_builder(
+        self, redactor: Redactor | None = None, counts: Counts | None = None
+    ) -> Callable[[Record], tuple[Any, ...]]:
+        """A function record -> row values.
+
+        With ``redactor`` the free-text fields are redacted again (``params`` as JSON text,
+        the others as text, as the Emitter does) and the row's ``sink_redactions`` holds
+        what this pass replaced, by kind; ``counts`` (if given) adds them up too.
+        """
+        fields = tuple(self.model.model_fields)
+        getter = attrgetter(*fields)
+        redact_at = [i for i, c in enumerate(fields) if c in REDACTED_FIELDS]
+        if not redact_at:
 
             def plain(record: Record) -> tuple[Any, ...]:
                 return tuple(getter(record))
 
             return plain
-        text = redactor.text
+        if redactor is None:
+
+            def unredacted(record: Record) -> tuple[Any, ...]:
+                return (*getter(record), {})
+
+            return unredacted
+        passes = [
+            (i, redactor.json_text if fields[i] == "params" else redactor.text) for i in redact_at
+        ]
+        may_match = redactor.may_match
 
         def redacted(record: Record) -> tuple[Any, ...]:
             values = list(getter(record))
-            for i in redact_at:
+            found: Counts = {}
+            for i, redact in passes:
                 value = values[i]
-                if isinstance(value, str):
-                    values[i] = text(value)
+                if isinstance(value, str) and value and may_match(value):
+                    values[i] = redact(value, found)
+            if found and counts is not None:
+                for kind, n in found.items():
+                    counts[kind] = counts.get(kind, 0) + n
+            values.append(found)
             return tuple(values)
 
         return redacted

@@ -354,6 +354,10 @@ class SinkWorker:
         for table, rows in report.written.items():
             self.stats.stored[table] = self.stats.stored.get(table, 0) + rows
             metrics.sink_rows.add(rows, {"table": table})
+        if self._sink is not None:
+            for table, kinds in self._sink.take_redactions().items():
+                for kind, n in kinds.items():
+                    metrics.sink_redactions.add(n, {"table": table, "kind": kind})
         for timing in report.timings:
             metrics.sink_batch.record(
                 timing.seconds, {"table": timing.key, "outcome": "ok" if timing.ok else "error"}

@@ -338,8 +338,9 @@ def test_built_events_are_redacted_and_traced(emitter: InMemoryEmitter) -> None:
         ctx = span.get_span_context()
     assert sent is not event
     assert sent.event_id == event.event_id
-    assert json.loads(sent.params) == {"to": "[REDACTED:email]", "password": "[REDACTED:secret]"}
+    assert json.loads(sent.params) == {"to": "[REDACTED:email]", "password": "[REDACTED:password]"}
     assert sent.result_summary == "sent to [REDACTED:phone]"
+    assert sent.redactions == {"email": 1, "password": 1, "phone": 1}
     assert (sent.trace_id, sent.span_id) == (f"{ctx.trace_id:032x}", f"{ctx.span_id:016x}")
     [message] = emitter.messages
     assert message.header("traceparent") == (

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from agentstream.core.config import EmitterSettings
 from agentstream.core.redact import REDACTION_KINDS, Redactor, luhn_valid, secret_key
 
 # -- an independent Luhn (table of doubled digits), used to build the samples ------------------
@@ -102,7 +103,7 @@ JWT = (
     [
         (f"Authorization: Bearer {JWT}", "Authorization: Bearer [REDACTED:bearer]"),
         ("curl -H 'authorization: bearer abc123DEF456ghi789'", None),
-        (f"token in body {JWT}", "token in body [REDACTED:api_key]"),
+        (f"token in body {JWT}", "token in body [REDACTED:jwt]"),
         ("key=AKIAIOSFODNN7EXAMPLE region", "key=[REDACTED:api_key] region"),
         ("aws AKIAIOSFODNN7EXAMPLE", "aws [REDACTED:api_key]"),
         (
@@ -115,8 +116,8 @@ JWT = (
         ("pat github_pat_11ABCDEFG0123456789_abcdefghijklmnop", "pat [REDACTED:api_key]"),
         ("slack xoxb-123456789012-abcdefghijkl", "slack [REDACTED:api_key]"),
         ("g AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUvW", "g [REDACTED:api_key]"),
-        ("api_key=Zx81Kq02Lm93Nw", "api_key=[REDACTED:api_key]"),
-        ("X-Api-Key: 9f8e7d6c5b4a3210", "X-Api-Key: [REDACTED:api_key]"),
+        ("api_key=Zx81Kq02Lm93Nw", "api_key=[REDACTED:secret]"),
+        ("X-Api-Key: 9f8e7d6c5b4a3210", "X-Api-Key: [REDACTED:secret]"),
     ],
 )
 def test_bearer_tokens_and_api_keys(redactor: Redactor, text: str, expected: str | None) -> None:
@@ -192,7 +193,7 @@ def test_json_text_stays_json_and_drops_secret_keys(redactor: Redactor) -> None:
         "query": "contact [REDACTED:email]",
         "apiKey": "[REDACTED:secret]",
         "client_secret": "[REDACTED:secret]",
-        "db_password": "[REDACTED:secret]",
+        "db_password": "[REDACTED:password]",
         "pin": "[REDACTED:secret]",
         "max_tokens": 512,
         "token_count": 7,
@@ -208,25 +209,35 @@ def test_clean_json_text_is_returned_unchanged(redactor: Redactor) -> None:
 
 
 @pytest.mark.parametrize(
-    ("key", "level"),
+    ("key", "kind"),
     [
-        ("password", 2),
-        ("userPassword", 2),
-        ("PIN", 2),
-        ("api_key", 1),
-        ("X-Api-Key", 1),
-        ("accessToken", 1),
-        ("client_secret", 1),
-        ("private_key", 1),
-        ("Authorization", 1),
-        ("max_tokens", 0),
-        ("input_tokens", 0),
-        ("keyboard", 0),
-        ("query", 0),
+        ("password", "password"),
+        ("userPassword", "password"),
+        ("PIN", "secret"),
+        ("api_key", "secret"),
+        ("X-Api-Key", "secret"),
+        ("accessToken", "secret"),
+        ("client_secret", "secret"),
+        ("private_key", "secret"),
+        ("Authorization", "secret"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("cvv", "secret"),
+        ("cvc", "secret"),
+        ("auth", "secret"),
+        ("session", "secret"),
+        ("key", "secret"),
+        ("encryption_key", "secret"),
+        ("max_tokens", None),
+        ("input_tokens", None),
+        ("token_count", None),
+        ("partition_key", None),
+        ("auth_method", None),
+        ("keyboard", None),
+        ("query", None),
     ],
 )
-def test_secret_keys(key: str, level: int) -> None:
-    assert secret_key(key) == level
+def test_secret_keys(key: str, kind: str | None) -> None:
+    assert secret_key(key) == kind
 
 
 def test_kinds_are_configurable() -> None:
@@ -241,8 +252,9 @@ def test_kinds_are_configurable() -> None:
 def test_extra_patterns_and_unknown_kinds() -> None:
     custom = Redactor(extra_patterns={"employee_id": r"\bEMP-\d{6}\b"})
     assert custom.text("owner EMP-123456") == "owner [REDACTED:employee_id]"
-    with pytest.raises(ValueError, match="unknown redaction kinds: ssn"):
-        Redactor(kinds=["email", "ssn"])
+    with pytest.raises(ValueError, match="unknown redaction kinds: ssn_us"):
+        Redactor(kinds=["email", "ssn_us"])
     with pytest.raises(ValueError, match="not a regex"):
         Redactor(extra_patterns={"bad": "("})
-    assert set(REDACTION_KINDS) == {"password", "bearer", "api_key", "email", "card", "phone"}
+    assert set(REDACTION_KINDS) == set(EmitterSettings().redact_kinds)
+    assert set(REDACTION_KINDS) >= {"password", "bearer", "api_key", "email", "card", "phone"}

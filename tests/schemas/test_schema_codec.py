@@ -535,3 +535,26 @@ def test_register_all_registers_every_record_once() -> None:
         f"{rt.fullname}-value" for rt in RECORD_TYPES.values()
     )
     assert AvroCodec().register_all() == {}
+
+
+@pytest.mark.parametrize("name", ["ToolCall", "ModelCall", "StateTransition", "ReviewDecision"])
+def test_v1_data_without_redactions_still_reads(name: str) -> None:
+    """Events written before ``redactions`` existed (v1) read with an empty map."""
+    rt = RECORD_TYPES[name]
+    v1 = next(v for v in rt.history if v.version == 1)
+    assert "redactions" not in {f["name"] for f in v1.schema["fields"]}
+    sample = next(s for s in SAMPLES if type(s).avro_name == name)
+    datum = {k: v for k, v in sample.to_avro().items() if k != "redactions"}
+    data = SINGLE_OBJECT_MAGIC + v1.fingerprint + fastavro_bytes(v1.parsed, datum)
+    decoded = decode(data)
+    assert decoded.writer_version == 1
+    assert decoded.record["redactions"] == {}
+    assert decode_model(data) == sample.model_copy(update={"redactions": {}})
+
+
+def test_redaction_counts_round_trip() -> None:
+    sample = next(s for s in SAMPLES if isinstance(s, ToolCall))
+    counted = sample.model_copy(update={"redactions": {"email": 2, "card": 1}})
+    decoded = decode_model(encode_model(counted), ToolCall)
+    assert decoded == counted
+    assert decoded.redactions == {"email": 2, "card": 1}

@@ -28,6 +28,8 @@ from agentstream.sinks.alerting import (
     StdoutChannel,
     WebhookChannel,
     build_channels,
+    slack_escape,
+    slack_payload,
     verify_signature,
 )
 from agentstream.sinks.alerting.testing import Receiver
@@ -243,9 +245,37 @@ def test_slack_payload(receiver: Receiver) -> None:
         assert n.flush(60)
     firing, resolved = (json.loads(r.body) for r in receiver.requests)
     assert "[FIRING] CRITICAL agent-error-rate on agent=planner@0" in firing["text"]
-    assert "error_rate is 10% (> 5%)" in firing["text"]
+    assert "error_rate is 10% (&gt; 5%)" in firing["text"]  # Slack shows "(> 5%)"
     assert firing["attachments"][0]["color"] != resolved["attachments"][0]["color"]
     assert "[RESOLVED]" in resolved["text"]
+
+
+def test_slack_text_from_events_makes_no_mention_and_no_link(receiver: Receiver) -> None:
+    tool = "<!channel> <https://evil|Re-authenticate>"
+    hostile = alert().model_copy(
+        update={
+            "scope_key": f"tenant=acme/tool={tool}",
+            "metric": "error_rate <@U024BE7LH>",
+            "message": f"tool {tool} fails & <!here>",
+        }
+    )
+    payload = slack_payload(hostile)
+    text = json.dumps(payload)
+    for raw in ("<!channel>", "<!here>", "<https://evil", "<@U024BE7LH>"):
+        assert raw not in text
+    assert payload["parse"] == "none"
+    assert "tool=&lt;!channel&gt; &lt;https://evil|Re-authenticate&gt;" in payload["text"]
+    assert payload["text"].endswith(
+        "tool &lt;!channel&gt; &lt;https://evil|Re-authenticate&gt; fails &amp; &lt;!here&gt;"
+    )
+    assert payload["attachments"][0]["fields"][0]["value"] == "error_rate &lt;@U024BE7LH&gt;"
+    assert slack_escape("a & b <c>") == "a &amp; b &lt;c&gt;"
+    with Notifier({"slack": SlackChannel("slack", receiver.url)}, fast()) as n:
+        n.deliver(hostile, ["slack"])
+        assert n.flush(60)
+    [request] = receiver.requests
+    assert b"<!channel>" not in request.body
+    assert json.loads(request.body) == payload
 
 
 def test_log_and_stdout_channels(caplog: pytest.LogCaptureFixture) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from agentstream.core.config import SinkSettings, load_settings
 from agentstream.core.errors import StorageError
+from agentstream.core.redact import Redactor
 from agentstream.schemas import (
     Alert,
     InvalidEvent,
@@ -149,7 +150,7 @@ def _read_back(backend: ClickHouseBackend, record: Record) -> dict[str, Any]:
     spec = TABLES[table]
     fields = spec.model.model_fields
     select = []
-    for name in spec.columns:
+    for name in fields:
         annotation = str(fields[name].annotation)
         select.append(f"hex({name}) AS {name}" if "bytes" in annotation else name)
     key = "alert_id" if table == "alerts" else "invalid_id" if table == "invalid_events" else None
@@ -331,6 +332,13 @@ def test_free_text_is_redacted_again_unless_disabled(clickhouse: ClickHouseBacke
     assert "[REDACTED:email]" in params
     assert "415" not in summary
     assert "[REDACTED:phone]" in summary
+    # what the sink's own pass replaced is kept apart from what the Emitter replaced
+    assert clickhouse.query("SELECT sink_redactions, redactions FROM tool_calls").rows[0] == (
+        {"email": 1, "phone": 1},
+        {},
+    )
+    assert sink.take_redactions() == {"tool_calls": {"email": 1, "phone": 1}}
+    assert sink.take_redactions() == {}
 
     plain = ClickHouseSink(clickhouse, SinkSettings(redact=False))
     other = tool_call(2, params={"note": "mail bob@example.com"})
@@ -340,3 +348,34 @@ def test_free_text_is_redacted_again_unless_disabled(clickhouse: ClickHouseBacke
         "SELECT params FROM tool_calls WHERE event_id = {e:UUID}", {"e": other.event_id}
     ).scalar()
     assert "bob@example.com" in stored
+
+
+def test_the_second_pass_keeps_what_the_first_produced(clickhouse: ClickHouseBackend) -> None:
+    """Text the Emitter redacted is stored as is; ids in a dead letter's reason survive."""
+    sink = _fresh(clickhouse)
+    first = Redactor()
+    counts: dict[str, int] = {}
+    params = first.json_text(
+        '{"card": 4111111111111111, "run": "12345678-9012-ac51-2470-90f28a8e62b5"}', counts
+    )
+    summary = first.text("mailed bob@example.com about order 20261130-0042", counts)
+    redacted = tool_call(3, params=params, result_summary=summary, redactions=counts)
+    reason = "run 12345678-9012-ac51-2470-90f28a8e62b5: invoice 4000-1234-5678 is unknown"
+    dead = InvalidEvent(
+        source_topic="agentstream.tool_calls",
+        partition=0,
+        offset=7,
+        raw=b"x",
+        reason=reason,
+        error_type="ContractError",
+    )
+    sink.add_record(redacted)
+    sink.add_record(dead)
+    sink.flush(force=True).raise_for_error()
+    row = clickhouse.query(
+        "SELECT params, result_summary, redactions, sink_redactions FROM tool_calls"
+    ).rows[0]
+    assert row == (params, summary, {"card": 1, "email": 1}, {})
+    stored = clickhouse.query("SELECT reason, sink_redactions FROM invalid_events").rows[0]
+    assert stored == (reason, {})
+    assert sink.take_redactions() == {}

@@ -76,6 +76,9 @@ class Data:
                 status=status,
                 error_class=error_class,
                 latency_ms=round(rnd.lognormvariate(4, 1), 3),
+                # what an Emitter replaced, and text only the sink's pass redacts
+                redactions={"email": 1 + i % 3, "card": 1} if i % 5 == 0 else {},
+                result_summary=f"mailed ops{i}@example.com" if i % 7 == 0 else None,
             )
             self._add(call, in_window, self.calls)
             if i % 3 == 0:
@@ -380,6 +383,27 @@ def test_cost_per_agent_and_per_tenant(
     same(actual, [totals[row[column]] for row in actual])
 
 
+@pytest.mark.parametrize("tenant", TENANT_CASES)
+def test_redactions_by_the_emitter_and_by_the_sink(
+    analyst: LocalAnalyst, data: Data, tenant: str | None
+) -> None:
+    expected: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: {"e": 0, "s": 0})
+    for call in scoped(data.calls, tenant):
+        for kind, n in call.redactions.items():
+            expected[call.tenant_id, kind]["e"] += n
+        if call.result_summary is not None:
+            expected[call.tenant_id, "email"]["s"] += 1
+    actual = run(analyst, "redactions", tenant)
+    assert {row["stream"] for row in actual} == {"tool_calls"}
+    got = {
+        (row["tenant_id"], row["kind"]): {"e": row["by_emitter"], "s": row["by_sink"]}
+        for row in actual
+    }
+    assert got == expected
+    assert all(row["total"] == row["by_emitter"] + row["by_sink"] for row in actual)
+    assert not any("example.com" in str(value) for row in actual for value in row.values())
+
+
 def test_every_report_is_covered() -> None:
     tested = {
         "qps",
@@ -392,5 +416,6 @@ def test_every_report_is_covered() -> None:
         "dwell",
         "cost-agent",
         "cost-tenant",
+        "redactions",
     }
     assert tested == set(REPORTS)
