@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaError
 
 from agentstream.cli import main
 from agentstream.devtools.localstack import free_ports
@@ -100,3 +101,78 @@ def test_replay_drains_the_spool_to_the_broker(
     assert values == [r.value for r in records]
     assert main(argv) == 0
     assert "nothing to replay" in capsys.readouterr().out
+
+
+def _consume_all(bootstrap: str, topic: str, expected: int) -> list[bytes]:
+    """Every message of ``topic`` from the start, up to its end offsets (read before)."""
+    from confluent_kafka import TopicPartition
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"cli-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+        }
+    )
+    values: list[bytes] = []
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+        parts = [TopicPartition(topic, p, 0) for p in metadata.topics[topic].partitions]
+        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
+        assert sum(ends.values()) == expected
+        consumer.assign(parts)
+        done: set[int] = {p for p, end in ends.items() if end == 0}
+        deadline = time.monotonic() + 60
+        while len(done) < len(parts) and time.monotonic() < deadline:
+            for message in consumer.consume(500, 0.5):
+                if message.error():
+                    if message.error().code() == KafkaError._PARTITION_EOF:
+                        done.add(message.partition())
+                    continue
+                values.append(message.value() or b"")
+    finally:
+        consumer.close()
+    return values
+
+
+@pytest.mark.integration
+def test_a_flipped_byte_costs_one_record_and_is_quarantined(
+    kafka_broker: BrokerHandle,
+    kafka_topic: TopicFactory,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # seen on main: one flipped byte in the first frame of a 100-record segment
+    # replayed 0 records and deleted the file ("torn frame")
+    topic = kafka_topic("spool-corrupt")
+    records = _event_records(topic, 100)
+    spool = Spool(tmp_path)
+    spool.append(records)
+    spool.close()
+    [path] = spool.segment_paths()
+    data = bytearray(path.read_bytes())
+    data[len(b"AGSPOOL2") + 20] ^= 0x01  # one bit, inside the first record's payload
+    path.write_bytes(bytes(data))
+    assert main(["spool", "status", "--spool-dir", str(tmp_path)]) == 0
+    status = capsys.readouterr().out
+    assert "99 event(s) to replay" in status
+    assert "unreadable byte(s)" in status
+
+    argv = ["spool", "replay", "--spool-dir", str(tmp_path), "--bootstrap", kafka_broker.bootstrap]
+    assert main(argv) == 0  # drained: nothing readable is left
+    out = capsys.readouterr().out
+    assert "replayed 99 of 99 event(s)" in out
+    assert "moved to quarantine/" in out
+    assert Spool(tmp_path).segment_paths() == []  # everything readable was delivered
+    assert _consume_all(kafka_broker.bootstrap, topic, 99) == [r.value for r in records[1:]]
+
+    [bad] = (tmp_path / "quarantine").glob("*.bad")
+    frame = len(records[0].encode()) + 12
+    assert bad.read_bytes() == bytes(data[8 : 8 + frame])
+    meta = json.loads(bad.with_suffix(".json").read_text())
+    assert (meta["bytes"], meta["frames"], meta["ranges"]) == (frame, 1, [[8, frame, 1]])
+    stats = Spool(tmp_path).stats()
+    assert (stats.quarantined_bytes, stats.quarantined_frames) == (frame, 1)
+    assert main(["spool", "status", "--spool-dir", str(tmp_path)]) == 0
+    assert f"quarantined: {frame} byte(s), 1 frame(s) in 1 file(s)" in capsys.readouterr().out
