@@ -8,13 +8,14 @@ import uuid
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError
+from confluent_kafka import Consumer
 
 from agentstream.cli import main
 from agentstream.devtools.localstack import free_ports
 from agentstream.devtools.localstack.testing import BrokerHandle, TopicFactory
 from agentstream.emitter._spool import Spool, SpoolRecord
 from agentstream.schemas import ToolCall, encode_model
+from tests.support.consume import consume_all
 
 
 def _event_records(topic: str, n: int) -> list[SpoolRecord]:
@@ -103,39 +104,6 @@ def test_replay_drains_the_spool_to_the_broker(
     assert "nothing to replay" in capsys.readouterr().out
 
 
-def _consume_all(bootstrap: str, topic: str, expected: int) -> list[bytes]:
-    """Every message of ``topic`` from the start, up to its end offsets (read before)."""
-    from confluent_kafka import TopicPartition
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"cli-{uuid.uuid4().hex}",
-            "auto.offset.reset": "earliest",
-            "enable.partition.eof": True,
-        }
-    )
-    values: list[bytes] = []
-    try:
-        metadata = consumer.list_topics(topic, timeout=10)
-        parts = [TopicPartition(topic, p, 0) for p in metadata.topics[topic].partitions]
-        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
-        assert sum(ends.values()) == expected
-        consumer.assign(parts)
-        done: set[int] = {p for p, end in ends.items() if end == 0}
-        deadline = time.monotonic() + 60
-        while len(done) < len(parts) and time.monotonic() < deadline:
-            for message in consumer.consume(500, 0.5):
-                if message.error():
-                    if message.error().code() == KafkaError._PARTITION_EOF:
-                        done.add(message.partition())
-                    continue
-                values.append(message.value() or b"")
-    finally:
-        consumer.close()
-    return values
-
-
 @pytest.mark.integration
 def test_a_flipped_byte_costs_one_record_and_is_quarantined(
     kafka_broker: BrokerHandle,
@@ -165,7 +133,9 @@ def test_a_flipped_byte_costs_one_record_and_is_quarantined(
     assert "replayed 99 of 99 event(s)" in out
     assert "moved to quarantine/" in out
     assert Spool(tmp_path).segment_paths() == []  # everything readable was delivered
-    assert _consume_all(kafka_broker.bootstrap, topic, 99) == [r.value for r in records[1:]]
+    assert [v for _, v in consume_all(kafka_broker.bootstrap, topic, 99)] == [
+        r.value for r in records[1:]
+    ]
 
     [bad] = (tmp_path / "quarantine").glob("*.bad")
     frame = len(records[0].encode()) + 12
