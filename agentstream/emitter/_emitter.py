@@ -210,10 +210,11 @@ class Emitter(EmitterCore):
         self._next_replay = time.monotonic()
         self._last_warning = 0.0
         self._fatal: Any = None
-        self._diverting = False
+        # events of a run may wait in the spool: later ones go there too, until it is drained
+        self._diverting = self._pending_spool
         self._closed = False
         self._close_lock = threading.Lock()
-        self._count_lock = threading.Lock()
+        self._route_lock = threading.Lock()
         self._emitted = self._diverted = self._delivered = self._failures = self._spooled = 0
         self._replayed = self._rejected = self._lost = 0
         #: delivered per topic (written by the background thread only)
@@ -240,25 +241,28 @@ class Emitter(EmitterCore):
     ) -> None:
         if self._closed:
             raise DeliveryError("the Emitter is closed; create a new one to emit more events")
-        with self._count_lock:
+        # one lock for the route decision: diverting is switched off (background thread)
+        # only while no caller is between reading the flag and queueing its event
+        with self._route_lock:
             self._emitted += 1
-        if self._diverting:
-            self._divert(topic, key, value, headers)
-            return
-        try:
-            self._producer.produce(topic, value, key, headers=headers)
-        except BufferError:  # the local queue is full: never block, spool it
-            self._divert(topic, key, value, headers)
-        except KafkaException as exc:  # e.g. the producer hit a fatal error: keep the event
-            _log.warning("agentstream: produce failed (%s); spooling the event", exc.args[0])
-            self._divert(topic, key, value, headers)
+            if self._diverting:
+                self._divert(topic, key, value, headers)
+                return
+            try:
+                self._producer.produce(topic, value, key, headers=headers)
+            except BufferError:  # the local queue is full: never block, spool it
+                self._diverting = True  # and the run's later events after it
+                self._divert(topic, key, value, headers)
+            except KafkaException as exc:  # e.g. the producer hit a fatal error: keep it
+                _log.warning("agentstream: produce failed (%s); spooling the event", exc.args[0])
+                self._diverting = True
+                self._divert(topic, key, value, headers)
 
     def _divert(self, topic: str, key: bytes, value: bytes, headers: Headers) -> None:
-        """To the spool (through the background thread), not to the producer."""
+        """To the spool (through the background thread), not to the producer; lock held."""
         # appended before it stops counting as queued: flush() never sees it nowhere
         self._overflow.append(SpoolRecord(topic, key, value, tuple(headers or ())))
-        with self._count_lock:
-            self._diverted += 1
+        self._diverted += 1
 
     def _queued(self) -> int:
         """Events handed to the producer whose delivery report has not come yet."""
@@ -428,10 +432,12 @@ class Emitter(EmitterCore):
                 job.pump(self._producer, limit=min(budget, 10_000))
             job.reap()
             if job.done:
+                # diverting stays on: events spooled while this job ran (in newer
+                # segments) must go out before any new event; the next round, at once
+                # when this one was clean, claims them, and only a round that finds the
+                # spool empty switches diverting off (_spool_drained)
                 self._replay = None
                 clean = job.failed == 0 and not self._failed
-                if clean and job.segments < _SEGMENTS_PER_ROUND:  # the spool is drained
-                    self._diverting = self._fatal is not None
                 self._next_replay = now if clean else now + self._interval
             return
         if now < self._next_replay:
@@ -444,11 +450,20 @@ class Emitter(EmitterCore):
         segments = self.spool.claim(limit=_SEGMENTS_PER_ROUND)
         if not segments:
             self._pending_spool = False
-            if not self._failed and not self._overflow:
-                self._diverting = self._fatal is not None
+            self._spool_drained()
             return
         self._pending_spool = False
         self._replay = ReplayJob(self.spool, segments, on_delivered=self._count_replayed)
+
+    def _spool_drained(self) -> None:
+        """Nothing of ours is left to replay: new events may go to the producer again.
+
+        Under the route lock, so no caller diverts an event between this check and
+        the switch (it would then wait in the spool behind later events of its run).
+        """
+        with self._route_lock:
+            if not self._failed and not self._overflow and self._fatal is None:
+                self._diverting = False
 
     def _count_replayed(self, n: int) -> None:
         self._replayed += n
