@@ -149,6 +149,12 @@ def _replay(args: argparse.Namespace) -> int:
         ) from exc
     if not metadata.brokers:
         raise DeliveryError(f"no broker answers at {bootstrap}; the spool is left as it is")
+    missing = sorted(spool.topics(include_rejected=args.include_rejected) - metadata.topics.keys())
+    if missing:
+        raise DeliveryError(
+            f"topic(s) {', '.join(missing)} do not exist on {bootstrap}; create them with "
+            "`agentstream topics create`; the spool is left as it is"
+        )
     stats = spool.stats()
     expected = stats.records + (stats.rejected_records if args.include_rejected else 0)
     deadline = time.monotonic() + args.timeout

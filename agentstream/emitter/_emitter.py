@@ -42,7 +42,7 @@ from agentstream.core.errors import ConfigError, DeliveryError, SchemaRegistryEr
 from agentstream.core.metrics import pipeline_metrics
 from agentstream.core.redact import Redactor
 from agentstream.emitter._core import Classifier, EmitterCore, Headers
-from agentstream.emitter._replay import ReplayJob, is_permanent, record_of
+from agentstream.emitter._replay import ReplayJob, is_missing_topic, is_permanent, record_of
 from agentstream.emitter._spool import Spool, SpoolRecord
 from agentstream.schemas import AgentEvent, AvroCodec, HttpSchemaRegistry
 
@@ -97,6 +97,9 @@ def kafka_producer_config(settings: Settings) -> dict[str, Any]:
             "queue.buffering.max.messages": es.queue_max_messages,
             "queue.buffering.max.kbytes": es.queue_max_kbytes,
             "delivery.timeout.ms": es.delivery_timeout_ms,
+            # a topic missing from the metadata fails its messages with _UNKNOWN_TOPIC
+            # (spooled, logged once) before they would merely time out
+            "topic.metadata.propagation.max.ms": max(1, min(30_000, es.delivery_timeout_ms // 2)),
             # the Java clients' and aiokafka's key hashing: a run_id lands on the
             # same partition whoever produced it, so processors see each run in order
             "partitioner": "murmur2_random",
@@ -210,6 +213,9 @@ class Emitter(EmitterCore):
         self._next_replay = time.monotonic()
         self._last_warning = 0.0
         self._fatal: Any = None
+        #: topics the broker said do not exist (replays wait for them); those logged
+        self._missing: set[str] = set()
+        self._missing_told: set[str] = set()
         # events of a run may wait in the spool: later ones go there too, until it is drained
         self._diverting = self._pending_spool
         self._closed = False
@@ -376,9 +382,30 @@ class Emitter(EmitterCore):
                 error.str(),
             )
             return
-        self._failed.append(record_of(message))
+        record = record_of(message)
+        if is_missing_topic(error):
+            self._topic_missing(record.topic)
+        self._failed.append(record)
         self._failures += 1
         self._diverting = True
+
+    def _topic_missing(self, topic: str) -> None:
+        """Replays wait until ``topic`` exists; said once, naming the topic and the fix."""
+        self._missing.add(topic)
+        if topic in self._missing_told:
+            return
+        self._missing_told.add(topic)
+        _log.error(
+            "agentstream: topic %r does not exist on %s (topic auto-creation is off); its events "
+            "are kept in the spool (%s) and sent once it exists: run `agentstream topics create`",
+            topic,
+            self.settings.kafka.bootstrap_servers,
+            self.spool.directory,
+        )
+
+    def _on_replay_error(self, error: Any, record: SpoolRecord) -> None:
+        if is_missing_topic(error):
+            self._topic_missing(record.topic)
 
     def _on_error(self, error: Any) -> None:
         if error.fatal():
@@ -445,8 +472,13 @@ class Emitter(EmitterCore):
         self._next_replay = now + self._interval
         if not (self._pending_spool or self._diverting or self.spool.has_waiting()):
             return
-        if not self._broker_answers():
+        topics = self._broker_topics()
+        if topics is None:
             return
+        if self._missing:
+            self._missing -= topics.keys()  # those created meanwhile
+            if self._missing:
+                return  # nothing could go out yet: no replay round to fail again
         segments = self.spool.claim(limit=_SEGMENTS_PER_ROUND)
         if not segments:
             self._pending_spool = False
@@ -454,6 +486,7 @@ class Emitter(EmitterCore):
             return
         self._pending_spool = False
         self._replay = ReplayJob(self.spool, segments, on_delivered=self._count_replayed)
+        self._replay.on_error = self._on_replay_error
 
     def _spool_drained(self) -> None:
         """Nothing of ours is left to replay: new events may go to the producer again.
@@ -468,12 +501,13 @@ class Emitter(EmitterCore):
     def _count_replayed(self, n: int) -> None:
         self._replayed += n
 
-    def _broker_answers(self) -> bool:
+    def _broker_topics(self) -> dict[str, Any] | None:
+        """The broker's topics, or None when no broker answers."""
         try:
             metadata = self._producer.list_topics(timeout=self._probe_timeout)
         except KafkaException:
-            return False
-        return bool(metadata.brokers)
+            return None
+        return dict(metadata.topics) if metadata.brokers else None
 
     def _recreate_producer(self) -> None:
         """After a fatal error the producer is unusable: spool its queue, start a new one."""

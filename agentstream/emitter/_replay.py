@@ -21,7 +21,7 @@ from confluent_kafka import KafkaError
 from agentstream.core.errors import DeliveryError
 from agentstream.emitter._spool import QUARANTINE, ClaimedSegment, Spool, SpoolRecord
 
-__all__ = ["PERMANENT_ERRORS", "ReplayJob", "is_permanent", "record_of"]
+__all__ = ["PERMANENT_ERRORS", "ReplayJob", "is_missing_topic", "is_permanent", "record_of"]
 
 _log: Final = logging.getLogger("agentstream.spool")
 
@@ -45,6 +45,17 @@ PERMANENT_ERRORS: Final = frozenset(
 def is_permanent(error: Any) -> bool:
     """Whether a delivery error (a ``KafkaError``) is one no retry can fix."""
     return bool(error.code() in PERMANENT_ERRORS)
+
+
+#: delivery errors saying the topic does not exist (auto-creation is off): retried later
+MISSING_TOPIC_ERRORS: Final = frozenset(
+    {KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART}
+)
+
+
+def is_missing_topic(error: Any) -> bool:
+    """Whether a delivery error says the topic does not exist."""
+    return bool(error.code() in MISSING_TOPIC_ERRORS)
 
 
 def record_of(message: Any) -> SpoolRecord:

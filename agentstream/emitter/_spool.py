@@ -313,6 +313,15 @@ class Spool:
                 claimed.append(segment)
         return claimed
 
+    def topics(self, *, include_rejected: bool = False) -> set[str]:
+        """The topics of the records waiting (reads every segment)."""
+        return {
+            record.topic
+            for path in self.segment_paths()
+            if include_rejected or not path.name.startswith(_REJECTED)
+            for record in _read_quiet(path)
+        }
+
     def infos(self) -> list[SegmentInfo]:
         """Every segment with its record count and state."""
         infos = []
@@ -428,6 +437,13 @@ class Spool:
     def read(path: Path) -> list[SpoolRecord]:
         """The readable records of one segment file."""
         return read_frames(path.read_bytes())[0]
+
+
+def _read_quiet(path: Path) -> list[SpoolRecord]:
+    try:
+        return read_frames(path.read_bytes())[0]
+    except FileNotFoundError:  # replayed meanwhile
+        return []
 
 
 def _original_name(name: str) -> str:

@@ -146,3 +146,21 @@ def test_a_flipped_byte_costs_one_record_and_is_quarantined(
     assert (stats.quarantined_bytes, stats.quarantined_frames) == (frame, 1)
     assert main(["spool", "status", "--spool-dir", str(tmp_path)]) == 0
     assert f"quarantined: {frame} byte(s), 1 frame(s) in 1 file(s)" in capsys.readouterr().out
+
+
+@pytest.mark.integration
+def test_replay_to_a_missing_topic_is_refused_in_one_line(
+    kafka_broker: BrokerHandle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    topic = f"test.missing.{uuid.uuid4().hex[:10]}"  # auto-creation is off: never created
+    spool = Spool(tmp_path)
+    spool.append(_event_records(topic, 3))
+    spool.close()
+    argv = ["spool", "replay", "--spool-dir", str(tmp_path), "--bootstrap", kafka_broker.bootstrap]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"agentstream: error: topic(s) {topic} do not exist on {kafka_broker.bootstrap}; create "
+        "them with `agentstream topics create`; the spool is left as it is"
+    )
+    assert Spool(tmp_path).stats().records == 3
