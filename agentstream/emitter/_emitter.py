@@ -1,22 +1,34 @@
-"""The thin producer: ``Emitter`` — validate, redact, encode, enqueue; never block, never lose.
+"""The thin producer: ``Emitter`` — validate, redact, encode, enqueue; never block.
 
 The caller's thread only validates, encodes and hands the message to
-confluent-kafka's local queue. One background thread (``agentstream-emitter``)
-serves delivery reports and owns the spool:
+confluent-kafka's local queue (with ``emitter.durability = "disk"`` it first
+writes it to a write-ahead log, :mod:`._wal`). One background thread
+(``agentstream-emitter``) serves delivery reports and owns the spool:
 
 * a delivery that fails for a reason a retry may fix (timed out while the broker
-  was away, ...) is appended to the spool — one ``fsync`` per batch — and the
-  emitter starts *diverting*: new events go straight to the spool (in order)
-  instead of piling up in memory behind a broker that is gone;
-* a full local queue (``BufferError``) diverts that event to the spool at once;
+  was away, the topic does not exist, ...) is appended to the spool — one
+  ``fsync`` per batch — and the emitter starts *diverting*: new events go
+  straight to the spool (in order) instead of piling up in memory behind a
+  broker that is gone;
+* a full local queue (``BufferError``) diverts that event, and the later ones;
 * a failure no retry can fix (message too large, not authorised) goes to a
   ``rejected-`` segment and is logged: kept, not replayed on its own;
-* while the spool holds events, the broker is probed every
-  ``emitter.replay_interval_s`` (and at start); when it answers, the spool is
-  replayed in order (:class:`~agentstream.emitter._replay.ReplayJob`), and diverting
-  stops once a replay round finishes cleanly;
-* a spool write the disk refuses (full, read-only) is the only way an event is
-  lost: logged at CRITICAL and counted in ``stats().lost``.
+* while the spool holds events (also at start, when an earlier process left
+  some: diverting starts then), the broker is probed every
+  ``emitter.replay_interval_s``; when it answers, the spool is replayed in order
+  (:class:`~agentstream.emitter._replay.ReplayJob`), and diverting stops only
+  when a round finds nothing left to replay — so a run's events never overtake
+  its earlier, spooled ones;
+* a spool write the disk refuses (full, read-only) loses the event (memory
+  durability): logged at CRITICAL and counted in ``stats().lost``.
+
+What a crash of the process can lose (the README's "Durability" section):
+``memory`` — the events not yet acknowledged by Kafka nor spooled: those in the
+producer's queue (at most ``queue_max_messages`` / ``queue_max_kbytes``; with a
+healthy broker about ``linger_ms`` plus one round trip of them, during an outage
+up to ``delivery_timeout_ms`` of them) and those diverted in the last turn of the
+background thread (50 ms). ``disk`` — nothing on SIGKILL; on power loss, at most
+the last ``wal_fsync_interval_ms`` of events (0: nothing).
 
 ``flush(timeout)`` waits until every emitted event is delivered or spooled;
 ``close()`` flushes, spools what is still queued and stops the thread. Every
@@ -32,23 +44,27 @@ import threading
 import time
 import weakref
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Final
 
 from confluent_kafka import KafkaException, Producer
 
 from agentstream.core.config import Settings, get_settings
-from agentstream.core.errors import ConfigError, DeliveryError, SchemaRegistryError
+from agentstream.core.errors import ConfigError, DeliveryError
 from agentstream.core.metrics import pipeline_metrics
 from agentstream.core.redact import Redactor
 from agentstream.emitter._core import Classifier, EmitterCore, Headers
+from agentstream.emitter._producer import EmitterStats, codec_from_settings, kafka_producer_config
 from agentstream.emitter._replay import ReplayJob, is_missing_topic, is_permanent, record_of
 from agentstream.emitter._spool import Spool, SpoolRecord
-from agentstream.schemas import AgentEvent, AvroCodec, HttpSchemaRegistry
+from agentstream.emitter._wal import WalSegment, WriteAheadLog
+from agentstream.schemas import AgentEvent, AvroCodec
 
 __all__ = ["Emitter", "EmitterStats", "codec_from_settings", "kafka_producer_config"]
 
 _log: Final = logging.getLogger("agentstream.emitter")
+#: an event on its way to the spool, and the write-ahead log segment holding it (disk mode)
+_Entry = tuple[SpoolRecord, "WalSegment | None"]
 _kafka_log: Final = logging.getLogger("agentstream.kafka")
 #: how long the background thread waits for delivery reports per turn
 _POLL_S: Final = 0.05
@@ -58,79 +74,6 @@ _WARN_EVERY_S: Final = 30.0
 _SEGMENTS_PER_ROUND: Final = 2
 #: a producer replaced after a fatal error is purged for this long (late produces)
 _RETIRE_S: Final = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class EmitterStats:
-    """Counters since the emitter started.
-
-    ``emitted``: accepted by ``emit``; ``delivered``: acknowledged by the broker;
-    ``failed``: delivery reports with an error; ``spooled``: written to the spool
-    (failed, diverted or left at close); ``replayed``: spooled events delivered by a
-    replay; ``rejected``: refused for good by the broker (kept in the spool);
-    ``lost``: could not even be spooled (disk full); ``queued``: in the producer's
-    queue now; ``diverting``: new events go to the spool while the broker is away.
-    """
-
-    emitted: int
-    delivered: int
-    failed: int
-    spooled: int
-    replayed: int
-    rejected: int
-    lost: int
-    queued: int
-    diverting: bool
-
-
-def kafka_producer_config(settings: Settings) -> dict[str, Any]:
-    """The confluent-kafka producer configuration of ``settings`` (no callbacks)."""
-    es = settings.emitter
-    conf: dict[str, Any] = dict(settings.kafka.confluent_config())
-    conf.update(
-        {
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": es.linger_ms,
-            "compression.type": es.compression,
-            "batch.size": es.batch_size_bytes,
-            "queue.buffering.max.messages": es.queue_max_messages,
-            "queue.buffering.max.kbytes": es.queue_max_kbytes,
-            "delivery.timeout.ms": es.delivery_timeout_ms,
-            # a topic missing from the metadata fails its messages with _UNKNOWN_TOPIC
-            # (spooled, logged once) before they would merely time out
-            "topic.metadata.propagation.max.ms": max(1, min(30_000, es.delivery_timeout_ms // 2)),
-            # the Java clients' and aiokafka's key hashing: a run_id lands on the
-            # same partition whoever produced it, so processors see each run in order
-            "partitioner": "murmur2_random",
-        }
-    )
-    return conf
-
-
-def codec_from_settings(settings: Settings) -> AvroCodec:
-    """Single-object framing, or Confluent framing when ``emitter.registry_url`` is set.
-
-    The schemas are registered here, not on the first ``emit`` (which must not
-    block); an unreachable registry falls back to single-object framing (consumers
-    read both) with a warning.
-    """
-    es = settings.emitter
-    if es.registry_url is None:
-        if es.framing == "confluent":
-            raise ConfigError(
-                "AGENTSTREAM_EMITTER__REGISTRY_URL: the confluent framing needs a registry url"
-            )
-        return AvroCodec()
-    password = es.registry_password.get_secret_value() if es.registry_password else None
-    registry = HttpSchemaRegistry(es.registry_url, username=es.registry_username, password=password)
-    codec = AvroCodec("confluent", registry)
-    try:
-        codec.register_all()
-    except SchemaRegistryError as exc:
-        _log.warning("agentstream: %s; emitting with the single-object framing instead", exc)
-        return AvroCodec()
-    return codec
 
 
 _LIVE: weakref.WeakSet[Emitter] = weakref.WeakSet()
@@ -202,11 +145,22 @@ class Emitter(EmitterCore):
         self._queue_max = es.queue_max_messages
         self._retired: list[tuple[Any, float]] = []
         self._probe_timeout = min(es.replay_interval_s, 2.0)
-        # written by callers, drained by the background thread (deque appends are atomic)
-        self._overflow: deque[SpoolRecord] = deque()
+        # the write-ahead log of durability "disk" (None: "memory")
+        self._wal: WriteAheadLog | None = None
+        self._sync_each = es.durability == "disk" and es.wal_fsync_interval_ms == 0
+        if es.durability == "disk":
+            self._wal = WriteAheadLog(
+                self.spool,
+                segment_bytes=es.wal_segment_bytes,
+                fsync_interval_s=es.wal_fsync_interval_ms / 1000,
+                reporter=self._reporter,
+            )
+        self._wal_warned = 0.0
+        # (event, its log segment) written by callers, drained by the background thread
+        self._overflow: deque[_Entry] = deque()
         # touched only by the thread that polls (the background thread, then close())
-        self._failed: list[SpoolRecord] = []
-        self._rejected_records: list[SpoolRecord] = []
+        self._failed: list[_Entry] = []
+        self._rejected_records: list[_Entry] = []
         self._writing = 0
         self._replay: ReplayJob | None = None
         self._pending_spool = replay_on_start and self.spool.has_waiting()
@@ -249,25 +203,51 @@ class Emitter(EmitterCore):
             raise DeliveryError("the Emitter is closed; create a new one to emit more events")
         # one lock for the route decision: diverting is switched off (background thread)
         # only while no caller is between reading the flag and queueing its event
+        wal = self._wal
         with self._route_lock:
             self._emitted += 1
+            segment = None
+            if wal is not None:
+                segment, size = self._log(wal, topic, key, value, headers)
             if self._diverting:
-                self._divert(topic, key, value, headers)
-                return
-            try:
-                self._producer.produce(topic, value, key, headers=headers)
-            except BufferError:  # the local queue is full: never block, spool it
-                self._diverting = True  # and the run's later events after it
-                self._divert(topic, key, value, headers)
-            except KafkaException as exc:  # e.g. the producer hit a fatal error: keep it
-                _log.warning("agentstream: produce failed (%s); spooling the event", exc.args[0])
-                self._diverting = True
-                self._divert(topic, key, value, headers)
+                self._divert(topic, key, value, headers, segment)
+            else:
+                try:
+                    if segment is None:
+                        self._producer.produce(topic, value, key, headers=headers)
+                    else:
+                        self._producer.produce(
+                            topic, value, key, headers=headers, on_delivery=segment.report
+                        )
+                except BufferError:  # the local queue is full: never block, spool it
+                    self._diverting = True  # and the run's later events after it
+                    self._divert(topic, key, value, headers, segment)
+                except KafkaException as exc:  # e.g. the producer hit a fatal error: keep it
+                    _log.warning("agentstream: produce failed (%s); spooling it", exc.args[0])
+                    self._diverting = True
+                    self._divert(topic, key, value, headers, segment)
+        if self._sync_each and segment is not None and wal is not None:
+            wal.sync_to(segment, size)  # power-loss safe before emit returns
 
-    def _divert(self, topic: str, key: bytes, value: bytes, headers: Headers) -> None:
+    def _log(
+        self, wal: WriteAheadLog, topic: str, key: bytes, value: bytes, headers: Headers
+    ) -> tuple[WalSegment | None, int]:
+        """Write the event to the write-ahead log; (None, 0) when the disk refuses."""
+        try:
+            return wal.append(SpoolRecord(topic, key, value, tuple(headers or ())))
+        except DeliveryError as exc:
+            now = time.monotonic()
+            if now - self._wal_warned >= _WARN_EVERY_S:
+                self._wal_warned = now
+                _log.critical("agentstream: %s; the event is sent without it", exc)
+            return None, 0
+
+    def _divert(
+        self, topic: str, key: bytes, value: bytes, headers: Headers, segment: WalSegment | None
+    ) -> None:
         """To the spool (through the background thread), not to the producer; lock held."""
         # appended before it stops counting as queued: flush() never sees it nowhere
-        self._overflow.append(SpoolRecord(topic, key, value, tuple(headers or ())))
+        self._overflow.append((SpoolRecord(topic, key, value, tuple(headers or ())), segment))
         self._diverted += 1
 
     def _queued(self) -> int:
@@ -342,6 +322,9 @@ class Emitter(EmitterCore):
             self._replay.abandon()
             self._replay = None
         self._drain()
+        if self._wal is not None:
+            self._wal.maintain(final=True)
+            self._wal.close()
         self.spool.close()
         stats = self.stats()
         if stats.queued:
@@ -361,19 +344,31 @@ class Emitter(EmitterCore):
                 if self._retired:
                     self._purge_retired()
                 self._replay_step()
+                if self._wal is not None:
+                    self._wal.maintain()
             except Exception:  # pragma: no cover - keep serving reports whatever happens
                 _log.exception("agentstream: emitter background loop failed; continuing")
                 time.sleep(_POLL_S)
 
-    def _on_delivery(self, error: Any, message: Any) -> None:
+    def _reporter(self, segment: WalSegment) -> Callable[[Any, Any], None]:
+        """The delivery callback of the events logged in ``segment``."""
+
+        def report(error: Any, message: Any) -> None:
+            self._on_delivery(error, message, segment)
+
+        return report
+
+    def _on_delivery(self, error: Any, message: Any, segment: WalSegment | None = None) -> None:
         if error is None:
             self._delivered += 1
             topic = message.topic()
             self._delivered_topics[topic] = self._delivered_topics.get(topic, 0) + 1
+            if segment is not None:
+                segment.settled += 1  # acknowledged: its log entry may go
             return
         # kept in a list before it stops counting as queued (see flush)
         if is_permanent(error):
-            self._rejected_records.append(record_of(message))
+            self._rejected_records.append((record_of(message), segment))
             self._failures += 1
             self._rejected += 1
             _log.error(
@@ -385,7 +380,7 @@ class Emitter(EmitterCore):
         record = record_of(message)
         if is_missing_topic(error):
             self._topic_missing(record.topic)
-        self._failed.append(record)
+        self._failed.append((record, segment))
         self._failures += 1
         self._diverting = True
 
@@ -436,15 +431,28 @@ class Emitter(EmitterCore):
         finally:
             self._writing = 0
 
-    def _write(self, batch: list[SpoolRecord], *, rejected: bool) -> None:
+    def _write(self, batch: list[_Entry], *, rejected: bool) -> None:
         if not batch:
             return
         try:
-            self.spool.append(batch, rejected=rejected)
+            self.spool.append([record for record, _ in batch], rejected=rejected)
         except DeliveryError as exc:
-            self._lost += len(batch)
-            _log.critical("agentstream: %d EVENTS LOST: %s", len(batch), exc)
+            logged = sum(1 for _, segment in batch if segment is not None)
+            self._lost += len(batch) - logged
+            if logged:  # not settled: their log segment stays, replayed after a restart
+                _log.critical(
+                    "agentstream: %s; %d event(s) stay in the write-ahead log until a restart "
+                    "replays it, %d EVENTS LOST",
+                    exc,
+                    logged,
+                    len(batch) - logged,
+                )
+            else:
+                _log.critical("agentstream: %d EVENTS LOST: %s", len(batch), exc)
             return
+        for _, segment in batch:
+            if segment is not None:
+                segment.settled += 1  # durable in the spool: its log entry may go
         self._spooled += len(batch)
         if not rejected:
             self._pending_spool = True

@@ -60,12 +60,14 @@ from agentstream.emitter._frames import (
 
 __all__ = [
     "MAGIC",
+    "WAL_PREFIX",
     "ClaimedSegment",
     "QuarantineStats",
     "SegmentInfo",
     "Spool",
     "SpoolRecord",
     "SpoolStats",
+    "create_segment",
     "read_frames",
 ]
 
@@ -73,6 +75,7 @@ _SEGMENT: Final = "seg-"
 _CLAIMED: Final = "claimed-"
 _REJECTED: Final = "rejected-"
 _WAL: Final = "wal-"
+WAL_PREFIX: Final = _WAL
 _SUFFIX: Final = ".spool"
 _PARTIAL: Final = ".new"
 #: where the unreadable bytes of replayed segments are kept (``<segment>.bad`` + ``.json``)
@@ -196,6 +199,8 @@ class Spool:
         self._token = secrets.token_hex(4)
         # (path, fd, size) of the open segment, per kind (normal / rejected)
         self._open: dict[bool, tuple[Path, int, int]] = {}
+        #: segments this process holds elsewhere (its write-ahead log): not "waiting"
+        self.held: set[Path] = set()
 
     def __repr__(self) -> str:
         return f"Spool({str(self.directory)!r})"
@@ -237,23 +242,7 @@ class Spool:
                 self._open[rejected] = (path, fd, size)
 
     def _create(self, rejected: bool) -> tuple[Path, int, int]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"{_SEGMENT}{time.time_ns():020d}-{os.getpid()}-{self._token}{_SUFFIX}"
-        if rejected:
-            name = _REJECTED + name
-        path = self.directory / name
-        partial = path.with_name(name + _PARTIAL)
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, MAGIC)
-            os.fsync(fd)
-            os.rename(partial, path)
-            _fsync_dir(self.directory)
-        except OSError:
-            os.close(fd)
-            partial.unlink(missing_ok=True)
-            raise
+        path, fd = create_segment(self.directory, self._token, _REJECTED if rejected else "")
         entry = (path, fd, len(MAGIC))
         self._open[rejected] = entry
         return entry
@@ -288,7 +277,7 @@ class Spool:
         if not self.directory.is_dir():
             return False
         with self._lock:
-            mine = {path for path, _, _ in self._open.values()}
+            mine = {path for path, _, _ in self._open.values()} | self.held
         return any(
             p.name.endswith(_SUFFIX) and not p.name.startswith(_REJECTED) and p not in mine
             for p in self.directory.iterdir()
@@ -437,6 +426,26 @@ class Spool:
     def read(path: Path) -> list[SpoolRecord]:
         """The readable records of one segment file."""
         return read_frames(path.read_bytes())[0]
+
+
+def create_segment(directory: Path, token: str, prefix: str = "") -> tuple[Path, int]:
+    """A new, locked, fsynced segment holding only the magic: its path and fd (append mode)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"{prefix}{_SEGMENT}{time.time_ns():020d}-{os.getpid()}-{token}{_SUFFIX}"
+    path = directory / name
+    partial = path.with_name(name + _PARTIAL)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, MAGIC)
+        os.fsync(fd)
+        os.rename(partial, path)
+        _fsync_dir(directory)
+    except OSError:
+        os.close(fd)
+        partial.unlink(missing_ok=True)
+        raise
+    return path, fd
 
 
 def _read_quiet(path: Path) -> list[SpoolRecord]:

@@ -1,0 +1,88 @@
+"""The Emitter's producer set-up: librdkafka configuration, codec, and its counters."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Final
+
+from agentstream.core.config import Settings
+from agentstream.core.errors import ConfigError, SchemaRegistryError
+from agentstream.schemas import AvroCodec, HttpSchemaRegistry
+
+__all__ = ["EmitterStats", "codec_from_settings", "kafka_producer_config"]
+
+_log: Final = logging.getLogger("agentstream.emitter")
+
+
+@dataclass(frozen=True, slots=True)
+class EmitterStats:
+    """Counters since the emitter started.
+
+    ``emitted``: accepted by ``emit``; ``delivered``: acknowledged by the broker;
+    ``failed``: delivery reports with an error; ``spooled``: written to the spool
+    (failed, diverted or left at close); ``replayed``: spooled events delivered by a
+    replay; ``rejected``: refused for good by the broker (kept in the spool);
+    ``lost``: could not even be spooled (disk full); ``queued``: in the producer's
+    queue now; ``diverting``: new events go to the spool while the broker is away.
+    """
+
+    emitted: int
+    delivered: int
+    failed: int
+    spooled: int
+    replayed: int
+    rejected: int
+    lost: int
+    queued: int
+    diverting: bool
+
+
+def kafka_producer_config(settings: Settings) -> dict[str, Any]:
+    """The confluent-kafka producer configuration of ``settings`` (no callbacks)."""
+    es = settings.emitter
+    conf: dict[str, Any] = dict(settings.kafka.confluent_config())
+    conf.update(
+        {
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": es.linger_ms,
+            "compression.type": es.compression,
+            "batch.size": es.batch_size_bytes,
+            "queue.buffering.max.messages": es.queue_max_messages,
+            "queue.buffering.max.kbytes": es.queue_max_kbytes,
+            "delivery.timeout.ms": es.delivery_timeout_ms,
+            # a topic missing from the metadata fails its messages with _UNKNOWN_TOPIC
+            # (spooled, logged once) before they would merely time out
+            "topic.metadata.propagation.max.ms": max(1, min(30_000, es.delivery_timeout_ms // 2)),
+            # the Java clients' and aiokafka's key hashing: a run_id lands on the
+            # same partition whoever produced it, so processors see each run in order
+            "partitioner": "murmur2_random",
+        }
+    )
+    return conf
+
+
+def codec_from_settings(settings: Settings) -> AvroCodec:
+    """Single-object framing, or Confluent framing when ``emitter.registry_url`` is set.
+
+    The schemas are registered here, not on the first ``emit`` (which must not
+    block); an unreachable registry falls back to single-object framing (consumers
+    read both) with a warning.
+    """
+    es = settings.emitter
+    if es.registry_url is None:
+        if es.framing == "confluent":
+            raise ConfigError(
+                "AGENTSTREAM_EMITTER__REGISTRY_URL: the confluent framing needs a registry url"
+            )
+        return AvroCodec()
+    password = es.registry_password.get_secret_value() if es.registry_password else None
+    registry = HttpSchemaRegistry(es.registry_url, username=es.registry_username, password=password)
+    codec = AvroCodec("confluent", registry)
+    try:
+        codec.register_all()
+    except SchemaRegistryError as exc:
+        _log.warning("agentstream: %s; emitting with the single-object framing instead", exc)
+        return AvroCodec()
+    return codec
