@@ -22,13 +22,8 @@ writes it to a write-ahead log, :mod:`._wal`). One background thread
 * a spool write the disk refuses (full, read-only) loses the event (memory
   durability): logged at CRITICAL and counted in ``stats().lost``.
 
-What a crash of the process can lose (the README's "Durability" section):
-``memory`` — the events not yet acknowledged by Kafka nor spooled: those in the
-producer's queue (at most ``queue_max_messages`` / ``queue_max_kbytes``; with a
-healthy broker about ``linger_ms`` plus one round trip of them, during an outage
-up to ``delivery_timeout_ms`` of them) and those diverted in the last turn of the
-background thread (50 ms). ``disk`` — nothing on SIGKILL; on power loss, at most
-the last ``wal_fsync_interval_ms`` of events (0: nothing).
+What a crash of the process can lose, per ``emitter.durability``, is in the
+README ("Durability") and :mod:`._wal`.
 
 ``flush(timeout)`` waits until every emitted event is delivered or spooled;
 ``close()`` flushes, spools what is still queued and stops the thread. Every
@@ -38,11 +33,9 @@ open emitter is closed at interpreter exit (flushing up to
 
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Final
@@ -54,8 +47,20 @@ from agentstream.core.errors import ConfigError, DeliveryError
 from agentstream.core.metrics import pipeline_metrics
 from agentstream.core.redact import Redactor
 from agentstream.emitter._core import Classifier, EmitterCore, Headers
-from agentstream.emitter._producer import EmitterStats, codec_from_settings, kafka_producer_config
-from agentstream.emitter._replay import ReplayJob, is_missing_topic, is_permanent, record_of
+from agentstream.emitter._producer import (
+    EmitterStats,
+    codec_from_settings,
+    kafka_producer_config,
+    track,
+    untrack,
+)
+from agentstream.emitter._replay import (
+    MissingTopics,
+    ReplayJob,
+    is_missing_topic,
+    is_permanent,
+    record_of,
+)
 from agentstream.emitter._spool import Spool, SpoolRecord
 from agentstream.emitter._wal import WalSegment, WriteAheadLog
 from agentstream.schemas import AgentEvent, AvroCodec
@@ -74,28 +79,6 @@ _WARN_EVERY_S: Final = 30.0
 _SEGMENTS_PER_ROUND: Final = 2
 #: a producer replaced after a fatal error is purged for this long (late produces)
 _RETIRE_S: Final = 10.0
-
-
-_LIVE: weakref.WeakSet[Emitter] = weakref.WeakSet()
-_atexit_registered = False
-_atexit_lock = threading.Lock()
-
-
-def _close_all_at_exit() -> None:
-    for emitter in list(_LIVE):
-        try:
-            emitter.close(emitter.settings.emitter.flush_at_exit_s)
-        except Exception:  # pragma: no cover - best effort at exit
-            _log.exception("agentstream: closing an emitter at exit failed")
-
-
-def _track(emitter: Emitter) -> None:
-    global _atexit_registered
-    with _atexit_lock:
-        if not _atexit_registered:
-            atexit.register(_close_all_at_exit)
-            _atexit_registered = True
-        _LIVE.add(emitter)
 
 
 class Emitter(EmitterCore):
@@ -155,7 +138,6 @@ class Emitter(EmitterCore):
                 fsync_interval_s=es.wal_fsync_interval_ms / 1000,
                 reporter=self._reporter,
             )
-        self._wal_warned = 0.0
         # (event, its log segment) written by callers, drained by the background thread
         self._overflow: deque[_Entry] = deque()
         # touched only by the thread that polls (the background thread, then close())
@@ -168,8 +150,7 @@ class Emitter(EmitterCore):
         self._last_warning = 0.0
         self._fatal: Any = None
         #: topics the broker said do not exist (replays wait for them); those logged
-        self._missing: set[str] = set()
-        self._missing_told: set[str] = set()
+        self._missing = MissingTopics(settings.kafka.bootstrap_servers, self.spool.directory)
         # events of a run may wait in the spool: later ones go there too, until it is drained
         self._diverting = self._pending_spool
         self._closed = False
@@ -182,7 +163,7 @@ class Emitter(EmitterCore):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="agentstream-emitter", daemon=True)
         self._thread.start()
-        _track(self)
+        track(self)
         pipeline_metrics().watch(self)
 
     def __repr__(self) -> str:
@@ -208,7 +189,7 @@ class Emitter(EmitterCore):
             self._emitted += 1
             segment = None
             if wal is not None:
-                segment, size = self._log(wal, topic, key, value, headers)
+                segment, size = wal.try_append(SpoolRecord(topic, key, value, tuple(headers or ())))
             if self._diverting:
                 self._divert(topic, key, value, headers, segment)
             else:
@@ -228,19 +209,6 @@ class Emitter(EmitterCore):
                     self._divert(topic, key, value, headers, segment)
         if self._sync_each and segment is not None and wal is not None:
             wal.sync_to(segment, size)  # power-loss safe before emit returns
-
-    def _log(
-        self, wal: WriteAheadLog, topic: str, key: bytes, value: bytes, headers: Headers
-    ) -> tuple[WalSegment | None, int]:
-        """Write the event to the write-ahead log; (None, 0) when the disk refuses."""
-        try:
-            return wal.append(SpoolRecord(topic, key, value, tuple(headers or ())))
-        except DeliveryError as exc:
-            now = time.monotonic()
-            if now - self._wal_warned >= _WARN_EVERY_S:
-                self._wal_warned = now
-                _log.critical("agentstream: %s; the event is sent without it", exc)
-            return None, 0
 
     def _divert(
         self, topic: str, key: bytes, value: bytes, headers: Headers, segment: WalSegment | None
@@ -309,7 +277,7 @@ class Emitter(EmitterCore):
             if self._closed:
                 return
             self._closed = True
-        _LIVE.discard(self)
+        untrack(self)
         if timeout is None:
             timeout = self.settings.emitter.flush_at_exit_s
         self.flush(timeout)
@@ -379,28 +347,14 @@ class Emitter(EmitterCore):
             return
         record = record_of(message)
         if is_missing_topic(error):
-            self._topic_missing(record.topic)
+            self._missing.add(record.topic)
         self._failed.append((record, segment))
         self._failures += 1
         self._diverting = True
 
-    def _topic_missing(self, topic: str) -> None:
-        """Replays wait until ``topic`` exists; said once, naming the topic and the fix."""
-        self._missing.add(topic)
-        if topic in self._missing_told:
-            return
-        self._missing_told.add(topic)
-        _log.error(
-            "agentstream: topic %r does not exist on %s (topic auto-creation is off); its events "
-            "are kept in the spool (%s) and sent once it exists: run `agentstream topics create`",
-            topic,
-            self.settings.kafka.bootstrap_servers,
-            self.spool.directory,
-        )
-
     def _on_replay_error(self, error: Any, record: SpoolRecord) -> None:
         if is_missing_topic(error):
-            self._topic_missing(record.topic)
+            self._missing.add(record.topic)
 
     def _on_error(self, error: Any) -> None:
         if error.fatal():
@@ -483,10 +437,8 @@ class Emitter(EmitterCore):
         topics = self._broker_topics()
         if topics is None:
             return
-        if self._missing:
-            self._missing -= topics.keys()  # those created meanwhile
-            if self._missing:
-                return  # nothing could go out yet: no replay round to fail again
+        if self._missing.still_missing(topics.keys()):
+            return  # nothing could go out yet: no replay round to fail again
         segments = self.spool.claim(limit=_SEGMENTS_PER_ROUND)
         if not segments:
             self._pending_spool = False

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
+import threading
+import weakref
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from agentstream.core.config import Settings
 from agentstream.core.errors import ConfigError, SchemaRegistryError
 from agentstream.schemas import AvroCodec, HttpSchemaRegistry
 
-__all__ = ["EmitterStats", "codec_from_settings", "kafka_producer_config"]
+__all__ = [
+    "EmitterStats",
+    "codec_from_settings",
+    "kafka_producer_config",
+    "track",
+    "untrack",
+]
 
 _log: Final = logging.getLogger("agentstream.emitter")
 
@@ -86,3 +95,37 @@ def codec_from_settings(settings: Settings) -> AvroCodec:
         _log.warning("agentstream: %s; emitting with the single-object framing instead", exc)
         return AvroCodec()
     return codec
+
+
+class _Closable(Protocol):
+    settings: Settings
+
+    def close(self, timeout: float | None = None) -> None: ...
+
+
+_LIVE: weakref.WeakSet[Any] = weakref.WeakSet()
+_atexit_registered = False
+_atexit_lock = threading.Lock()
+
+
+def _close_all_at_exit() -> None:
+    for emitter in list(_LIVE):
+        try:
+            emitter.close(emitter.settings.emitter.flush_at_exit_s)
+        except Exception:  # pragma: no cover - best effort at exit
+            _log.exception("agentstream: closing an emitter at exit failed")
+
+
+def track(emitter: _Closable) -> None:
+    """Close ``emitter`` at interpreter exit (flushing up to ``emitter.flush_at_exit_s``)."""
+    global _atexit_registered
+    with _atexit_lock:
+        if not _atexit_registered:
+            atexit.register(_close_all_at_exit)
+            _atexit_registered = True
+        _LIVE.add(emitter)
+
+
+def untrack(emitter: _Closable) -> None:
+    """``emitter`` was closed: nothing to do at exit."""
+    _LIVE.discard(emitter)

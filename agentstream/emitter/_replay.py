@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, Final
 
 from confluent_kafka import KafkaError
@@ -21,7 +22,14 @@ from confluent_kafka import KafkaError
 from agentstream.core.errors import DeliveryError
 from agentstream.emitter._spool import QUARANTINE, ClaimedSegment, Spool, SpoolRecord
 
-__all__ = ["PERMANENT_ERRORS", "ReplayJob", "is_missing_topic", "is_permanent", "record_of"]
+__all__ = [
+    "PERMANENT_ERRORS",
+    "MissingTopics",
+    "ReplayJob",
+    "is_missing_topic",
+    "is_permanent",
+    "record_of",
+]
 
 _log: Final = logging.getLogger("agentstream.spool")
 
@@ -56,6 +64,34 @@ MISSING_TOPIC_ERRORS: Final = frozenset(
 def is_missing_topic(error: Any) -> bool:
     """Whether a delivery error says the topic does not exist."""
     return bool(error.code() in MISSING_TOPIC_ERRORS)
+
+
+class MissingTopics:
+    """Topics the broker said do not exist: replays wait for them; each is told once."""
+
+    def __init__(self, bootstrap: str, spool_dir: Path) -> None:
+        self._bootstrap = bootstrap
+        self._spool_dir = spool_dir
+        self._missing: set[str] = set()
+        self._told: set[str] = set()
+
+    def add(self, topic: str) -> None:
+        self._missing.add(topic)
+        if topic in self._told:
+            return
+        self._told.add(topic)
+        logging.getLogger("agentstream.emitter").error(
+            "agentstream: topic %r does not exist on %s (topic auto-creation is off); its events "
+            "are kept in the spool (%s) and sent once it exists: run `agentstream topics create`",
+            topic,
+            self._bootstrap,
+            self._spool_dir,
+        )
+
+    def still_missing(self, existing: Iterable[str]) -> bool:
+        """Forget the topics now in ``existing``; whether some are still missing."""
+        self._missing.difference_update(existing)
+        return bool(self._missing)
 
 
 def record_of(message: Any) -> SpoolRecord:

@@ -36,7 +36,6 @@ original did: newer segments never overtake it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import secrets
@@ -57,6 +56,19 @@ from agentstream.emitter._frames import (
     read_frames,
     scan_frames,
 )
+from agentstream.emitter._segfiles import (
+    REJECTED,
+    SUFFIX,
+    WAL_PREFIX,
+    claim_one,
+    create_segment,
+    creation_order,
+    fsync_dir,
+    original_name,
+    read_quiet,
+    unlocked,
+    write_file,
+)
 
 __all__ = [
     "MAGIC",
@@ -71,13 +83,6 @@ __all__ = [
     "read_frames",
 ]
 
-_SEGMENT: Final = "seg-"
-_CLAIMED: Final = "claimed-"
-_REJECTED: Final = "rejected-"
-_WAL: Final = "wal-"
-WAL_PREFIX: Final = _WAL
-_SUFFIX: Final = ".spool"
-_PARTIAL: Final = ".new"
 #: where the unreadable bytes of replayed segments are kept (``<segment>.bad`` + ``.json``)
 QUARANTINE: Final = "quarantine"
 
@@ -119,27 +124,6 @@ class SegmentInfo:
     modified: float
     bad_bytes: int = 0
     bad_frames: int = 0
-
-
-def _try_lock(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platform without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some filesystems refuse
-        pass
-    finally:
-        os.close(fd)
 
 
 class ClaimedSegment:
@@ -242,7 +226,7 @@ class Spool:
                 self._open[rejected] = (path, fd, size)
 
     def _create(self, rejected: bool) -> tuple[Path, int, int]:
-        path, fd = create_segment(self.directory, self._token, _REJECTED if rejected else "")
+        path, fd = create_segment(self.directory, self._token, REJECTED if rejected else "")
         entry = (path, fd, len(MAGIC))
         self._open[rejected] = entry
         return entry
@@ -269,8 +253,8 @@ class Spool:
         """Every segment file, oldest first (rejected ones included)."""
         if not self.directory.is_dir():
             return []
-        found = [p for p in self.directory.iterdir() if p.name.endswith(_SUFFIX)]
-        return sorted(found, key=_creation_order)
+        found = [p for p in self.directory.iterdir() if p.name.endswith(SUFFIX)]
+        return sorted(found, key=creation_order)
 
     def has_waiting(self) -> bool:
         """Whether some segment (not rejected) might be replayed now (a directory listing)."""
@@ -279,7 +263,7 @@ class Spool:
         with self._lock:
             mine = {path for path, _, _ in self._open.values()} | self.held
         return any(
-            p.name.endswith(_SUFFIX) and not p.name.startswith(_REJECTED) and p not in mine
+            p.name.endswith(SUFFIX) and not p.name.startswith(REJECTED) and p not in mine
             for p in self.directory.iterdir()
         )
 
@@ -295,11 +279,11 @@ class Spool:
         for path in self.segment_paths():
             if limit is not None and len(claimed) >= limit:
                 break
-            if path.name.startswith(_REJECTED) and not include_rejected:
+            if path.name.startswith(REJECTED) and not include_rejected:
                 continue
-            segment = _claim_one(path)
-            if segment is not None:
-                claimed.append(segment)
+            taken = claim_one(path)
+            if taken is not None:
+                claimed.append(ClaimedSegment(*taken))
         return claimed
 
     def topics(self, *, include_rejected: bool = False) -> set[str]:
@@ -307,8 +291,8 @@ class Spool:
         return {
             record.topic
             for path in self.segment_paths()
-            if include_rejected or not path.name.startswith(_REJECTED)
-            for record in _read_quiet(path)
+            if include_rejected or not path.name.startswith(REJECTED)
+            for record in read_quiet(path)
         }
 
     def infos(self) -> list[SegmentInfo]:
@@ -321,10 +305,10 @@ class Spool:
             except FileNotFoundError:  # replayed meanwhile
                 continue
             scan = scan_frames(data)
-            if path.name.startswith(_REJECTED):
+            if path.name.startswith(REJECTED):
                 state = "rejected"
             else:
-                state = "waiting" if _unlocked(path) else "in use"
+                state = "waiting" if unlocked(path) else "in use"
             infos.append(
                 SegmentInfo(
                     path,
@@ -364,7 +348,7 @@ class Spool:
         if not bad:
             return None
         folder = self.directory / QUARANTINE
-        base = _original_name(segment.name).removesuffix(_SUFFIX)
+        base = original_name(segment.name).removesuffix(SUFFIX)
         blob = b"".join(data[r.offset : r.offset + r.size] for r in bad)
         meta = {
             "segment": segment.name,
@@ -376,9 +360,9 @@ class Spool:
         target = folder / f"{base}.{secrets.token_hex(3)}.bad"
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            _write_file(target, blob)
-            _write_file(target.with_suffix(".json"), json.dumps(meta).encode())
-            _fsync_dir(folder)
+            write_file(target, blob)
+            write_file(target.with_suffix(".json"), json.dumps(meta).encode())
+            fsync_dir(folder)
         except OSError as exc:
             raise DeliveryError(f"cannot quarantine the bad bytes of {segment}: {exc}") from exc
         return target
@@ -408,15 +392,15 @@ class Spool:
         """
         if not records:
             return
-        name = _original_name(original.name).removesuffix(_SUFFIX)
-        name = f"{name}.r{secrets.token_hex(3)}{_SUFFIX}"
+        name = original_name(original.name).removesuffix(SUFFIX)
+        name = f"{name}.r{secrets.token_hex(3)}{SUFFIX}"
         if rejected:
-            name = _REJECTED + name
+            name = REJECTED + name
         path = self.directory / name
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            _write_file(path, MAGIC + encode_frames(records), rename=True)
-            _fsync_dir(self.directory)
+            write_file(path, MAGIC + encode_frames(records), rename=True)
+            fsync_dir(self.directory)
         except OSError as exc:
             raise DeliveryError(
                 f"cannot spool {len(records)} undeliverable event(s) in {self.directory}: {exc}"
@@ -426,100 +410,3 @@ class Spool:
     def read(path: Path) -> list[SpoolRecord]:
         """The readable records of one segment file."""
         return read_frames(path.read_bytes())[0]
-
-
-def create_segment(directory: Path, token: str, prefix: str = "") -> tuple[Path, int]:
-    """A new, locked, fsynced segment holding only the magic: its path and fd (append mode)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    name = f"{prefix}{_SEGMENT}{time.time_ns():020d}-{os.getpid()}-{token}{_SUFFIX}"
-    path = directory / name
-    partial = path.with_name(name + _PARTIAL)
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, MAGIC)
-        os.fsync(fd)
-        os.rename(partial, path)
-        _fsync_dir(directory)
-    except OSError:
-        os.close(fd)
-        partial.unlink(missing_ok=True)
-        raise
-    return path, fd
-
-
-def _read_quiet(path: Path) -> list[SpoolRecord]:
-    try:
-        return read_frames(path.read_bytes())[0]
-    except FileNotFoundError:  # replayed meanwhile
-        return []
-
-
-def _original_name(name: str) -> str:
-    """``claimed-rejected-wal-seg-…`` → ``seg-…``."""
-    while True:
-        for prefix in (_CLAIMED, _REJECTED, _WAL):
-            if name.startswith(prefix):
-                name = name.removeprefix(prefix)
-                break
-        else:
-            return name
-
-
-def _creation_order(path: Path) -> tuple[str, str]:
-    return _original_name(path.name), path.name
-
-
-def _write_file(path: Path, data: bytes, *, rename: bool = False) -> None:
-    """Write ``data`` to a new file and fsync it (under a temporary name first if ``rename``)."""
-    target = path.with_name(path.name + _PARTIAL) if rename else path
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    if rename:
-        os.rename(target, path)
-
-
-def _unlocked(path: Path) -> bool:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        if _try_lock(fd):
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return True
-        return False
-    finally:
-        os.close(fd)
-
-
-def _claim_one(path: Path) -> ClaimedSegment | None:
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except FileNotFoundError:  # another process took it first
-        return None
-    try:
-        if not _try_lock(fd):
-            os.close(fd)
-            return None
-        # the name may have moved on between open and lock (claimed and deleted elsewhere)
-        if os.stat(path).st_ino != os.fstat(fd).st_ino:
-            os.close(fd)
-            return None
-        target = path
-        if not path.name.startswith((_CLAIMED, _REJECTED)):
-            target = path.with_name(_CLAIMED + path.name)
-            os.rename(path, target)
-    except FileNotFoundError:
-        os.close(fd)
-        return None
-    except BaseException:
-        os.close(fd)
-        raise
-    return ClaimedSegment(target, fd)

@@ -22,6 +22,7 @@ duplicates, which consumers drop by ``event_id`` (the idempotency key).
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import threading
@@ -35,6 +36,9 @@ from agentstream.emitter._spool import WAL_PREFIX, Spool, SpoolRecord, create_se
 
 __all__ = ["WalSegment", "WriteAheadLog"]
 
+_log: Final = logging.getLogger("agentstream.emitter")
+#: a log the disk refuses is reported at most this often
+_WARN_EVERY_S: Final = 30.0
 #: the open segment is cut back to its header at most this often when all is settled
 _TRUNCATE_EVERY_S: Final = 1.0
 #: under steady load (never all settled at once) the open segment is closed this often,
@@ -84,6 +88,7 @@ class WriteAheadLog:
         self._closed: list[WalSegment] = []
         self._next_sync = time.monotonic() + fsync_interval_s
         self._last_truncate = time.monotonic()
+        self._warned = 0.0
 
     def __repr__(self) -> str:
         return f"WriteAheadLog({str(self._directory)!r})"
@@ -120,6 +125,18 @@ class WriteAheadLog:
                 self._closed.append(segment)
                 self._open = None
             return segment, segment.size
+
+    def try_append(self, record: SpoolRecord) -> tuple[WalSegment | None, int]:
+        """:meth:`append`, or ``(None, 0)`` when the disk refuses (logged, rate-limited):
+        the event then goes on with memory durability."""
+        try:
+            return self.append(record)
+        except DeliveryError as exc:
+            now = time.monotonic()
+            if now - self._warned >= _WARN_EVERY_S:
+                self._warned = now
+                _log.critical("agentstream: %s; the event is sent without it", exc)
+            return None, 0
 
     def _new_segment(self) -> WalSegment:
         path, fd = create_segment(self._directory, self._token, WAL_PREFIX)
