@@ -1,12 +1,17 @@
 """Micro-benchmark: what ``emit`` costs the agent's thread, beside a raw ``produce()``.
 
-Three loops in one process, same producer settings, same event shape:
+Loops in one process, same producer settings, same event shape:
 
 * ``tool_call`` helper — ``with emitter.tool_call(...) as call: call.result_summary = ...``
   (context lookup, latency clock, validation, redaction, encoding, enqueue);
-* ``emit(model)`` — a ToolCall built beforehand (redaction check, encoding, enqueue);
+* ``emit(model)`` — a ToolCall built beforehand (redaction check, encoding, enqueue),
+  in the default ``durability = "memory"``;
 * ``emit(model)`` without redaction — the same, from an Emitter built with
   ``redactor=None`` (what redaction costs is the difference);
+* ``emit(model), durability=disk`` — the same, plus the write to the write-ahead
+  log (one ``write``; fsync every 100 ms in the background);
+* ``emit(model), disk + fsync each`` — ``wal_fsync_interval_ms = 0``: fsync before
+  ``emit`` returns (power-loss safe; fewer calls, it is slow);
 * baseline — ``Producer.produce()`` of the same event's pre-encoded bytes.
 
 Each call is timed on its own (``perf_counter_ns``); p50 / p99 / mean in µs.
@@ -23,6 +28,7 @@ import gc
 import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -51,6 +57,8 @@ class EmitBench:
     emit_model: Timing
     raw_produce: Timing
     broker: str
+    emit_disk: Timing
+    emit_disk_fsync: Timing
     #: ``emit(model)`` from an Emitter without redaction
     emit_unredacted: Timing | None = None
 
@@ -95,6 +103,7 @@ def measure_emit_overhead(
 
     from agentstream import Emitter, ToolCall, run_context
     from agentstream.core.config import load_settings
+    from agentstream.core.topics import ensure_topics
     from agentstream.devtools.localstack import free_ports
     from agentstream.emitter._emitter import kafka_producer_config
 
@@ -104,15 +113,18 @@ def measure_emit_overhead(
     else:
         target, delivery_ms = bootstrap, 30_000
     with tempfile.TemporaryDirectory(prefix="agentstream-bench-") as scratch:
+        prefix = f"bench-emit-{uuid.uuid4().hex[:8]}."
         settings = load_settings(
             kafka={"bootstrap_servers": target},
-            topics={"prefix": "bench."},
+            topics={"prefix": prefix},
             emitter={
                 "spool_dir": Path(scratch) / "spool",
                 "delivery_timeout_ms": delivery_ms,
                 "queue_max_messages": 4 * (n + warmup) + 10,
             },
         )
+        if bootstrap is not None:  # brokers do not create topics on the fly
+            ensure_topics(target, [settings.topics.name("tool_calls")], partitions=1)
         params = {"q": "weather in paris", "limit": 10}
         emitter = Emitter(settings, replay_on_start=False)
         plain = Emitter(settings, replay_on_start=False, redactor=None)
@@ -153,6 +165,11 @@ def measure_emit_overhead(
                 plain_timing = _time_each(
                     "emit(model), no redaction", [partial(plain.emit, m) for m in models[warmup:]]
                 )
+                disk_timing = _time_disk(settings, Path(scratch) / "disk", models, warmup, 100)
+                n_sync = max(200, n // 20)
+                sync_timing = _time_disk(
+                    settings, Path(scratch) / "sync", models[: warmup + n_sync], warmup, 0
+                )
             # created only now: its threads must not disturb the loops above
             raw = Producer({**kafka_producer_config(settings), "log_level": 2})
             value = emitter.codec.encode_model(models[0])
@@ -172,8 +189,33 @@ def measure_emit_overhead(
             emitter.close(10.0 if bootstrap else 0.0)
             plain.close(10.0 if bootstrap else 0.0)
     return EmitBench(
-        helper_timing, emit_timing, raw_timing, bootstrap or "none (closed port)", plain_timing
+        helper_timing,
+        emit_timing,
+        raw_timing,
+        bootstrap or "none (closed port)",
+        disk_timing,
+        sync_timing,
+        plain_timing,
     )
+
+
+def _time_disk(
+    settings: Any, spool_dir: Path, models: list[Any], warmup: int, fsync_ms: int
+) -> Timing:
+    """``emit(model)`` timed with ``durability = "disk"`` (log fsync every ``fsync_ms``)."""
+    from agentstream import Emitter
+
+    es = settings.emitter.model_copy(
+        update={"durability": "disk", "wal_fsync_interval_ms": fsync_ms, "spool_dir": spool_dir}
+    )
+    emitter = Emitter(settings.model_copy(update={"emitter": es}), replay_on_start=False)
+    name = "emit(model), disk" if fsync_ms else "emit(model), disk+fsync"
+    try:
+        for model in models[:warmup]:
+            emitter.emit(model)
+        return _time_each(name, [partial(emitter.emit, m) for m in models[warmup:]])
+    finally:
+        emitter.close(0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,7 +225,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     result = measure_emit_overhead(args.bootstrap, n=args.n)
     print(f"broker: {result.broker}")
-    for timing in (result.helper, result.emit_model, result.emit_unredacted, result.raw_produce):
+    for timing in (
+        result.helper,
+        result.emit_model,
+        result.emit_unredacted,
+        result.emit_disk,
+        result.emit_disk_fsync,
+        result.raw_produce,
+    ):
         if timing is None:
             continue
         print(

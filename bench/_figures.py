@@ -63,6 +63,46 @@ def emit_overhead(ctx: BenchContext) -> list[Figure]:
             higher_is_better=False,
             target="< 20 µs",
         ),
+        Figure(
+            "emit overhead, emit(model) p99",
+            result.emit_model.p99_us,
+            "µs",
+            "raw produce() p99",
+            raw.p99_us,
+            higher_is_better=False,
+        ),
+        Figure(
+            "emit overhead, emit(model) durability=disk p50",
+            result.emit_disk.p50_us,
+            "µs",
+            "raw produce() p50",
+            raw.p50_us,
+            higher_is_better=False,
+        ),
+        Figure(
+            "emit overhead, emit(model) durability=disk p99",
+            result.emit_disk.p99_us,
+            "µs",
+            "raw produce() p99",
+            raw.p99_us,
+            higher_is_better=False,
+        ),
+        Figure(
+            "emit overhead, disk + fsync before return p50",
+            result.emit_disk_fsync.p50_us,
+            "µs",
+            "raw produce() p50",
+            raw.p50_us,
+            higher_is_better=False,
+        ),
+        Figure(
+            "emit overhead, disk + fsync before return p99",
+            result.emit_disk_fsync.p99_us,
+            "µs",
+            "raw produce() p99",
+            raw.p99_us,
+            higher_is_better=False,
+        ),
     ]
 
 

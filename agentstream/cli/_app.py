@@ -16,6 +16,7 @@ _GROUPS = (
     "agentstream.cli.kafka",
     "agentstream.cli.stack",
     "agentstream.cli.spool",
+    "agentstream.cli.topics",
     "agentstream.cli.worker",
     "agentstream.cli.lag",
     "agentstream.cli.analyst",

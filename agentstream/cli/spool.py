@@ -20,7 +20,7 @@ from agentstream.core.errors import DeliveryError
 
 if TYPE_CHECKING:
     from agentstream.emitter._replay import ReplayJob
-    from agentstream.emitter._spool import SegmentInfo
+    from agentstream.emitter._spool import QuarantineStats, SegmentInfo
 
 __all__ = ["EXIT_NOT_DRAINED", "register"]
 
@@ -70,11 +70,11 @@ def _status(args: argparse.Namespace) -> int:
     settings = _settings(args)
     spool = Spool(settings.emitter.spool_dir)
     infos = spool.infos()
-    _print_status(spool.directory, infos)
+    _print_status(spool.directory, infos, spool.quarantine_stats())
     return 0
 
 
-def _print_status(directory: Path, infos: list[SegmentInfo]) -> None:
+def _print_status(directory: Path, infos: list[SegmentInfo], quarantine: QuarantineStats) -> None:
     waiting = sum(i.records for i in infos if i.state != "rejected")
     rejected = sum(i.records for i in infos if i.state == "rejected")
     size = sum(i.bytes for i in infos)
@@ -84,13 +84,21 @@ def _print_status(directory: Path, infos: list[SegmentInfo]) -> None:
         f"{_human(size)} in {directory}"
     )
     if torn:
-        summary += f"; {torn} segment(s) end in a torn frame (crash mid-write)"
+        bad = sum(i.bad_bytes for i in infos)
+        summary += (
+            f"; {torn} segment(s) with {bad} unreadable byte(s) (torn tail or corruption; "
+            "set aside when replayed)"
+        )
+    summary += (
+        f"; quarantined: {quarantine.bytes} byte(s), {quarantine.frames} frame(s) "
+        f"in {quarantine.files} file(s)"
+    )
     console = _console()
     if console is None or not infos:
         for info in infos:
             print(
                 f"{info.path.name}\t{info.state}\t{info.records} records\t{_human(info.bytes)}"
-                + ("\ttorn tail" if info.torn_tail else "")
+                + (f"\t{info.bad_bytes} unreadable bytes" if info.torn_tail else "")
             )
         print(summary)
         return
@@ -103,7 +111,7 @@ def _print_status(directory: Path, infos: list[SegmentInfo]) -> None:
         ("records", "right"),
         ("size", "right"),
         ("modified", "left"),
-        ("torn tail", "left"),
+        ("unreadable", "right"),
     ):
         table.add_column(column, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for info in infos:
@@ -114,7 +122,7 @@ def _print_status(directory: Path, infos: list[SegmentInfo]) -> None:
             str(info.records),
             _human(info.bytes),
             modified,
-            "yes" if info.torn_tail else "",
+            f"{info.bad_bytes} B" if info.torn_tail else "",
         )
     console.print(table)
     console.print(summary, markup=False)
@@ -141,6 +149,12 @@ def _replay(args: argparse.Namespace) -> int:
         ) from exc
     if not metadata.brokers:
         raise DeliveryError(f"no broker answers at {bootstrap}; the spool is left as it is")
+    missing = sorted(spool.topics(include_rejected=args.include_rejected) - metadata.topics.keys())
+    if missing:
+        raise DeliveryError(
+            f"topic(s) {', '.join(missing)} do not exist on {bootstrap}; create them with "
+            "`agentstream topics create`; the spool is left as it is"
+        )
     stats = spool.stats()
     expected = stats.records + (stats.rejected_records if args.include_rejected else 0)
     deadline = time.monotonic() + args.timeout
@@ -185,7 +199,7 @@ class _Totals:
 
     def __init__(self) -> None:
         self.segments = self.total = self.delivered = self.failed = 0
-        self.rejected = self.torn_tails = 0
+        self.rejected = self.torn_tails = self.bad_bytes = self.bad_frames = 0
 
     @property
     def done(self) -> int:
@@ -198,6 +212,8 @@ class _Totals:
         self.failed += job.failed
         self.rejected += job.rejected
         self.torn_tails += job.torn_tails
+        self.bad_bytes += job.bad_bytes
+        self.bad_frames += job.bad_frames
 
     def message(self, bootstrap: str) -> str:
         text = (
@@ -209,7 +225,10 @@ class _Totals:
         if self.rejected:
             text += f"; {self.rejected} refused by the broker (kept as rejected)"
         if self.torn_tails:
-            text += f"; {self.torn_tails} segment(s) had a torn tail"
+            text += (
+                f"; {self.bad_bytes} unreadable byte(s) (~{self.bad_frames} frame(s)) in "
+                f"{self.torn_tails} segment(s) moved to quarantine/"
+            )
         return text
 
 

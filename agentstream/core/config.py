@@ -207,6 +207,15 @@ class EmitterSettings(_Section):
     #: memory bound of the producer's local queue (librdkafka ``queue.buffering.max.kbytes``)
     queue_max_kbytes: int = Field(default=256 * 1024, ge=1)
     delivery_timeout_ms: int = Field(default=30_000, ge=1)
+    #: ``memory``: an event is in the producer's memory queue when ``emit`` returns (a
+    #: crash of the process loses what Kafka has not acknowledged yet); ``disk``: it was
+    #: also written to a write-ahead log in ``spool_dir`` (a SIGKILL loses nothing)
+    durability: Literal["memory", "disk"] = "memory"
+    #: disk durability: how often the log is fsynced (a power loss can lose this much);
+    #: 0: fsync before ``emit`` returns (concurrent callers share one fsync)
+    wal_fsync_interval_ms: int = Field(default=100, ge=0)
+    #: disk durability: a log segment is closed at this size (retired once all is acknowledged)
+    wal_segment_bytes: int = Field(default=4 * 1024 * 1024, ge=4096)
     #: events that could not be delivered are appended here and re-sent later
     spool_dir: Path = Path(".local/spool")
     #: a spool segment file is closed (and becomes replayable) at this size

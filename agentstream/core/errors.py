@@ -15,7 +15,8 @@ wrapped library errors (fastavro, Kafka, ClickHouse) are chained with
     ├── LocalStackError            the local broker / embedded engine cannot start
     │   ├── ToolMissingError       java or mvn is not installed
     │   ├── PortInUseError         a port the broker needs is taken
-    │   └── BrokerStartError       the broker did not come up in time (has the log tail)
+    │   ├── BrokerStartError       the broker did not come up in time (has the log tail)
+    │   └── TopicPartitionsError   a topic exists with another partition count than configured
     ├── DeliveryError              an event could not be delivered nor spooled
     │   └── ChannelError           an alert channel refused or missed a notification
     ├── StorageError               the ClickHouse backend failed
@@ -58,6 +59,7 @@ __all__ = [
     "SchemaRegistryError",
     "StorageError",
     "ToolMissingError",
+    "TopicPartitionsError",
 ]
 
 
@@ -109,6 +111,28 @@ class BrokerStartError(LocalStackError):
     def __init__(self, message: str, log_tail: str = "") -> None:
         super().__init__(message)
         self.log_tail = log_tail
+
+
+class TopicPartitionsError(LocalStackError):
+    """A topic exists with ``actual`` partitions where the settings want ``wanted``.
+
+    Refused rather than changed: adding partitions moves keys (a run's events would
+    land on another partition than its earlier ones, out of order for consumers).
+    """
+
+    def __init__(self, topic: str, actual: int, wanted: int, setting: str) -> None:
+        super().__init__(
+            f"topic {topic!r} has {actual} partition(s), {setting} wants {wanted}; "
+            "refusing to change it (adding partitions moves run keys to other partitions): "
+            f"set {setting}={actual}, or delete and recreate the topic"
+        )
+        self.topic = topic
+        self.actual = actual
+        self.wanted = wanted
+        self.setting = setting
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.topic, self.actual, self.wanted, self.setting))
 
 
 class DeliveryError(AgentstreamError):

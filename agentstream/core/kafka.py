@@ -77,6 +77,9 @@ def _role_defaults(settings: Settings, role: Role, kind: Kind) -> dict[str, Conf
             "queue.buffering.max.messages": es.queue_max_messages,
             "queue.buffering.max.kbytes": es.queue_max_kbytes,
             "delivery.timeout.ms": es.delivery_timeout_ms,
+            # a topic missing from the metadata fails its messages with _UNKNOWN_TOPIC
+            # (spooled, logged once) before they would merely time out
+            "topic.metadata.propagation.max.ms": max(1, min(30_000, es.delivery_timeout_ms // 2)),
         }
     return {**_PRODUCER, **quiet}
 

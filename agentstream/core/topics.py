@@ -1,4 +1,11 @@
-"""Idempotent topic creation, for the demo, the worker and the tests."""
+"""Idempotent topic creation, for ``agentstream topics create``, the worker, the demo, tests.
+
+The local broker runs with ``auto.create.topics.enable=false``, and production
+brokers should too: a topic created on the fly by a producer gets the broker's
+default partition count (often 1), which silently caps how far the processors
+scale. :func:`ensure_topics` creates what is missing with the configured count
+and refuses a topic that exists with another count.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,7 @@ from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from agentstream.core.errors import LocalStackError
+from agentstream.core.errors import LocalStackError, TopicPartitionsError
 
 if TYPE_CHECKING:
     from confluent_kafka.admin._metadata import ClusterMetadata
@@ -32,6 +39,15 @@ def _ready(metadata: ClusterMetadata, name: str) -> bool:
     return all(part.error is None and part.leader >= 0 for part in topic.partitions.values())
 
 
+def _check_partitions(
+    metadata: ClusterMetadata, names: Iterable[str], partitions: int, setting: str
+) -> None:
+    for name in names:
+        topic = metadata.topics.get(name)
+        if topic is not None and topic.error is None and len(topic.partitions) != partitions:
+            raise TopicPartitionsError(name, len(topic.partitions), partitions, setting)
+
+
 def ensure_topics(
     bootstrap: str,
     names: Iterable[str],
@@ -40,13 +56,16 @@ def ensure_topics(
     *,
     timeout_s: float = 30.0,
     client_config: Mapping[str, str] | None = None,
+    partitions_setting: str = "AGENTSTREAM_KAFKA__PARTITIONS",
 ) -> list[str]:
     """Create the topics in ``names`` that do not exist yet; the names it created.
 
-    Existing topics are left as they are (whatever their partition count). Returns
-    once every topic is in the metadata with a leader for each partition.
-    ``client_config`` adds librdkafka settings (SASL/TLS, e.g.
-    ``KafkaSettings.confluent_config()``). Raises LocalStackError on failure.
+    A topic that exists with another partition count than ``partitions`` raises
+    :class:`TopicPartitionsError` (naming ``partitions_setting``) before anything
+    is created: adding partitions would move keys. Returns once every topic is in
+    the metadata with a leader for each partition. ``client_config`` adds
+    librdkafka settings (SASL/TLS, e.g. ``KafkaSettings.confluent_config()``).
+    Raises LocalStackError on failure.
     """
     wanted = list(dict.fromkeys(names))
     if not wanted:
@@ -61,6 +80,7 @@ def ensure_topics(
     except KafkaException as exc:
         raise LocalStackError(f"cannot reach Kafka at {bootstrap}: {_describe(exc)}") from exc
     missing = [name for name in wanted if name not in metadata.topics]
+    _check_partitions(metadata, wanted, partitions, partitions_setting)
     created: list[str] = []
     if missing:
         futures = admin.create_topics(
@@ -88,6 +108,8 @@ def ensure_topics(
             raise LocalStackError(f"cannot reach Kafka at {bootstrap}: {_describe(exc)}") from exc
         pending = [name for name in wanted if not _ready(metadata, name)]
         if not pending:
+            # one created by someone else meanwhile (TOPIC_ALREADY_EXISTS) is checked too
+            _check_partitions(metadata, wanted, partitions, partitions_setting)
             return created
         if time.monotonic() >= deadline:
             raise LocalStackError(

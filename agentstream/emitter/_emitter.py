@@ -1,22 +1,29 @@
-"""The thin producer: ``Emitter`` — validate, redact, encode, enqueue; never block, never lose.
+"""The thin producer: ``Emitter`` — validate, redact, encode, enqueue; never block.
 
 The caller's thread only validates, encodes and hands the message to
-confluent-kafka's local queue. One background thread (``agentstream-emitter``)
-serves delivery reports and owns the spool:
+confluent-kafka's local queue (with ``emitter.durability = "disk"`` it first
+writes it to a write-ahead log, :mod:`._wal`). One background thread
+(``agentstream-emitter``) serves delivery reports and owns the spool:
 
 * a delivery that fails for a reason a retry may fix (timed out while the broker
-  was away, ...) is appended to the spool — one ``fsync`` per batch — and the
-  emitter starts *diverting*: new events go straight to the spool (in order)
-  instead of piling up in memory behind a broker that is gone;
-* a full local queue (``BufferError``) diverts that event to the spool at once;
+  was away, the topic does not exist, ...) is appended to the spool — one
+  ``fsync`` per batch — and the emitter starts *diverting*: new events go
+  straight to the spool (in order) instead of piling up in memory behind a
+  broker that is gone;
+* a full local queue (``BufferError``) diverts that event, and the later ones;
 * a failure no retry can fix (message too large, not authorised) goes to a
   ``rejected-`` segment and is logged: kept, not replayed on its own;
-* while the spool holds events, the broker is probed every
-  ``emitter.replay_interval_s`` (and at start); when it answers, the spool is
-  replayed in order (:class:`~agentstream.emitter._replay.ReplayJob`), and diverting
-  stops once a replay round finishes cleanly;
-* a spool write the disk refuses (full, read-only) is the only way an event is
-  lost: logged at CRITICAL and counted in ``stats().lost``.
+* while the spool holds events (also at start, when an earlier process left
+  some: diverting starts then), the broker is probed every
+  ``emitter.replay_interval_s``; when it answers, the spool is replayed in order
+  (:class:`~agentstream.emitter._replay.ReplayJob`), and diverting stops only
+  when a round finds nothing left to replay — so a run's events never overtake
+  its earlier, spooled ones;
+* a spool write the disk refuses (full, read-only) loses the event (memory
+  durability): logged at CRITICAL and counted in ``stats().lost``.
+
+What a crash of the process can lose, per ``emitter.durability``, is in the
+README ("Durability") and :mod:`._wal`.
 
 ``flush(timeout)`` waits until every emitted event is delivered or spooled;
 ``close()`` flushes, spools what is still queued and stops the thread. Every
@@ -26,30 +33,43 @@ open emitter is closed at interpreter exit (flushing up to
 
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 import time
-import weakref
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, Final
 
 from confluent_kafka import KafkaException, Producer
 
 from agentstream.core.config import Settings, get_settings
-from agentstream.core.errors import ConfigError, DeliveryError, SchemaRegistryError
-from agentstream.core.kafka import client_config
+from agentstream.core.errors import ConfigError, DeliveryError
 from agentstream.core.metrics import pipeline_metrics
 from agentstream.core.redact import Redactor
 from agentstream.emitter._core import Classifier, EmitterCore, Headers
-from agentstream.emitter._replay import ReplayJob, is_permanent, record_of
+from agentstream.emitter._producer import (
+    EmitterStats,
+    codec_from_settings,
+    kafka_producer_config,
+    track,
+    untrack,
+)
+from agentstream.emitter._replay import (
+    MissingTopics,
+    ReplayJob,
+    is_missing_topic,
+    is_permanent,
+    record_of,
+)
 from agentstream.emitter._spool import Spool, SpoolRecord
-from agentstream.schemas import AgentEvent, AvroCodec, HttpSchemaRegistry
+from agentstream.emitter._wal import WalSegment, WriteAheadLog
+from agentstream.schemas import AgentEvent, AvroCodec
 
 __all__ = ["Emitter", "EmitterStats", "codec_from_settings", "kafka_producer_config"]
 
 _log: Final = logging.getLogger("agentstream.emitter")
+#: an event on its way to the spool, and the write-ahead log segment holding it (disk mode)
+_Entry = tuple[SpoolRecord, "WalSegment | None"]
 _kafka_log: Final = logging.getLogger("agentstream.kafka")
 #: how long the background thread waits for delivery reports per turn
 _POLL_S: Final = 0.05
@@ -59,81 +79,6 @@ _WARN_EVERY_S: Final = 30.0
 _SEGMENTS_PER_ROUND: Final = 2
 #: a producer replaced after a fatal error is purged for this long (late produces)
 _RETIRE_S: Final = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class EmitterStats:
-    """Counters since the emitter started.
-
-    ``emitted``: accepted by ``emit``; ``delivered``: acknowledged by the broker;
-    ``failed``: delivery reports with an error; ``spooled``: written to the spool
-    (failed, diverted or left at close); ``replayed``: spooled events delivered by a
-    replay; ``rejected``: refused for good by the broker (kept in the spool);
-    ``lost``: could not even be spooled (disk full); ``queued``: in the producer's
-    queue now; ``diverting``: new events go to the spool while the broker is away.
-    """
-
-    emitted: int
-    delivered: int
-    failed: int
-    spooled: int
-    replayed: int
-    rejected: int
-    lost: int
-    queued: int
-    diverting: bool
-
-
-def kafka_producer_config(settings: Settings) -> dict[str, Any]:
-    """The confluent-kafka producer configuration of ``settings`` (no callbacks)."""
-    return client_config(settings, "emitter", "producer")
-
-
-def codec_from_settings(settings: Settings) -> AvroCodec:
-    """Single-object framing, or Confluent framing when ``emitter.registry_url`` is set.
-
-    The schemas are registered here, not on the first ``emit`` (which must not
-    block); an unreachable registry falls back to single-object framing (consumers
-    read both) with a warning.
-    """
-    es = settings.emitter
-    if es.registry_url is None:
-        if es.framing == "confluent":
-            raise ConfigError(
-                "AGENTSTREAM_EMITTER__REGISTRY_URL: the confluent framing needs a registry url"
-            )
-        return AvroCodec()
-    password = es.registry_password.get_secret_value() if es.registry_password else None
-    registry = HttpSchemaRegistry(es.registry_url, username=es.registry_username, password=password)
-    codec = AvroCodec("confluent", registry)
-    try:
-        codec.register_all()
-    except SchemaRegistryError as exc:
-        _log.warning("agentstream: %s; emitting with the single-object framing instead", exc)
-        return AvroCodec()
-    return codec
-
-
-_LIVE: weakref.WeakSet[Emitter] = weakref.WeakSet()
-_atexit_registered = False
-_atexit_lock = threading.Lock()
-
-
-def _close_all_at_exit() -> None:
-    for emitter in list(_LIVE):
-        try:
-            emitter.close(emitter.settings.emitter.flush_at_exit_s)
-        except Exception:  # pragma: no cover - best effort at exit
-            _log.exception("agentstream: closing an emitter at exit failed")
-
-
-def _track(emitter: Emitter) -> None:
-    global _atexit_registered
-    with _atexit_lock:
-        if not _atexit_registered:
-            atexit.register(_close_all_at_exit)
-            _atexit_registered = True
-        _LIVE.add(emitter)
 
 
 class Emitter(EmitterCore):
@@ -183,21 +128,34 @@ class Emitter(EmitterCore):
         self._queue_max = es.queue_max_messages
         self._retired: list[tuple[Any, float]] = []
         self._probe_timeout = min(es.replay_interval_s, 2.0)
-        # written by callers, drained by the background thread (deque appends are atomic)
-        self._overflow: deque[SpoolRecord] = deque()
+        # the write-ahead log of durability "disk" (None: "memory")
+        self._wal: WriteAheadLog | None = None
+        self._sync_each = es.durability == "disk" and es.wal_fsync_interval_ms == 0
+        if es.durability == "disk":
+            self._wal = WriteAheadLog(
+                self.spool,
+                segment_bytes=es.wal_segment_bytes,
+                fsync_interval_s=es.wal_fsync_interval_ms / 1000,
+                reporter=self._reporter,
+            )
+        # (event, its log segment) written by callers, drained by the background thread
+        self._overflow: deque[_Entry] = deque()
         # touched only by the thread that polls (the background thread, then close())
-        self._failed: list[SpoolRecord] = []
-        self._rejected_records: list[SpoolRecord] = []
+        self._failed: list[_Entry] = []
+        self._rejected_records: list[_Entry] = []
         self._writing = 0
         self._replay: ReplayJob | None = None
         self._pending_spool = replay_on_start and self.spool.has_waiting()
         self._next_replay = time.monotonic()
         self._last_warning = 0.0
         self._fatal: Any = None
-        self._diverting = False
+        #: topics the broker said do not exist (replays wait for them); those logged
+        self._missing = MissingTopics(settings.kafka.bootstrap_servers, self.spool.directory)
+        # events of a run may wait in the spool: later ones go there too, until it is drained
+        self._diverting = self._pending_spool
         self._closed = False
         self._close_lock = threading.Lock()
-        self._count_lock = threading.Lock()
+        self._route_lock = threading.Lock()
         self._emitted = self._diverted = self._delivered = self._failures = self._spooled = 0
         self._replayed = self._rejected = self._lost = 0
         #: delivered per topic (written by the background thread only)
@@ -205,7 +163,7 @@ class Emitter(EmitterCore):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="agentstream-emitter", daemon=True)
         self._thread.start()
-        _track(self)
+        track(self)
         pipeline_metrics().watch(self)
 
     def __repr__(self) -> str:
@@ -224,25 +182,41 @@ class Emitter(EmitterCore):
     ) -> None:
         if self._closed:
             raise DeliveryError("the Emitter is closed; create a new one to emit more events")
-        with self._count_lock:
+        # one lock for the route decision: diverting is switched off (background thread)
+        # only while no caller is between reading the flag and queueing its event
+        wal = self._wal
+        with self._route_lock:
             self._emitted += 1
-        if self._diverting:
-            self._divert(topic, key, value, headers)
-            return
-        try:
-            self._producer.produce(topic, value, key, headers=headers)
-        except BufferError:  # the local queue is full: never block, spool it
-            self._divert(topic, key, value, headers)
-        except KafkaException as exc:  # e.g. the producer hit a fatal error: keep the event
-            _log.warning("agentstream: produce failed (%s); spooling the event", exc.args[0])
-            self._divert(topic, key, value, headers)
+            segment = None
+            if wal is not None:
+                segment, size = wal.try_append(SpoolRecord(topic, key, value, tuple(headers or ())))
+            if self._diverting:
+                self._divert(topic, key, value, headers, segment)
+            else:
+                try:
+                    if segment is None:
+                        self._producer.produce(topic, value, key, headers=headers)
+                    else:
+                        self._producer.produce(
+                            topic, value, key, headers=headers, on_delivery=segment.report
+                        )
+                except BufferError:  # the local queue is full: never block, spool it
+                    self._diverting = True  # and the run's later events after it
+                    self._divert(topic, key, value, headers, segment)
+                except KafkaException as exc:  # e.g. the producer hit a fatal error: keep it
+                    _log.warning("agentstream: produce failed (%s); spooling it", exc.args[0])
+                    self._diverting = True
+                    self._divert(topic, key, value, headers, segment)
+        if self._sync_each and segment is not None and wal is not None:
+            wal.sync_to(segment, size)  # power-loss safe before emit returns
 
-    def _divert(self, topic: str, key: bytes, value: bytes, headers: Headers) -> None:
-        """To the spool (through the background thread), not to the producer."""
+    def _divert(
+        self, topic: str, key: bytes, value: bytes, headers: Headers, segment: WalSegment | None
+    ) -> None:
+        """To the spool (through the background thread), not to the producer; lock held."""
         # appended before it stops counting as queued: flush() never sees it nowhere
-        self._overflow.append(SpoolRecord(topic, key, value, tuple(headers or ())))
-        with self._count_lock:
-            self._diverted += 1
+        self._overflow.append((SpoolRecord(topic, key, value, tuple(headers or ())), segment))
+        self._diverted += 1
 
     def _queued(self) -> int:
         """Events handed to the producer whose delivery report has not come yet."""
@@ -303,7 +277,7 @@ class Emitter(EmitterCore):
             if self._closed:
                 return
             self._closed = True
-        _LIVE.discard(self)
+        untrack(self)
         if timeout is None:
             timeout = self.settings.emitter.flush_at_exit_s
         self.flush(timeout)
@@ -316,6 +290,9 @@ class Emitter(EmitterCore):
             self._replay.abandon()
             self._replay = None
         self._drain()
+        if self._wal is not None:
+            self._wal.maintain(final=True)
+            self._wal.close()
         self.spool.close()
         stats = self.stats()
         if stats.queued:
@@ -335,19 +312,31 @@ class Emitter(EmitterCore):
                 if self._retired:
                     self._purge_retired()
                 self._replay_step()
+                if self._wal is not None:
+                    self._wal.maintain()
             except Exception:  # pragma: no cover - keep serving reports whatever happens
                 _log.exception("agentstream: emitter background loop failed; continuing")
                 time.sleep(_POLL_S)
 
-    def _on_delivery(self, error: Any, message: Any) -> None:
+    def _reporter(self, segment: WalSegment) -> Callable[[Any, Any], None]:
+        """The delivery callback of the events logged in ``segment``."""
+
+        def report(error: Any, message: Any) -> None:
+            self._on_delivery(error, message, segment)
+
+        return report
+
+    def _on_delivery(self, error: Any, message: Any, segment: WalSegment | None = None) -> None:
         if error is None:
             self._delivered += 1
             topic = message.topic()
             self._delivered_topics[topic] = self._delivered_topics.get(topic, 0) + 1
+            if segment is not None:
+                segment.settled += 1  # acknowledged: its log entry may go
             return
         # kept in a list before it stops counting as queued (see flush)
         if is_permanent(error):
-            self._rejected_records.append(record_of(message))
+            self._rejected_records.append((record_of(message), segment))
             self._failures += 1
             self._rejected += 1
             _log.error(
@@ -356,9 +345,16 @@ class Emitter(EmitterCore):
                 error.str(),
             )
             return
-        self._failed.append(record_of(message))
+        record = record_of(message)
+        if is_missing_topic(error):
+            self._missing.add(record.topic)
+        self._failed.append((record, segment))
         self._failures += 1
         self._diverting = True
+
+    def _on_replay_error(self, error: Any, record: SpoolRecord) -> None:
+        if is_missing_topic(error):
+            self._missing.add(record.topic)
 
     def _on_error(self, error: Any) -> None:
         if error.fatal():
@@ -389,15 +385,28 @@ class Emitter(EmitterCore):
         finally:
             self._writing = 0
 
-    def _write(self, batch: list[SpoolRecord], *, rejected: bool) -> None:
+    def _write(self, batch: list[_Entry], *, rejected: bool) -> None:
         if not batch:
             return
         try:
-            self.spool.append(batch, rejected=rejected)
+            self.spool.append([record for record, _ in batch], rejected=rejected)
         except DeliveryError as exc:
-            self._lost += len(batch)
-            _log.critical("agentstream: %d EVENTS LOST: %s", len(batch), exc)
+            logged = sum(1 for _, segment in batch if segment is not None)
+            self._lost += len(batch) - logged
+            if logged:  # not settled: their log segment stays, replayed after a restart
+                _log.critical(
+                    "agentstream: %s; %d event(s) stay in the write-ahead log until a restart "
+                    "replays it, %d EVENTS LOST",
+                    exc,
+                    logged,
+                    len(batch) - logged,
+                )
+            else:
+                _log.critical("agentstream: %d EVENTS LOST: %s", len(batch), exc)
             return
+        for _, segment in batch:
+            if segment is not None:
+                segment.settled += 1  # durable in the spool: its log entry may go
         self._spooled += len(batch)
         if not rejected:
             self._pending_spool = True
@@ -412,10 +421,12 @@ class Emitter(EmitterCore):
                 job.pump(self._producer, limit=min(budget, 10_000))
             job.reap()
             if job.done:
+                # diverting stays on: events spooled while this job ran (in newer
+                # segments) must go out before any new event; the next round, at once
+                # when this one was clean, claims them, and only a round that finds the
+                # spool empty switches diverting off (_spool_drained)
                 self._replay = None
                 clean = job.failed == 0 and not self._failed
-                if clean and job.segments < _SEGMENTS_PER_ROUND:  # the spool is drained
-                    self._diverting = self._fatal is not None
                 self._next_replay = now if clean else now + self._interval
             return
         if now < self._next_replay:
@@ -423,26 +434,40 @@ class Emitter(EmitterCore):
         self._next_replay = now + self._interval
         if not (self._pending_spool or self._diverting or self.spool.has_waiting()):
             return
-        if not self._broker_answers():
+        topics = self._broker_topics()
+        if topics is None:
             return
+        if self._missing.still_missing(topics.keys()):
+            return  # nothing could go out yet: no replay round to fail again
         segments = self.spool.claim(limit=_SEGMENTS_PER_ROUND)
         if not segments:
             self._pending_spool = False
-            if not self._failed and not self._overflow:
-                self._diverting = self._fatal is not None
+            self._spool_drained()
             return
         self._pending_spool = False
         self._replay = ReplayJob(self.spool, segments, on_delivered=self._count_replayed)
+        self._replay.on_error = self._on_replay_error
+
+    def _spool_drained(self) -> None:
+        """Nothing of ours is left to replay: new events may go to the producer again.
+
+        Under the route lock, so no caller diverts an event between this check and
+        the switch (it would then wait in the spool behind later events of its run).
+        """
+        with self._route_lock:
+            if not self._failed and not self._overflow and self._fatal is None:
+                self._diverting = False
 
     def _count_replayed(self, n: int) -> None:
         self._replayed += n
 
-    def _broker_answers(self) -> bool:
+    def _broker_topics(self) -> dict[str, Any] | None:
+        """The broker's topics, or None when no broker answers."""
         try:
             metadata = self._producer.list_topics(timeout=self._probe_timeout)
         except KafkaException:
-            return False
-        return bool(metadata.brokers)
+            return None
+        return dict(metadata.topics) if metadata.brokers else None
 
     def _recreate_producer(self) -> None:
         """After a fatal error the producer is unusable: spool its queue, start a new one."""

@@ -2,24 +2,34 @@
 
 A :class:`ReplayJob` walks claimed segments in order, produces their records
 (stopping, without blocking, when the producer's queue is full) and deletes a
-segment once every record in it is accounted for: delivered, or written to the
-spool again (failed again) — so a crash at any point may duplicate messages on
-the wire (the sink deduplicates by ``event_id``) but never loses one.
+segment once every readable record in it is accounted for: delivered, or written
+again to a replacement segment that sorts where the original did (failed again)
+— so a crash at any point may duplicate messages on the wire (the sink
+deduplicates by ``event_id``) but never loses one. Bytes of a segment that hold
+no readable frame (corruption, a torn tail) are copied to ``quarantine/`` first.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any, Final
 
 from confluent_kafka import KafkaError
 
 from agentstream.core.errors import DeliveryError
-from agentstream.emitter._spool import ClaimedSegment, Spool, SpoolRecord
+from agentstream.emitter._spool import QUARANTINE, ClaimedSegment, Spool, SpoolRecord
 
-__all__ = ["PERMANENT_ERRORS", "ReplayJob", "is_permanent", "record_of"]
+__all__ = [
+    "PERMANENT_ERRORS",
+    "MissingTopics",
+    "ReplayJob",
+    "is_missing_topic",
+    "is_permanent",
+    "record_of",
+]
 
 _log: Final = logging.getLogger("agentstream.spool")
 
@@ -45,6 +55,45 @@ def is_permanent(error: Any) -> bool:
     return bool(error.code() in PERMANENT_ERRORS)
 
 
+#: delivery errors saying the topic does not exist (auto-creation is off): retried later
+MISSING_TOPIC_ERRORS: Final = frozenset(
+    {KafkaError._UNKNOWN_TOPIC, KafkaError.UNKNOWN_TOPIC_OR_PART}
+)
+
+
+def is_missing_topic(error: Any) -> bool:
+    """Whether a delivery error says the topic does not exist."""
+    return bool(error.code() in MISSING_TOPIC_ERRORS)
+
+
+class MissingTopics:
+    """Topics the broker said do not exist: replays wait for them; each is told once."""
+
+    def __init__(self, bootstrap: str, spool_dir: Path) -> None:
+        self._bootstrap = bootstrap
+        self._spool_dir = spool_dir
+        self._missing: set[str] = set()
+        self._told: set[str] = set()
+
+    def add(self, topic: str) -> None:
+        self._missing.add(topic)
+        if topic in self._told:
+            return
+        self._told.add(topic)
+        logging.getLogger("agentstream.emitter").error(
+            "agentstream: topic %r does not exist on %s (topic auto-creation is off); its events "
+            "are kept in the spool (%s) and sent once it exists: run `agentstream topics create`",
+            topic,
+            self._bootstrap,
+            self._spool_dir,
+        )
+
+    def still_missing(self, existing: Iterable[str]) -> bool:
+        """Forget the topics now in ``existing``; whether some are still missing."""
+        self._missing.difference_update(existing)
+        return bool(self._missing)
+
+
 def record_of(message: Any) -> SpoolRecord:
     """The spool record of a confluent-kafka message (from a delivery report)."""
     headers = message.headers()
@@ -59,11 +108,26 @@ def record_of(message: Any) -> SpoolRecord:
 class _Segment:
     """One claimed segment being replayed."""
 
-    __slots__ = ("claimed", "failed", "next", "outstanding", "records", "rejected", "torn")
+    __slots__ = (
+        "bad",
+        "claimed",
+        "data",
+        "failed",
+        "next",
+        "outstanding",
+        "records",
+        "rejected",
+        "torn",
+    )
 
     def __init__(self, claimed: ClaimedSegment) -> None:
         self.claimed = claimed
-        self.records, self.torn = claimed.read()
+        scan, data = claimed.scan()
+        self.records = scan.records
+        self.bad = scan.bad
+        self.torn = scan.damaged
+        # kept only to copy the bad bytes to the quarantine
+        self.data = data if scan.bad else b""
         self.next = 0
         self.outstanding = 0
         self.failed: list[SpoolRecord] = []
@@ -99,16 +163,28 @@ class ReplayJob:
         self.failed = 0
         self.rejected = 0
         self.torn_tails = 0
+        #: unreadable bytes / frames found (and quarantined once the segment is settled)
+        self.bad_bytes = 0
+        self.bad_frames = 0
+        self.on_error: Callable[[Any, SpoolRecord], None] | None = None
         for claimed in segments:
             segment = _Segment(claimed)
             self.total += len(segment.records)
             self.torn_tails += int(segment.torn)
             if segment.torn:
-                _log.warning(
-                    "agentstream: spool segment %s ends in a torn frame (a crash mid-write); "
-                    "replaying the %d records before it",
+                size = sum(r.size for r in segment.bad)
+                frames = sum(r.frames for r in segment.bad)
+                self.bad_bytes += size
+                self.bad_frames += frames
+                _log.error(
+                    "agentstream: spool segment %s has %d unreadable byte(s) (~%d frame(s): "
+                    "corruption or a crash mid-write); replaying its %d readable records, "
+                    "the bad bytes go to %s/",
                     claimed.path.name,
+                    size,
+                    frames,
                     len(segment.records),
+                    QUARANTINE,
                 )
             self._pending.append(segment)
 
@@ -163,7 +239,10 @@ class ReplayJob:
                 )
             else:
                 self.failed += 1
-                segment.failed.append(record_of(message))
+                record = record_of(message)
+                segment.failed.append(record)
+                if self.on_error is not None:
+                    self.on_error(error, record)
 
         return report
 
@@ -179,9 +258,11 @@ class ReplayJob:
 
     def _settle(self, segment: _Segment, unsent: list[SpoolRecord]) -> bool:
         """Write what is left of ``segment`` to the spool, then delete it; False: kept."""
+        path = segment.claimed.path
         try:
-            self._spool.append(segment.failed + unsent)
-            self._spool.append(segment.rejected, rejected=True)
+            self._spool.quarantine(path, segment.data, segment.bad)
+            self._spool.write_replacement(path, segment.failed + unsent)
+            self._spool.write_replacement(path, segment.rejected, rejected=True)
         except DeliveryError as exc:
             _log.critical(
                 "agentstream: %s; segment %s is kept and will be replayed again",

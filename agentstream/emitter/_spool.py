@@ -1,16 +1,21 @@
 """The Emitter's durable spool: messages the broker could not take, kept on disk.
 
-Layout: a folder of append-only segment files, each starting with the 8-byte
-magic ``AGSPOOL1`` followed by frames ``length (u32 BE) | crc32 (u32 BE) |
-payload``; a payload holds the topic, key, value and headers of one Kafka
-message. Names sort in creation order::
+Layout: a folder of append-only segment files (format: :mod:`._frames`; each
+frame has a mark, a length and a CRC, so a reader skips a damaged frame and
+goes on with the next valid one). Names sort in creation order::
 
     seg-<time_ns>-<pid>-<token>.spool        written by a live emitter, or waiting
+    wal-seg-<...>.spool                      the write-ahead log of an emitter in
+                                             ``durability = "disk"`` mode: locked while
+                                             its process lives, replayed like a
+                                             waiting segment after a crash
     claimed-seg-<...>.spool                  being replayed
     rejected-seg-<...>.spool                 refused by the broker for good (too large,
                                              not authorised): kept, not replayed on
                                              their own (``agentstream spool replay
                                              --include-rejected``)
+    quarantine/<segment>.bad, .json          the unreadable bytes of a replayed segment
+                                             and where they were (ranges, frames)
 
 Ownership is an exclusive ``flock`` held for as long as a process writes or
 replays a segment: a writer creates its segment under a temporary name, locks
@@ -19,134 +24,67 @@ checks it is still the same file and renames it to ``claimed-…``. So two
 processes (or two emitters of one process) never replay the same segment, and a
 segment left by a crashed process is unlocked and taken over. Appends are
 followed by one ``fsync`` per batch; a failed append is truncated away, so a
-segment never holds a broken frame except after a crash mid-write, which the
-reader recognises (length or CRC mismatch) and stops at (a *torn tail*).
+segment holds a broken frame only after a crash mid-write (a *torn tail*) or
+when the disk corrupts it. The reader keeps every readable frame around such
+damage; the damaged bytes go to ``quarantine/`` before the segment is deleted.
+
+What a replay could not finish is written to a *replacement* segment named
+after the original (``<original>.r<token>.spool``), which sorts where the
+original did: newer segments never overtake it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import json
 import os
 import secrets
-import struct
 import threading
 import time
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from agentstream.core.errors import DeliveryError
+from agentstream.emitter._frames import (
+    MAGIC,
+    BadRange,
+    Scan,
+    SpoolRecord,
+    encode_frames,
+    read_frames,
+    scan_frames,
+)
+from agentstream.emitter._segfiles import (
+    REJECTED,
+    SUFFIX,
+    WAL_PREFIX,
+    claim_one,
+    create_segment,
+    creation_order,
+    fsync_dir,
+    original_name,
+    read_quiet,
+    unlocked,
+    write_file,
+)
 
-__all__ = ["ClaimedSegment", "SegmentInfo", "Spool", "SpoolRecord", "SpoolStats"]
+__all__ = [
+    "MAGIC",
+    "WAL_PREFIX",
+    "ClaimedSegment",
+    "QuarantineStats",
+    "SegmentInfo",
+    "Spool",
+    "SpoolRecord",
+    "SpoolStats",
+    "create_segment",
+    "read_frames",
+]
 
-MAGIC: Final = b"AGSPOOL1"
-_FRAME = struct.Struct(">II")
-_FIELD = struct.Struct(">I")
-_NO_KEY: Final = 0xFFFFFFFF
-#: a frame longer than this is corruption, not a record
-_MAX_FRAME: Final = 256 * 1024 * 1024
-_SEGMENT: Final = "seg-"
-_CLAIMED: Final = "claimed-"
-_REJECTED: Final = "rejected-"
-_SUFFIX: Final = ".spool"
-_PARTIAL: Final = ".new"
-
-
-@dataclass(frozen=True, slots=True)
-class SpoolRecord:
-    """One Kafka message waiting to be sent."""
-
-    topic: str
-    key: bytes | None
-    value: bytes
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-    def encode(self) -> bytes:
-        """The payload of this record's frame."""
-        topic = self.topic.encode()
-        parts = [_FIELD.pack(len(topic)), topic]
-        if self.key is None:
-            parts.append(_FIELD.pack(_NO_KEY))
-        else:
-            parts += [_FIELD.pack(len(self.key)), self.key]
-        parts += [_FIELD.pack(len(self.value)), self.value, _FIELD.pack(len(self.headers))]
-        for name, value in self.headers:
-            raw = name.encode()
-            parts += [_FIELD.pack(len(raw)), raw, _FIELD.pack(len(value)), value]
-        return b"".join(parts)
-
-    @classmethod
-    def decode(cls, payload: bytes | memoryview) -> SpoolRecord:
-        """The record of a frame's payload; ``ValueError`` when it is malformed."""
-        view = memoryview(payload)
-        pos = 0
-
-        def take(nullable: bool = False) -> bytes | None:
-            nonlocal pos
-            (size,) = _FIELD.unpack_from(view, pos)
-            pos += _FIELD.size
-            if size == _NO_KEY and nullable:
-                return None
-            if pos + size > len(view):
-                raise ValueError("field runs past the end of the record")
-            chunk = bytes(view[pos : pos + size])
-            pos += size
-            return chunk
-
-        try:
-            topic = (take() or b"").decode()
-            key = take(nullable=True)
-            value = take() or b""
-            (n_headers,) = _FIELD.unpack_from(view, pos)
-            pos += _FIELD.size
-            headers = []
-            for _ in range(n_headers):
-                name = (take() or b"").decode()
-                headers.append((name, take() or b""))
-        except (struct.error, UnicodeDecodeError) as exc:
-            raise ValueError(f"malformed spool record: {exc}") from exc
-        if pos != len(view):
-            raise ValueError("trailing bytes in a spool record")
-        return cls(topic=topic, key=key, value=value, headers=tuple(headers))
-
-
-def encode_frames(records: Sequence[SpoolRecord]) -> bytes:
-    """``records`` framed (length, CRC-32, payload) and concatenated."""
-    out = []
-    for record in records:
-        payload = record.encode()
-        out.append(_FRAME.pack(len(payload), zlib.crc32(payload)))
-        out.append(payload)
-    return b"".join(out)
-
-
-def read_frames(data: bytes) -> tuple[list[SpoolRecord], bool]:
-    """The records of a segment's bytes and whether it ended in a torn or corrupt tail."""
-    if data[: len(MAGIC)] != MAGIC:
-        return [], len(data) > 0
-    view = memoryview(data)
-    records: list[SpoolRecord] = []
-    pos = len(MAGIC)
-    end = len(data)
-    while pos < end:
-        if pos + _FRAME.size > end:
-            return records, True
-        size, crc = _FRAME.unpack_from(view, pos)
-        start = pos + _FRAME.size
-        if size > _MAX_FRAME or start + size > end:
-            return records, True
-        payload = view[start : start + size]
-        if zlib.crc32(payload) != crc:
-            return records, True
-        try:
-            records.append(SpoolRecord.decode(payload))
-        except ValueError:
-            return records, True
-        pos = start + size
-    return records, False
+#: where the unreadable bytes of replayed segments are kept (``<segment>.bad`` + ``.json``)
+QUARANTINE: Final = "quarantine"
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +96,18 @@ class SpoolStats:
     bytes: int
     corrupt_tails: int
     rejected_records: int = 0
+    #: unreadable bytes and frames set aside in ``quarantine/`` by replays
+    quarantined_bytes: int = 0
+    quarantined_frames: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineStats:
+    """What ``quarantine/`` holds: files, unreadable bytes, frames lost in them."""
+
+    files: int
+    bytes: int
+    frames: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,29 +119,11 @@ class SegmentInfo:
     state: str
     records: int
     bytes: int
+    #: some bytes are unreadable (a torn tail or corruption); readable frames still count
     torn_tail: bool
     modified: float
-
-
-def _try_lock(fd: int) -> bool:
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    return True
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platform without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover - some filesystems refuse
-        pass
-    finally:
-        os.close(fd)
+    bad_bytes: int = 0
+    bad_frames: int = 0
 
 
 class ClaimedSegment:
@@ -204,13 +136,22 @@ class ClaimedSegment:
     def __repr__(self) -> str:
         return f"ClaimedSegment({str(self.path)!r})"
 
-    def read(self) -> tuple[list[SpoolRecord], bool]:
-        """The records and whether the segment had a torn tail."""
+    def data(self) -> bytes:
+        """The segment's bytes."""
         os.lseek(self._fd, 0, os.SEEK_SET)
         chunks = []
         while chunk := os.read(self._fd, 1 << 20):
             chunks.append(chunk)
-        return read_frames(b"".join(chunks))
+        return b"".join(chunks)
+
+    def read(self) -> tuple[list[SpoolRecord], bool]:
+        """The readable records and whether some bytes were not readable."""
+        return read_frames(self.data())
+
+    def scan(self) -> tuple[Scan, bytes]:
+        """The readable records and the bad ranges, with the segment's bytes."""
+        data = self.data()
+        return scan_frames(data), data
 
     def delete(self) -> None:
         """Every record was delivered or spooled again: remove the segment."""
@@ -242,6 +183,8 @@ class Spool:
         self._token = secrets.token_hex(4)
         # (path, fd, size) of the open segment, per kind (normal / rejected)
         self._open: dict[bool, tuple[Path, int, int]] = {}
+        #: segments this process holds elsewhere (its write-ahead log): not "waiting"
+        self.held: set[Path] = set()
 
     def __repr__(self) -> str:
         return f"Spool({str(self.directory)!r})"
@@ -283,23 +226,7 @@ class Spool:
                 self._open[rejected] = (path, fd, size)
 
     def _create(self, rejected: bool) -> tuple[Path, int, int]:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"{_SEGMENT}{time.time_ns():020d}-{os.getpid()}-{self._token}{_SUFFIX}"
-        if rejected:
-            name = _REJECTED + name
-        path = self.directory / name
-        partial = path.with_name(name + _PARTIAL)
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, MAGIC)
-            os.fsync(fd)
-            os.rename(partial, path)
-            _fsync_dir(self.directory)
-        except OSError:
-            os.close(fd)
-            partial.unlink(missing_ok=True)
-            raise
+        path, fd = create_segment(self.directory, self._token, REJECTED if rejected else "")
         entry = (path, fd, len(MAGIC))
         self._open[rejected] = entry
         return entry
@@ -326,17 +253,17 @@ class Spool:
         """Every segment file, oldest first (rejected ones included)."""
         if not self.directory.is_dir():
             return []
-        found = [p for p in self.directory.iterdir() if p.name.endswith(_SUFFIX)]
-        return sorted(found, key=_creation_order)
+        found = [p for p in self.directory.iterdir() if p.name.endswith(SUFFIX)]
+        return sorted(found, key=creation_order)
 
     def has_waiting(self) -> bool:
         """Whether some segment (not rejected) might be replayed now (a directory listing)."""
         if not self.directory.is_dir():
             return False
         with self._lock:
-            mine = {path for path, _, _ in self._open.values()}
+            mine = {path for path, _, _ in self._open.values()} | self.held
         return any(
-            p.name.endswith(_SUFFIX) and not p.name.startswith(_REJECTED) and p not in mine
+            p.name.endswith(SUFFIX) and not p.name.startswith(REJECTED) and p not in mine
             for p in self.directory.iterdir()
         )
 
@@ -352,12 +279,21 @@ class Spool:
         for path in self.segment_paths():
             if limit is not None and len(claimed) >= limit:
                 break
-            if path.name.startswith(_REJECTED) and not include_rejected:
+            if path.name.startswith(REJECTED) and not include_rejected:
                 continue
-            segment = _claim_one(path)
-            if segment is not None:
-                claimed.append(segment)
+            taken = claim_one(path)
+            if taken is not None:
+                claimed.append(ClaimedSegment(*taken))
         return claimed
+
+    def topics(self, *, include_rejected: bool = False) -> set[str]:
+        """The topics of the records waiting (reads every segment)."""
+        return {
+            record.topic
+            for path in self.segment_paths()
+            if include_rejected or not path.name.startswith(REJECTED)
+            for record in read_quiet(path)
+        }
 
     def infos(self) -> list[SegmentInfo]:
         """Every segment with its record count and state."""
@@ -368,73 +304,109 @@ class Spool:
                 stat = path.stat()
             except FileNotFoundError:  # replayed meanwhile
                 continue
-            records, torn = read_frames(data)
-            if path.name.startswith(_REJECTED):
+            scan = scan_frames(data)
+            if path.name.startswith(REJECTED):
                 state = "rejected"
             else:
-                state = "waiting" if _unlocked(path) else "in use"
-            infos.append(SegmentInfo(path, state, len(records), len(data), torn, stat.st_mtime))
+                state = "waiting" if unlocked(path) else "in use"
+            infos.append(
+                SegmentInfo(
+                    path,
+                    state,
+                    len(scan.records),
+                    len(data),
+                    scan.damaged,
+                    stat.st_mtime,
+                    scan.bad_bytes,
+                    scan.bad_frames,
+                )
+            )
         return infos
 
     def stats(self) -> SpoolStats:
         """Totals over every segment."""
         infos = self.infos()
+        quarantine = self.quarantine_stats()
         return SpoolStats(
             segments=len(infos),
             records=sum(i.records for i in infos if i.state != "rejected"),
             bytes=sum(i.bytes for i in infos),
             corrupt_tails=sum(int(i.torn_tail) for i in infos),
             rejected_records=sum(i.records for i in infos if i.state == "rejected"),
+            quarantined_bytes=quarantine.bytes,
+            quarantined_frames=quarantine.frames,
         )
+
+    # -- damage and leftovers --------------------------------------------------------------
+
+    def quarantine(self, segment: Path, data: bytes, bad: Sequence[BadRange]) -> Path | None:
+        """Keep the bad bytes of ``segment`` aside (fsynced); the ``.bad`` file, if any.
+
+        Raises :class:`DeliveryError` when the disk refuses: the segment must then
+        be kept.
+        """
+        if not bad:
+            return None
+        folder = self.directory / QUARANTINE
+        base = original_name(segment.name).removesuffix(SUFFIX)
+        blob = b"".join(data[r.offset : r.offset + r.size] for r in bad)
+        meta = {
+            "segment": segment.name,
+            "bytes": len(blob),
+            "frames": sum(r.frames for r in bad),
+            "ranges": [[r.offset, r.size, r.frames] for r in bad],
+            "quarantined_at": time.time(),
+        }
+        target = folder / f"{base}.{secrets.token_hex(3)}.bad"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_file(target, blob)
+            write_file(target.with_suffix(".json"), json.dumps(meta).encode())
+            fsync_dir(folder)
+        except OSError as exc:
+            raise DeliveryError(f"cannot quarantine the bad bytes of {segment}: {exc}") from exc
+        return target
+
+    def quarantine_stats(self) -> QuarantineStats:
+        """Totals over ``quarantine/``."""
+        folder = self.directory / QUARANTINE
+        files = size = frames = 0
+        if folder.is_dir():
+            for meta in folder.glob("*.json"):
+                try:
+                    data = json.loads(meta.read_text())
+                except (OSError, ValueError):
+                    continue
+                files += 1
+                size += int(data.get("bytes", 0))
+                frames += int(data.get("frames", 0))
+        return QuarantineStats(files, size, frames)
+
+    def write_replacement(
+        self, original: Path, records: Sequence[SpoolRecord], *, rejected: bool = False
+    ) -> None:
+        """Write ``records`` (fsynced) to a new segment that sorts where ``original`` did.
+
+        Used by a replay for what it could not finish, so events spooled meanwhile
+        (in newer segments) never overtake them. Raises :class:`DeliveryError`.
+        """
+        if not records:
+            return
+        name = original_name(original.name).removesuffix(SUFFIX)
+        name = f"{name}.r{secrets.token_hex(3)}{SUFFIX}"
+        if rejected:
+            name = REJECTED + name
+        path = self.directory / name
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            write_file(path, MAGIC + encode_frames(records), rename=True)
+            fsync_dir(self.directory)
+        except OSError as exc:
+            raise DeliveryError(
+                f"cannot spool {len(records)} undeliverable event(s) in {self.directory}: {exc}"
+            ) from exc
 
     @staticmethod
     def read(path: Path) -> list[SpoolRecord]:
-        """The records of one segment file (up to a torn tail)."""
+        """The readable records of one segment file."""
         return read_frames(path.read_bytes())[0]
-
-
-def _creation_order(path: Path) -> tuple[str, str]:
-    name = path.name
-    for prefix in (_CLAIMED, _REJECTED):
-        name = name.removeprefix(prefix)
-    return name, path.name
-
-
-def _unlocked(path: Path) -> bool:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        if _try_lock(fd):
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return True
-        return False
-    finally:
-        os.close(fd)
-
-
-def _claim_one(path: Path) -> ClaimedSegment | None:
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except FileNotFoundError:  # another process took it first
-        return None
-    try:
-        if not _try_lock(fd):
-            os.close(fd)
-            return None
-        # the name may have moved on between open and lock (claimed and deleted elsewhere)
-        if os.stat(path).st_ino != os.fstat(fd).st_ino:
-            os.close(fd)
-            return None
-        target = path
-        if not path.name.startswith((_CLAIMED, _REJECTED)):
-            target = path.with_name(_CLAIMED + path.name)
-            os.rename(path, target)
-    except FileNotFoundError:
-        os.close(fd)
-        return None
-    except BaseException:
-        os.close(fd)
-        raise
-    return ClaimedSegment(target, fd)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from agentstream.core.errors import DeliveryError
+from agentstream.emitter._frames import scan_frames
 from agentstream.emitter._spool import MAGIC, Spool, SpoolRecord, read_frames
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,7 +29,13 @@ def _records(n: int, start: int = 0) -> list[SpoolRecord]:
 
 
 def _frame(payload: bytes) -> bytes:
-    """A frame built here, independently: length and CRC-32, big-endian."""
+    """A version-2 frame built here, independently: mark, length, CRC-32 of length + payload."""
+    length = len(payload).to_bytes(4, "big")
+    return b"AGF\xa7" + length + zlib.crc32(length + payload).to_bytes(4, "big") + payload
+
+
+def _frame_v1(payload: bytes) -> bytes:
+    """A version-1 frame (no mark, CRC of the payload): still read."""
     return len(payload).to_bytes(4, "big") + zlib.crc32(payload).to_bytes(4, "big") + payload
 
 
@@ -49,7 +56,7 @@ def test_records_round_trip_through_a_segment(tmp_path: Path) -> None:
     assert spool.segment_paths() == []
 
 
-def test_frame_layout_is_length_crc_payload(tmp_path: Path) -> None:
+def test_frame_layout_is_mark_length_crc_payload(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     record = SpoolRecord("t", b"k", b"v", (("h", b"x"),))
     spool.append([record])
@@ -76,7 +83,7 @@ def test_one_fsync_per_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     spool.close()
 
 
-@pytest.mark.parametrize("cut", [1, 4, 8, 9, 20])
+@pytest.mark.parametrize("cut", [1, 4, 8, 9, 12, 13, 20])
 def test_a_torn_tail_keeps_every_complete_record(tmp_path: Path, cut: int) -> None:
     spool = Spool(tmp_path)
     batches = [_records(3, 0), _records(3, 3), _records(3, 6)]
@@ -95,7 +102,7 @@ def test_a_torn_tail_keeps_every_complete_record(tmp_path: Path, cut: int) -> No
     assert (stats.records, stats.corrupt_tails) == (8, 1)
 
 
-def test_a_corrupt_frame_ends_the_segment(tmp_path: Path) -> None:
+def test_a_corrupt_frame_costs_that_frame_only(tmp_path: Path) -> None:
     spool = Spool(tmp_path)
     records = _records(4)
     spool.append(records)
@@ -103,10 +110,56 @@ def test_a_corrupt_frame_ends_the_segment(tmp_path: Path) -> None:
     [path] = spool.segment_paths()
     data = bytearray(path.read_bytes())
     second = len(MAGIC) + len(_frame(records[0].encode()))
-    data[second + 8 + 3] ^= 0xFF  # a payload byte of the second record: CRC mismatch
-    assert read_frames(bytes(data)) == (records[:1], True)
+    data[second + 12 + 3] ^= 0xFF  # a payload byte of the second record: CRC mismatch
+    scan = scan_frames(bytes(data))
+    assert scan.records == [records[0], *records[2:]]
+    assert [(r.offset, r.size, r.frames) for r in scan.bad] == [
+        (second, len(_frame(records[1].encode())), 1)
+    ]
     assert read_frames(b"not a spool file") == ([], True)
     assert read_frames(b"") == ([], False)
+
+
+@pytest.mark.parametrize("where", ["magic", "mark", "length", "crc", "payload"])
+def test_one_flipped_byte_in_the_first_frame_of_100_loses_one_record(
+    tmp_path: Path, where: str
+) -> None:
+    spool = Spool(tmp_path)
+    records = _records(100)
+    spool.append(records)
+    spool.close()
+    [path] = spool.segment_paths()
+    data = bytearray(path.read_bytes())
+    offset = {"magic": 2, "mark": 9, "length": 14, "crc": 17, "payload": 25}[where]
+    data[offset] ^= 0x5A
+    path.write_bytes(bytes(data))
+    scan = scan_frames(bytes(data))
+    expected = records if where == "magic" else records[1:]
+    lost = 0 if where == "magic" else 1  # a damaged header costs no record
+    assert scan.records == expected
+    assert scan.bad_frames == lost
+    [info] = spool.infos()
+    assert (info.records, info.torn_tail, info.bad_frames) == (len(expected), True, lost)
+
+
+def test_version_1_segments_are_still_read_and_resynchronised() -> None:
+    records = _records(5)
+    frames = [_frame_v1(r.encode()) for r in records]
+    data = bytearray(b"AGSPOOL1" + b"".join(frames))
+    data[8 + len(frames[0]) + 10] ^= 0xFF  # inside the second record
+    scan = scan_frames(bytes(data))
+    assert scan.records == [records[0], *records[2:]]
+    assert [(r.offset, r.size) for r in scan.bad] == [(8 + len(frames[0]), len(frames[1]))]
+
+
+def test_garbage_between_frames_is_skipped() -> None:
+    records = _records(3)
+    frames = [_frame(r.encode()) for r in records]
+    junk = b"AGF\xa7" + b"\x00\x00\x00\x05garbage" + os.urandom(50)
+    data = MAGIC + frames[0] + junk + frames[1] + frames[2]
+    scan = scan_frames(data)
+    assert scan.records == records
+    assert [(r.offset, r.size) for r in scan.bad] == [(len(MAGIC) + len(frames[0]), len(junk))]
 
 
 def test_claim_by_rename_is_exclusive(tmp_path: Path) -> None:

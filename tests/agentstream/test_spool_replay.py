@@ -129,12 +129,24 @@ def test_failures_are_spooled_again_before_the_segment_goes(tmp_path: Path) -> N
     producer.report(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))  # never going to fit
     assert job.reap() == 1
     assert (job.delivered, job.failed, job.rejected) == (1, 2, 1)
-    assert sorted(i.state for i in spool.infos()) == ["in use", "rejected"]  # still open
-    spool.rotate()
     infos = spool.infos()
     assert sorted((i.state, i.records) for i in infos) == [("rejected", 1), ("waiting", 2)]
     waiting = [i.path for i in infos if i.state == "waiting"]
     assert Spool.read(waiting[0]) == records[1:3]
+
+
+def test_what_fails_again_sorts_before_segments_spooled_meanwhile(tmp_path: Path) -> None:
+    old, new = _records(3), _records(2, start=3)
+    spool = _spool_with(tmp_path, old)
+    job = ReplayJob(spool, spool.claim())
+    producer = _Producer()
+    job.pump(producer)
+    spool.append(new)  # the agent's later events, spooled while the replay runs
+    spool.rotate()
+    producer.report(KafkaError(KafkaError._MSG_TIMED_OUT))  # all of the old ones fail again
+    assert job.reap() == 1
+    # replayed next time: the old events first, then the newer ones
+    assert _all_records(spool) == old + new
 
 
 def test_abandon_spools_what_was_not_sent_and_keeps_what_is_in_doubt(tmp_path: Path) -> None:
