@@ -104,7 +104,10 @@ def _watch(settings: Settings, live: _Live, stop: threading.Event) -> None:
     """Consume rollups, alerts and dead letters for the live view."""
     from confluent_kafka import Consumer
 
-    from agentstream.schemas import Alert, InvalidEvent, Rollup, decode_model
+    from agentstream.core.codec import codec_from_settings
+    from agentstream.schemas import Alert, InvalidEvent, Rollup
+
+    codec = codec_from_settings(settings, role="consumer")
 
     topics = {settings.topics.name(s): s for s in ("rollups", "alerts", "invalid")}
     consumer = Consumer(
@@ -123,7 +126,7 @@ def _watch(settings: Settings, live: _Live, stop: threading.Event) -> None:
                 if message.error() or value is None:
                     continue
                 try:
-                    record = decode_model(value)
+                    record = codec.decode_model(value)
                 except AgentstreamError:
                     continue
                 if isinstance(record, Rollup):

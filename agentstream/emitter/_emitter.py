@@ -37,14 +37,15 @@ from typing import Any, Final
 
 from confluent_kafka import KafkaException, Producer
 
+from agentstream.core.codec import codec_from_settings
 from agentstream.core.config import Settings, get_settings
-from agentstream.core.errors import ConfigError, DeliveryError, SchemaRegistryError
+from agentstream.core.errors import ConfigError, DeliveryError
 from agentstream.core.metrics import pipeline_metrics
 from agentstream.core.redact import Redactor
 from agentstream.emitter._core import Classifier, EmitterCore, Headers
 from agentstream.emitter._replay import ReplayJob, is_permanent, record_of
 from agentstream.emitter._spool import Spool, SpoolRecord
-from agentstream.schemas import AgentEvent, AvroCodec, HttpSchemaRegistry
+from agentstream.schemas import AgentEvent, AvroCodec
 
 __all__ = ["Emitter", "EmitterStats", "codec_from_settings", "kafka_producer_config"]
 
@@ -103,31 +104,6 @@ def kafka_producer_config(settings: Settings) -> dict[str, Any]:
         }
     )
     return conf
-
-
-def codec_from_settings(settings: Settings) -> AvroCodec:
-    """Single-object framing, or Confluent framing when ``emitter.registry_url`` is set.
-
-    The schemas are registered here, not on the first ``emit`` (which must not
-    block); an unreachable registry falls back to single-object framing (consumers
-    read both) with a warning.
-    """
-    es = settings.emitter
-    if es.registry_url is None:
-        if es.framing == "confluent":
-            raise ConfigError(
-                "AGENTSTREAM_EMITTER__REGISTRY_URL: the confluent framing needs a registry url"
-            )
-        return AvroCodec()
-    password = es.registry_password.get_secret_value() if es.registry_password else None
-    registry = HttpSchemaRegistry(es.registry_url, username=es.registry_username, password=password)
-    codec = AvroCodec("confluent", registry)
-    try:
-        codec.register_all()
-    except SchemaRegistryError as exc:
-        _log.warning("agentstream: %s; emitting with the single-object framing instead", exc)
-        return AvroCodec()
-    return codec
 
 
 _LIVE: weakref.WeakSet[Emitter] = weakref.WeakSet()
