@@ -6,7 +6,8 @@ does:
 
 * ``stop()``: every insert raises the "unavailable" error (``Code: 210 ...
   Connection refused``) until ``start()``;
-* ``fail_next(n)``: the next ``n`` inserts raise it (a hiccup);
+* ``fail_next(n, message)``: the next ``n`` inserts raise it, or a ``StorageError`` with
+  ``message`` (a hiccup; "Code: 252 ... Too many parts" for merges falling behind);
 * ``slow(seconds)``: every insert first waits that long (``slow(0)`` ends it);
 * ``refuse(predicate)``: an insert holding a row for which ``predicate(table, row)``
   holds raises a data error (``Code: 117 ... INCORRECT_DATA``), as ClickHouse
@@ -15,7 +16,8 @@ does:
   ``StorageError``: nothing in the sink expects it, the loop dies).
 
 Inserts into ``schema_migrations`` are never failed. ``tokens`` lists the dedup token of
-every insert attempted; ``attempts`` / ``failed`` count them.
+every insert attempted; ``attempts`` / ``failed`` count them; ``errors`` holds what the
+real engine itself raised.
 """
 
 from __future__ import annotations
@@ -50,12 +52,14 @@ class FlakyBackend:
         self._lock = threading.Lock()
         self._down = False
         self._fail_next = failures
+        self._fail_message = UNAVAILABLE
         self._crash_next = 0
         self._delay_s = 0.0
         self._refuse: RowPredicate | None = None
         self.tokens: list[str | None] = []
         self.attempts = 0
         self.failed = 0
+        self.errors: list[str] = []
 
     # -- commands --------------------------------------------------------------
 
@@ -67,10 +71,11 @@ class FlakyBackend:
         """ClickHouse is back."""
         self._down = False
 
-    def fail_next(self, count: int) -> None:
-        """The next ``count`` inserts fail as if ClickHouse were down."""
+    def fail_next(self, count: int, message: str = UNAVAILABLE) -> None:
+        """The next ``count`` inserts fail with ``message`` (default: ClickHouse is down)."""
         with self._lock:
             self._fail_next = count
+            self._fail_message = message
 
     def crash_next(self, count: int = 1) -> None:
         """The next ``count`` inserts raise :class:`BackendBug`."""
@@ -116,7 +121,10 @@ class FlakyBackend:
         if crash:
             self.failed += 1
             raise BackendBug(f"injected bug while inserting into {table}")
-        if hiccup or self._down:
+        if hiccup:
+            self.failed += 1
+            raise StorageError(self._fail_message)
+        if self._down:
             self.failed += 1
             raise StorageError(UNAVAILABLE)
         refuse = self._refuse
@@ -126,7 +134,11 @@ class FlakyBackend:
                 f"ClickHouse: Code: 117. DB::Exception: injected: a value of {table} "
                 "cannot be stored. (INCORRECT_DATA)"
             )
-        return self.inner.insert(table, columns, rows, dedup_token=dedup_token)
+        try:
+            return self.inner.insert(table, columns, rows, dedup_token=dedup_token)
+        except StorageError as exc:
+            self.errors.append(str(exc))
+            raise
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
         return self.inner.query(sql, params)
