@@ -118,7 +118,10 @@ class BackgroundLoop(ABC):
             self.close()
         except BaseException as exc:
             self._failed(exc)
-            self.abort()
+            try:
+                self.abort()
+            except Exception as cleanup:  # the failure above is what counts
+                self._log.warning("sink worker cleanup after the failure failed: %s", cleanup)
 
     def _failed(self, exc: BaseException) -> None:
         self.error = exc

@@ -29,7 +29,7 @@ from tests.support.clickhouse import BackendBug, FlakyBackend
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 3
-TIMEOUT_S = 40.0
+TIMEOUT_S = 90.0
 NOW = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
 COOPERATIVE = {"partition.assignment.strategy": "cooperative-sticky"}
 
@@ -159,11 +159,14 @@ class InjectingWorker(SinkWorker):
     """A sink worker whose consumer hands back error events on command."""
 
     injector: _InjectingConsumer | None = None
+    #: the injector's ``overfetch`` from the first ``consume`` on
+    overfetch = 0
 
     def open(self) -> None:
         super().open()
         if not isinstance(self._consumer, _InjectingConsumer):
             self.injector = _InjectingConsumer(self._consumer)
+            self.injector.overfetch = self.overfetch
             self._consumer = self.injector
 
     def inject(self, events: int) -> None:
@@ -260,13 +263,11 @@ def test_a_rebalance_during_a_pause_keeps_order_and_positions(
         most_held[0] = max(most_held[0], held(paused))
         return most_held[0]
 
+    paused.overfetch = 7
     flaky.stop()
     paused.start()
     try:
         produce(kafka_broker, settings, first)
-        wait_for(lambda: paused.injector is not None, "the consumer")
-        assert paused.injector is not None
-        paused.injector.overfetch = 7
         wait_for(lambda: paused.stats.pauses >= 1 and holding() > 0, "a pause, records held")
         # a second sink joins: some partitions are revoked from the paused one ...
         helper.start()
