@@ -103,7 +103,10 @@ def _scrape(url: str, live: _Live, stop: threading.Event) -> None:
 def _watch(settings: Settings, live: _Live, stop: threading.Event) -> None:
     """Consume rollups, alerts and dead letters for the live view."""
     from agentstream.core import kafka
-    from agentstream.schemas import Alert, InvalidEvent, Rollup, decode_model
+    from agentstream.core.codec import codec_from_settings
+    from agentstream.schemas import Alert, InvalidEvent, Rollup
+
+    codec = codec_from_settings(settings, role="consumer")
 
     topics = {settings.topics.name(s): s for s in ("rollups", "alerts", "invalid")}
     consumer = kafka.consumer(settings, "tools", {"group.id": f"demo-view-{os.getpid()}"})
@@ -115,7 +118,7 @@ def _watch(settings: Settings, live: _Live, stop: threading.Event) -> None:
                 if message.error() or value is None:
                     continue
                 try:
-                    record = decode_model(value)
+                    record = codec.decode_model(value)
                 except AgentstreamError:
                     continue
                 if isinstance(record, Rollup):

@@ -42,6 +42,7 @@ from typing import Any, Final
 
 from confluent_kafka import KafkaException, Producer
 
+from agentstream.core.codec import codec_from_settings
 from agentstream.core.config import Settings, get_settings
 from agentstream.core.errors import ConfigError, DeliveryError
 from agentstream.core.metrics import pipeline_metrics
@@ -49,7 +50,6 @@ from agentstream.core.redact import Redactor
 from agentstream.emitter._core import Classifier, EmitterCore, Headers
 from agentstream.emitter._producer import (
     EmitterStats,
-    codec_from_settings,
     kafka_producer_config,
     track,
     untrack,
@@ -65,7 +65,7 @@ from agentstream.emitter._spool import Spool, SpoolRecord
 from agentstream.emitter._wal import WalSegment, WriteAheadLog
 from agentstream.schemas import AgentEvent, AvroCodec
 
-__all__ = ["Emitter", "EmitterStats", "codec_from_settings", "kafka_producer_config"]
+__all__ = ["Emitter", "EmitterStats", "kafka_producer_config"]
 
 _log: Final = logging.getLogger("agentstream.emitter")
 #: an event on its way to the spool, and the write-ahead log segment holding it (disk mode)

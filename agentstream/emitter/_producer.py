@@ -10,13 +10,10 @@ from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from agentstream.core.config import Settings
-from agentstream.core.errors import ConfigError, SchemaRegistryError
 from agentstream.core.kafka import client_config
-from agentstream.schemas import AvroCodec, HttpSchemaRegistry
 
 __all__ = [
     "EmitterStats",
-    "codec_from_settings",
     "kafka_producer_config",
     "track",
     "untrack",
@@ -51,31 +48,6 @@ class EmitterStats:
 def kafka_producer_config(settings: Settings) -> dict[str, Any]:
     """The confluent-kafka producer configuration of ``settings`` (no callbacks)."""
     return client_config(settings, "emitter", "producer")
-
-
-def codec_from_settings(settings: Settings) -> AvroCodec:
-    """Single-object framing, or Confluent framing when ``emitter.registry_url`` is set.
-
-    The schemas are registered here, not on the first ``emit`` (which must not
-    block); an unreachable registry falls back to single-object framing (consumers
-    read both) with a warning.
-    """
-    es = settings.emitter
-    if es.registry_url is None:
-        if es.framing == "confluent":
-            raise ConfigError(
-                "AGENTSTREAM_EMITTER__REGISTRY_URL: the confluent framing needs a registry url"
-            )
-        return AvroCodec()
-    password = es.registry_password.get_secret_value() if es.registry_password else None
-    registry = HttpSchemaRegistry(es.registry_url, username=es.registry_username, password=password)
-    codec = AvroCodec("confluent", registry)
-    try:
-        codec.register_all()
-    except SchemaRegistryError as exc:
-        _log.warning("agentstream: %s; emitting with the single-object framing instead", exc)
-        return AvroCodec()
-    return codec
 
 
 class _Closable(Protocol):

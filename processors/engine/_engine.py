@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from opentelemetry import trace
 
 from agentstream.core.catalog import STREAMS
+from agentstream.core.codec import codec_from_settings
 from agentstream.core.config import Settings
 from agentstream.core.errors import AgentstreamError, CodecError, ContractError
 from agentstream.core.metrics import PipelineMetrics, consumer_lag, pipeline_metrics
@@ -38,7 +39,6 @@ from agentstream.processors.lifecycle import (
 )
 from agentstream.processors.rollups import RollupAggregator
 from agentstream.schemas import (
-    DEFAULT_CODEC,
     InvalidEvent,
     ModelCall,
     Record,
@@ -85,6 +85,7 @@ class ProcessorEngine:
     ) -> None:
         self.settings = settings
         self.stats = EngineStats()
+        self._codec = codec_from_settings(settings, role="consumer")  # Confluent framing too
         self.metrics = metrics or pipeline_metrics()
         #: per topic, this batch's records in and out, and dead letters by (source, error)
         self._tally_in: dict[str, int] = {}
@@ -276,7 +277,7 @@ class ProcessorEngine:
         try:
             if value is None:
                 raise CodecError("empty record (tombstone)")
-            record = DEFAULT_CODEC.decode_model(value, _INPUTS[stream])
+            record = self._codec.decode_model(value, _INPUTS[stream])
         except (CodecError, ContractError) as exc:
             self._dead_letter(message, str(exc), type(exc).__name__)
             return

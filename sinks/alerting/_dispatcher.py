@@ -24,10 +24,11 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from agentstream.core.codec import codec_from_settings
 from agentstream.core.config import Settings
 from agentstream.core.errors import AgentstreamError
 from agentstream.core.metrics import PipelineMetrics, consumer_lag, pipeline_metrics
-from agentstream.schemas import Alert, decode_model
+from agentstream.schemas import Alert
 from agentstream.sinks.alerting._notifier import Notifier, Outcome
 
 __all__ = ["AlertDispatcher", "DispatcherStats"]
@@ -106,6 +107,7 @@ class AlertDispatcher:
         self.topic = topic or settings.topics.name("alerts")
         self.notifier = notifier
         self.stats = DispatcherStats()
+        self._codec = codec_from_settings(settings, role="consumer")
         self.metrics = metrics or pipeline_metrics()
         self._group = settings.alerts.consumer_group
         self._seen: OrderedDict[str, None] = OrderedDict()
@@ -180,7 +182,7 @@ class AlertDispatcher:
         self.metrics.consumed.add(1, {"stage": "alerts", "topic": tp[0]})
         offset = message.offset() or 0
         try:
-            alert = decode_model(message.value() or b"", Alert)
+            alert = self._codec.decode_model(message.value() or b"", Alert)
         except AgentstreamError as exc:
             self.stats.invalid += 1
             log.error(

@@ -16,9 +16,10 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from agentstream.core import kafka
+from agentstream.core.codec import codec_from_settings
 from agentstream.core.config import Settings
 from agentstream.core.errors import AgentstreamError, StorageError
-from agentstream.schemas import Alert, AlertState, decode_model
+from agentstream.schemas import Alert, AlertState, AvroCodec
 from agentstream.sinks.clickhouse import ClickHouseBackend
 
 __all__ = [
@@ -96,7 +97,8 @@ def alerts_from_topic(
     group = f"agentstream-alerts-reader-{uuid.uuid4().hex[:8]}"
     consumer = kafka.consumer(settings, "tools", {"group.id": group})
     try:
-        return _read_all(consumer, name, since, timeout_s)
+        codec = codec_from_settings(settings, role="consumer")
+        return _read_all(consumer, codec, name, since, timeout_s)
     except KafkaException as exc:
         where = settings.kafka.bootstrap_servers
         raise StorageError(f"cannot read topic {name} from {where}: {exc.args[0]}") from exc
@@ -105,7 +107,7 @@ def alerts_from_topic(
 
 
 def _read_all(
-    consumer: Consumer, topic: str, since: datetime | None, timeout_s: float
+    consumer: Consumer, codec: AvroCodec, topic: str, since: datetime | None, timeout_s: float
 ) -> list[Alert]:
     metadata = consumer.list_topics(topic, timeout=timeout_s)
     info = metadata.topics.get(topic)
@@ -136,7 +138,7 @@ def _read_all(
         if offset + 1 >= ends.get(partition, 0):
             ends.pop(partition, None)
         try:
-            alert = decode_model(message.value() or b"", Alert)
+            alert = codec.decode_model(message.value() or b"", Alert)
         except AgentstreamError:
             continue
         if since is None or alert.fired_at >= since:

@@ -16,7 +16,12 @@ from agentstream.sinks.clickhouse._migrate import (
     render,
     split_statements,
 )
-from agentstream.sinks.clickhouse._sink import ClickHouseSink, Row, is_rejection
+from agentstream.sinks.clickhouse._sink import (
+    ClickHouseSink,
+    Row,
+    is_rejection,
+    spans_too_many_partitions,
+)
 from agentstream.sinks.clickhouse._tables import REDACTED_FIELDS, TABLES, TableSpec, table_for
 
 __all__ = [
@@ -34,6 +39,7 @@ __all__ = [
     "migrate",
     "open_backend",
     "render",
+    "spans_too_many_partitions",
     "split_statements",
     "table_for",
 ]

@@ -9,13 +9,18 @@ different cut lets through.
 When ClickHouse refuses a batch because of its *data* (a value it cannot
 store, a violated constraint), the batch is split in halves until the
 refused rows are isolated; they come back as :class:`~sinks.Rejected` with
-ClickHouse's message, the rest is stored. Any other failure (server down,
-timeout, too many parts) is a :class:`~agentstream.core.errors.StorageError`
-the batching layer retries with backoff.
+ClickHouse's message, the rest is stored. A batch whose rows span more
+partitions (months) than one INSERT block may hold (code 252, "Too many
+partitions for single INSERT block") is split by partition, in halves of its
+partitions, until each piece is accepted. Any other failure (server down,
+timeout, and the transient forms of code 252: too many parts, merges behind)
+is a :class:`~agentstream.core.errors.StorageError` the batching layer retries
+with backoff; those rows are never dead-lettered.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -30,7 +35,7 @@ from agentstream.sinks._base import Batch, BatchingSink, Position, Rejected
 from agentstream.sinks.clickhouse._backend import ClickHouseBackend
 from agentstream.sinks.clickhouse._tables import TABLES, TableSpec, table_for
 
-__all__ = ["ClickHouseSink", "Row", "is_rejection"]
+__all__ = ["ClickHouseSink", "Row", "is_rejection", "spans_too_many_partitions"]
 
 #: ClickHouse error codes that mean "this data cannot be stored", not "try again later"
 _DATA_ERROR_CODES = frozenset(
@@ -57,6 +62,8 @@ _DATA_ERROR_CODES = frozenset(
     }
 )
 _CODE = re.compile(r"Code:\s*(\d+)")
+#: code 252 (TOO_MANY_PARTS) in its permanent form: the batch itself spans too many partitions
+_TOO_MANY_PARTITIONS = re.compile(r"too many partitions for single insert block", re.IGNORECASE)
 
 
 def is_rejection(exc: BaseException) -> bool:
@@ -65,6 +72,20 @@ def is_rejection(exc: BaseException) -> bool:
         return True  # the value cannot even be encoded for the insert
     match = _CODE.search(str(exc))
     return match is not None and int(match.group(1)) in _DATA_ERROR_CODES
+
+
+def spans_too_many_partitions(exc: BaseException) -> bool:
+    """True when ClickHouse refuses a batch for the partitions it spans (split it by partition).
+
+    Code 252 also means "too many parts" (merges behind): that one is transient and
+    retried like any other server trouble.
+    """
+    match = _CODE.search(str(exc))
+    return (
+        match is not None
+        and int(match.group(1)) == 252
+        and _TOO_MANY_PARTITIONS.search(str(exc)) is not None
+    )
 
 
 def _reason(exc: BaseException) -> str:
@@ -162,7 +183,11 @@ class ClickHouseSink(BatchingSink[Row]):
                 dedup_token=batch.token(),
             )
         except (StorageError, TypeError, ValueError) as exc:
-            if not is_rejection(exc):
+            if spans_too_many_partitions(exc):
+                pieces = _split_by_partition(spec, batch)
+                if pieces is not None:
+                    return [r for piece in pieces for r in self._insert(spec, piece)]
+            elif not is_rejection(exc):
                 if isinstance(exc, StorageError):
                     raise
                 raise StorageError(f"insert into {spec.name}: {exc}") from exc
@@ -180,3 +205,37 @@ class ClickHouseSink(BatchingSink[Row]):
             return self._insert(spec, first) + self._insert(spec, second)
         self.inserted[spec.name] = self.inserted.get(spec.name, 0) + len(batch)
         return []
+
+
+def _partition_of(value: Any) -> Any:
+    """The partition of a row by its time column: ``toYYYYMM`` (any other value: itself)."""
+    if isinstance(value, dt.datetime | dt.date):
+        return (value.year, value.month)
+    return value
+
+
+def _split_by_partition(spec: TableSpec, batch: Batch[Row]) -> list[Batch[Row]] | None:
+    """The batch cut in two, each half holding half of its partitions (months), rows in order.
+
+    ``None`` when every row is in one partition (then only halving the rows is left).
+    The cut depends only on the rows, so a retry or a replay cuts the same way and the
+    pieces keep their deduplication tokens.
+    """
+    at = spec.columns.index(spec.time_column)
+    keys = [_partition_of(row.values[at]) for row in batch.items]
+    ordered = list(dict.fromkeys(keys))
+    if len(ordered) < 2:
+        return None
+    first = set(ordered[: len(ordered) // 2])
+    halves: list[Batch[Row]] = []
+    for wanted in (True, False):
+        picked = [i for i, key in enumerate(keys) if (key in first) is wanted]
+        halves.append(
+            Batch(
+                batch.key,
+                batch.opened_at,
+                [batch.items[i] for i in picked],
+                [batch.positions[i] for i in picked],
+            )
+        )
+    return halves

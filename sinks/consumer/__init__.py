@@ -5,7 +5,16 @@
 and commits offsets only after the rows are stored.
 """
 
+from agentstream.sinks.consumer._loop import SinkHealth, SinkStats
 from agentstream.sinks.consumer._routing import BadRecordPolicy, Route, dead_letter, routes
-from agentstream.sinks.consumer._worker import SinkStats, SinkWorker
+from agentstream.sinks.consumer._worker import SinkWorker
 
-__all__ = ["BadRecordPolicy", "Route", "SinkStats", "SinkWorker", "dead_letter", "routes"]
+__all__ = [
+    "BadRecordPolicy",
+    "Route",
+    "SinkHealth",
+    "SinkStats",
+    "SinkWorker",
+    "dead_letter",
+    "routes",
+]

@@ -14,20 +14,30 @@ One loop, one thread (the consumer is not shared):
 
 While ClickHouse fails, the batches stay buffered and are retried with
 backoff; once ``max_buffered_rows`` wait, the assigned partitions are paused
-(``consume`` keeps the group membership alive) until a flush succeeds.
+(``consume`` keeps the group membership alive) until a flush succeeds. Records
+read but not yet taken by the full sink are *held*, in order, and taken first
+once there is room; nothing else touches them: an error event from the
+consumer is logged (and a fatal one ends the loop), a record that arrives
+during the pause (a newly assigned partition) queues behind them, and a revoke
+drops only the held records of the revoked partitions (their offsets were
+never committed past, so the next owner reads them).
+
+Health: a loop that ends on an exception keeps it in :attr:`SinkWorker.error`
+and :meth:`SinkWorker.healthy` turns false; ``stop()`` then ``start()`` runs a
+fresh loop that resumes from the committed offsets.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry import trace
 
+from agentstream.core.codec import codec_from_settings
 from agentstream.core.config import Settings
 from agentstream.core.errors import (
     AgentstreamError,
@@ -39,7 +49,7 @@ from agentstream.core.errors import (
 )
 from agentstream.core.metrics import PipelineMetrics, consumer_lag, pipeline_metrics
 from agentstream.core.tracing import consumer_span
-from agentstream.schemas import DEFAULT_CODEC, AvroCodec, HttpSchemaRegistry
+from agentstream.schemas import AvroCodec
 from agentstream.sinks._base import FlushReport, Position, Rejected
 from agentstream.sinks.clickhouse import (
     ClickHouseBackend,
@@ -48,51 +58,20 @@ from agentstream.sinks.clickhouse import (
     migrate,
     open_backend,
 )
+from agentstream.sinks.consumer._loop import BackgroundLoop, SinkHealth, SinkStats
 from agentstream.sinks.consumer._routing import Route, dead_letter, routes
 
-__all__ = ["SinkStats", "SinkWorker"]
+__all__ = ["SinkHealth", "SinkStats", "SinkWorker"]
 
 log = logging.getLogger("agentstream.sink")
 _TRACER = trace.get_tracer("agentstream.sink")
 
 _MAX_CONSUME = 1000
+#: a repeated consumer error is logged as a warning at most this often
+_WARN_EVERY_S = 30.0
 
 
-@dataclass
-class SinkStats:
-    """Counters of one :class:`SinkWorker` (read them from any thread)."""
-
-    consumed: int = 0
-    #: rows stored per table
-    stored: dict[str, int] = field(default_factory=dict)
-    #: undecodable / invalid records on raw topics (the contract gate dead-letters them)
-    skipped: int = 0
-    dead_lettered: int = 0
-    #: bad records on the dead-letter topic itself (logged, not looped back)
-    dropped: int = 0
-    flushes: int = 0
-    write_failures: int = 0
-    commits: int = 0
-    pauses: int = 0
-
-    @property
-    def rows(self) -> int:
-        """Rows stored, all tables together."""
-        return sum(self.stored.values())
-
-
-def _codec_for(settings: Settings) -> AvroCodec:
-    emitter = settings.emitter
-    if emitter.registry_url is None:
-        return DEFAULT_CODEC
-    password = emitter.registry_password.get_secret_value() if emitter.registry_password else None
-    registry = HttpSchemaRegistry(
-        emitter.registry_url, username=emitter.registry_username, password=password
-    )
-    return AvroCodec(registry=registry)
-
-
-class SinkWorker:
+class SinkWorker(BackgroundLoop):
     """Consumes the event and processor topics and stores them in ClickHouse.
 
     ``backend``: share an open backend (the worker process's, or a test's);
@@ -118,7 +97,7 @@ class SinkWorker:
         self._tally_in: dict[str, int] = {}
         self._backend = backend
         self._owns_backend = backend is None
-        self._codec = codec or _codec_for(settings)
+        self._codec = codec or codec_from_settings(settings, role="consumer")
         self._routes: dict[str, Route] = routes(
             settings.topics, tuple(streams) if streams is not None else None
         )
@@ -131,14 +110,16 @@ class SinkWorker:
         self._producer: Any = None
         self._next: dict[tuple[str, int], int] = {}
         self._committed: dict[tuple[str, int], int] = {}
-        self._held: list[Any] = []
+        #: records read but not yet taken by the (full) sink, in consumption order
+        self._held: deque[Any] = deque()
         self._paused = False
         self._aborting = False
         self._dl_errors: list[str] = []
+        self._fatal: str | None = None
+        self._warned: dict[str, float] = {}
+        self._failing_since: float | None = None
         self._last_commit = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.error: BaseException | None = None
+        BackgroundLoop.__init__(self, "agentstream-sink", log)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -154,6 +135,7 @@ class SinkWorker:
         from confluent_kafka import Consumer, Producer
 
         self._aborting = False
+        self._reset()
         if self._backend is None:
             self._backend = open_backend(self.settings.clickhouse)
         if self._run_migrations:
@@ -168,6 +150,7 @@ class SinkWorker:
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
+            "error_cb": self._on_error,
             **self._consumer_overrides,
         }
         self._consumer = Consumer(conf)
@@ -176,6 +159,16 @@ class SinkWorker:
             self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
         self._last_commit = time.monotonic()
+
+    def _reset(self) -> None:
+        """Forget the previous loop's positions: a new consumer starts at the committed offsets."""
+        self._held.clear()
+        self._next.clear()
+        self._committed.clear()
+        self._paused = False
+        self._dl_errors = []
+        self._fatal = None
+        self._failing_since = None
 
     def close(self) -> None:
         """Stop gracefully: write what is buffered, commit, leave the group."""
@@ -209,58 +202,21 @@ class SinkWorker:
             self._backend = None
         self._sink = None
 
-    def start(self) -> None:
-        """Run the loop in a background thread until :meth:`stop`."""
-        if self._thread is not None:
-            raise RuntimeError("the sink worker is already running")
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run_thread, name="agentstream-sink", daemon=True
-        )
-        self._thread.start()
-
-    def _run_thread(self) -> None:
-        try:
-            self.open()
-            while not self._stop.is_set():
-                self.step()
-            self.close()
-        except BaseException as exc:
-            self.error = exc
-            log.exception("sink worker stopped on an error")
-            self.abort()
-
-    def stop(self, timeout: float | None = 30.0) -> None:
-        """Ask the background loop to finish (flush, commit) and wait for it."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
-
-    def run_until(self, predicate: Callable[[SinkStats], bool], timeout: float) -> SinkStats:
-        """Drive the loop here until ``predicate(stats)`` holds; raises ``TimeoutError``."""
-        self.open()
-        deadline = time.monotonic() + timeout
-        while not predicate(self.stats):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"sink worker: condition not met in {timeout}s ({self.stats})")
-            self.step()
-        return self.stats
-
     # -- the loop --------------------------------------------------------------
 
     def step(self) -> None:
         """One round: consume what fits, flush what is due, commit what is stored."""
         sink = self._require_sink()
-        if self._held:
-            self._handle_all(self._held)
+        self._take_held()
         if self._paused and sink.room > 0 and not self._held:
             self._consumer.resume(self._consumer.assignment())
             self._paused = False
         want = 1 if self._paused else max(1, min(sink.room, _MAX_CONSUME))
         messages = self._consumer.consume(num_messages=want, timeout=self._poll_s)
+        if self._fatal is not None:
+            raise AgentstreamError(f"the sink's Kafka consumer failed: {self._fatal}")
         if messages:
-            self._handle_all(list(messages))
+            self._receive(messages)
             self.metrics.add_counts(self.metrics.consumed, "sink", self._tally_in)
             self._tally_in.clear()
         if sink.room == 0 and not self._paused:
@@ -282,24 +238,64 @@ class SinkWorker:
         self.stats.pauses += 1
         log.warning("sink buffer full (%d rows): consumption paused", self._require_sink().buffered)
 
-    def _handle_all(self, messages: list[Any]) -> None:
-        self._held = []
-        for index, message in enumerate(messages):
+    def _receive(self, messages: Sequence[Any]) -> None:
+        """Queue the records behind those held (error events are only reported), take them."""
+        arrived = False
+        for message in messages:
+            error = message.error()
+            if error is not None:
+                self._consumer_error(error)
+            else:
+                self._held.append(message)
+                arrived = True
+        if arrived and self._paused:
+            # a record during a pause: its partition was assigned since; pause it too
+            self._consumer.pause(self._consumer.assignment())
+        self._take_held()
+
+    def _take_held(self) -> None:
+        """Hand the held records to the sink in order, until it is full."""
+        held = self._held
+        while held:
             try:
-                self._handle(message)
+                self._handle(held[0])
             except BackPressure:
-                self._held = messages[index:]
                 if not self._paused:
                     self._pause()
                 return
+            held.popleft()
+
+    def _consumer_error(self, error: Any) -> None:
+        from confluent_kafka import KafkaError
+
+        if error.fatal():
+            raise AgentstreamError(f"the sink's Kafka consumer failed: {error.str()}")
+        if error.code() == KafkaError._PARTITION_EOF:
+            return
+        self.stats.consumer_errors += 1
+        self._warn(error.str(), f"sink consumer: {error.str()} ({len(self._held)} records held)")
+
+    def _health_detail(self) -> tuple[bool, float]:
+        failing = self._failing_since
+        return self._paused, time.monotonic() - failing if failing is not None else 0.0
+
+    def _on_error(self, error: Any) -> None:
+        """librdkafka's error callback (broker down, transport errors): log; fatal ends the loop."""
+        if error.fatal():
+            self._fatal = error.str()
+        self.stats.consumer_errors += 1
+        self._warn(error.str(), f"sink consumer: {error.str()}")
+
+    def _warn(self, key: str, text: str) -> None:
+        """Log ``text`` as a warning at most every 30 s per ``key`` (an outage repeats errors)."""
+        now = time.monotonic()
+        if now - self._warned.get(key, -_WARN_EVERY_S) >= _WARN_EVERY_S:
+            self._warned[key] = now
+            log.warning("%s", text)
+        else:
+            log.debug("%s", text)
 
     def _handle(self, message: Any) -> None:
-        error = message.error()
-        if error is not None:
-            if error.fatal():
-                raise AgentstreamError(f"the sink's Kafka consumer failed: {error.str()}")
-            log.debug("sink consumer: %s", error.str())
-            return
         topic, partition, offset = message.topic(), message.partition(), message.offset()
         route = self._routes[topic]
         value: bytes | None = message.value()
@@ -366,6 +362,8 @@ class SinkWorker:
         for rejected in report.rejected:
             self._rejected(rejected)
         if report.error is not None:
+            if self._failing_since is None:
+                self._failing_since = time.monotonic()
             self.stats.write_failures += 1
             sink = self._require_sink()
             log.warning(
@@ -375,6 +373,7 @@ class SinkWorker:
                 report.error,
             )
         elif report.batches:
+            self._failing_since = None
             self._commit()
 
     def _rejected(self, rejected: Rejected[Row]) -> None:
@@ -496,7 +495,7 @@ class SinkWorker:
     def _forget(self, gone: set[tuple[str, int]]) -> None:
         if self._sink is not None:
             self._sink.discard(gone)
-        self._held = [m for m in self._held if (m.topic(), m.partition()) not in gone]
+        self._held = deque(m for m in self._held if (m.topic(), m.partition()) not in gone)
         for tp in gone:
             self._next.pop(tp, None)
             self._committed.pop(tp, None)

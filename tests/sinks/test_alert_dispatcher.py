@@ -11,12 +11,20 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from agentstream.core.codec import codec_from_settings
 from agentstream.core.config import Settings, load_settings
 from agentstream.devtools.localstack.testing import BrokerHandle, TopicFactory
 from agentstream.processors.alerts import AlertEvaluator, load_rules
 from agentstream.schemas import Alert, Rollup, ScopeKind, encode_model
-from agentstream.sinks.alerting import AlertDispatcher, Notifier, build_channels, verify_signature
+from agentstream.sinks.alerting import (
+    AlertDispatcher,
+    Notifier,
+    alerts_from_topic,
+    build_channels,
+    verify_signature,
+)
 from agentstream.sinks.alerting.testing import Receiver
+from tests.support.registry import serve_registry
 
 pytestmark = pytest.mark.integration
 
@@ -227,3 +235,31 @@ def test_replayed_alert_is_sent_once(kafka_broker: BrokerHandle, kafka_topic: To
             notifier.close()
         assert len(rx.accepted()) == 2
     assert dispatcher.stats.duplicates == 2
+
+
+def test_confluent_framed_alerts_are_delivered_and_read_back(
+    kafka_broker: BrokerHandle, kafka_topic: TopicFactory
+) -> None:
+    topic = kafka_topic("alerts")
+    evaluator = AlertEvaluator(load_rules())
+    alerts = [a for r in the_incident() for a in evaluator.process(r)]
+    with serve_registry() as (url, _handler), Receiver() as rx:
+        plain = settings_for(kafka_broker, rx)
+        settings = plain.model_copy(
+            update={"emitter": plain.emitter.model_copy(update={"registry_url": url})}
+        )
+        codec = codec_from_settings(settings)  # the Emitter's: Confluent framing
+        assert codec.framing == "confluent"
+        publish(kafka_broker, topic, (codec.encode_model(a) for a in alerts))
+        notifier = Notifier(build_channels(settings.alerts), settings.alerts)
+        dispatcher = AlertDispatcher(settings, notifier, topic=topic)
+        try:
+            poll_until(dispatcher, lambda: len(rx.requests) >= len(alerts))
+            assert notifier.flush(60)
+        finally:
+            dispatcher.close()
+            notifier.close()
+        read_back = alerts_from_topic(settings, topic=topic)
+    assert dispatcher.stats.invalid == 0
+    assert dispatcher.stats.dispatched == len(alerts) == 6
+    assert sorted(a.alert_id for a in read_back) == sorted(a.alert_id for a in alerts)

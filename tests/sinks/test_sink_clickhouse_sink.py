@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -31,6 +30,7 @@ from agentstream.sinks.clickhouse import (
     migrate,
     table_for,
 )
+from tests.support.clickhouse import FlakyBackend
 
 pytestmark = pytest.mark.integration
 
@@ -250,46 +250,6 @@ def test_rows_clickhouse_refuses_are_isolated_and_reported(clickhouse: ClickHous
     assert report.written == {"tool_calls": 18}
     stored = {str(r[0]) for r in clickhouse.query("SELECT event_id FROM tool_calls").rows}
     assert stored == {r.event_id for n, r in enumerate(records) if n not in (3, 17)}
-
-
-class FlakyBackend:
-    """Delegates to a real backend; the first ``failures`` inserts fail like a server hiccup."""
-
-    def __init__(self, inner: ClickHouseBackend, failures: int) -> None:
-        self.inner = inner
-        self.failures = failures
-        self.tokens: list[str | None] = []
-        self.kind = inner.kind
-        self.database = inner.database
-
-    def insert(
-        self,
-        table: str,
-        columns: Sequence[str],
-        rows: Sequence[Sequence[Any]],
-        *,
-        dedup_token: str | None = None,
-    ) -> int:
-        self.tokens.append(dedup_token)
-        if self.failures:
-            self.failures -= 1
-            raise StorageError("ClickHouse: Code: 210. DB::NetException: Connection refused")
-        return self.inner.insert(table, columns, rows, dedup_token=dedup_token)
-
-    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
-        return self.inner.query(sql, params)
-
-    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
-        self.inner.command(sql, params)
-
-    def ping(self) -> bool:
-        return self.inner.ping()
-
-    def version(self) -> str:
-        return self.inner.version()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def test_server_errors_are_retried_with_the_same_token(clickhouse: ClickHouseBackend) -> None:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from agentstream.core.config import Settings, load_settings
-from agentstream.core.errors import StorageError
 from agentstream.devtools.localstack.testing import BrokerHandle
 from agentstream.schemas import (
     Alert,
@@ -24,8 +22,9 @@ from agentstream.schemas import (
     decode_model,
     encode_model,
 )
-from agentstream.sinks.clickhouse import ClickHouseBackend, QueryResult
+from agentstream.sinks.clickhouse import ClickHouseBackend
 from agentstream.sinks.consumer import SinkStats, SinkWorker
+from tests.support.clickhouse import FlakyBackend
 
 pytestmark = pytest.mark.integration
 
@@ -274,44 +273,6 @@ def test_bad_records_are_skipped_dead_lettered_or_dropped(
     assert decode_model(bytes.fromhex(str(refused["raw"])), ToolCall) == too_old
     [wrong_type] = [d for d in letters if d["raw"] == misplaced.hex().upper()]
     assert "expected a StateTransition" in str(wrong_type["reason"])
-
-
-class FlakyBackend:
-    """A real backend whose inserts fail while ``failures`` > 0 (a server hiccup)."""
-
-    def __init__(self, inner: ClickHouseBackend, failures: int) -> None:
-        self.inner = inner
-        self.failures = failures
-        self.kind = inner.kind
-        self.database = inner.database
-
-    def insert(
-        self,
-        table: str,
-        columns: Sequence[str],
-        rows: Sequence[Sequence[Any]],
-        *,
-        dedup_token: str | None = None,
-    ) -> int:
-        if self.failures > 0 and table != "schema_migrations":
-            self.failures -= 1
-            raise StorageError("ClickHouse: Code: 210. DB::NetException: Connection refused")
-        return self.inner.insert(table, columns, rows, dedup_token=dedup_token)
-
-    def query(self, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
-        return self.inner.query(sql, params)
-
-    def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
-        self.inner.command(sql, params)
-
-    def ping(self) -> bool:
-        return self.inner.ping()
-
-    def version(self) -> str:
-        return self.inner.version()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def test_a_slow_database_pauses_consumption_instead_of_buffering_everything(
