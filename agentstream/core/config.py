@@ -428,8 +428,8 @@ class AnalystSettings(_Section):
     keys_file: Path = Path(".local/analyst/keys.json")
     #: largest request body the HTTP interface reads (the key is checked before)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
-    #: tokens one statement may have (parsing cost grows faster than the statement)
-    max_statement_tokens: int = Field(default=3000, ge=100)
+    #: lexical tokens one statement may have (parsing cost grows faster than the text)
+    max_statement_words: int = Field(default=3000, ge=100)
     #: the client side (``agentstream query --key``): the key's secret
     key_secret: SecretStr | None = None
     admin: AdminLimits = AdminLimits()

@@ -203,7 +203,7 @@ def _parse(sql: str, max_tokens: int = DEFAULT_MAX_TOKENS) -> exp.Expr:
     if len(tokens) > max_tokens:
         raise QueryRefused(
             f"statement of {len(tokens)} tokens is over the limit of {max_tokens} "
-            "(analyst.max_statement_tokens)"
+            "(analyst.max_statement_words)"
         )
     try:
         statements = [

@@ -24,6 +24,7 @@ from agentstream.sinks.analyst._keys import Principal
 __all__ = ["HANDSHAKE_QUERIES", "handshake_answer"]
 
 _DIALECT = "clickhouse"
+_MAX_HANDSHAKE_CHARS = 1000
 
 #: the statements answered from the fixed table (as clients send them)
 HANDSHAKE_QUERIES = (
@@ -44,13 +45,15 @@ def _string(value: str) -> str:
 
 def _canonical(sql: str) -> tuple[str, str | None] | None:
     """``sql`` re-rendered without comments and FORMAT, and the FORMAT; None if unparsable."""
+    if len(sql) > _MAX_HANDSHAKE_CHARS:  # handshake queries are short; parsing is not free
+        return None
     try:
         statements = [
             s
             for s in sqlglot.parse(sql, read=_DIALECT)
             if s is not None and not isinstance(s, exp.Semicolon)
         ]
-    except SqlglotError:
+    except (SqlglotError, RecursionError):
         return None
     if len(statements) != 1:
         return None

@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 import re
 import time
 import urllib.parse
@@ -70,6 +71,8 @@ TRANSPORT_ARGUMENTS = frozenset(
         "buffer_size",
     }
 )
+
+_log = logging.getLogger(__name__)
 
 _PARAM = re.compile(r"^param_([A-Za-z_][A-Za-z0-9_]*)$")
 
@@ -380,6 +383,13 @@ class AnalystHttp:
                 body, rows, out_fmt = result.body, result.rows, result.fmt
         except (QueryRefused, StorageError) as exc:
             return self._error(exc, query_id)
+        except Exception as exc:  # a bug must not drop the connection unaudited
+            _log.exception("analyst request failed")
+            self.engine.audit(
+                principal=principal, via="http", client=client, received=sql,
+                outcome="failed", error=f"internal error: {type(exc).__name__}", started=started,
+            )  # fmt: skip
+            return self._error(StorageError(f"internal error: {type(exc).__name__}"), query_id)
         summary = {"read_rows": "0", "read_bytes": "0", "result_rows": str(max(rows, 0))}
         headers = {
             "Content-Type": _CONTENT_TYPES.get(out_fmt, "text/plain; charset=UTF-8"),

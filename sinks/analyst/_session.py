@@ -201,7 +201,7 @@ class AnalystEngine:
             known_objects=self.known_objects(),
             allow_format=allow_format,
             allow_params=allow_params,
-            max_tokens=self.settings.max_statement_tokens,
+            max_tokens=self.settings.max_statement_words,
         )
 
     def reader_for(self, principal: Principal) -> RawQueryBackend:
