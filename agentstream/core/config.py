@@ -372,12 +372,10 @@ class WorkerSettings(_Section):
 
     app_id: str = "agentstream"
     web_host: str = "127.0.0.1"
-    #: ``/health``, ``/metrics`` (Prometheus) and the analyst endpoint; 0: any free port
+    #: ``/health``, ``/ready``, ``/metrics`` (Prometheus) and the ClickHouse HTTP interface
+    #: for analysts (``/``, ``/ping``); 0: any free port
     web_port: int = Field(default=6066, ge=0, le=65535)
     data_dir: Path = Path(".local/worker")
-    #: deprecated (the JSON analyst endpoint is gone): analysts use API keys
-    #: (``agentstream keys``) and the ClickHouse HTTP interface
-    query_token: SecretStr | None = None
     #: a file the worker creates once it is ready (for supervisors and the demo)
     ready_file: Path | None = None
     #: a crashed component is restarted after this many seconds, doubling up to the max

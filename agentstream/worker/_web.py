@@ -1,4 +1,5 @@
-"""The worker's web port: ``/health``, ``/ready``, ``/metrics`` and analyst access.
+"""The worker's web port: ``/health``, ``/ready``, ``/metrics`` and, on every other path,
+the analysts' ClickHouse HTTP interface (``/``, ``/ping``; see ``agentstream.sinks.analyst``).
 
 ``GET /health`` is liveness: 200 while every component runs (or is starting), 503 with
 a JSON body naming each failing component and its last error. ``GET /ready`` is
@@ -9,16 +10,17 @@ otherwise. ``GET /metrics`` is the Prometheus page when metrics go there.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
+import urllib.parse
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from agentstream.core.config import WorkerSettings
 from agentstream.core.errors import AgentstreamError
+from agentstream.core.http import HttpReply
 from agentstream.core.telemetry import PROMETHEUS_CONTENT_TYPE
 
 __all__ = ["HttpReply", "HttpRequest", "Routes", "WebServer"]
@@ -28,25 +30,16 @@ log = logging.getLogger("agentstream.worker")
 
 @dataclass(frozen=True)
 class HttpRequest:
-    """One request, its body not read yet (``read_body(limit)`` reads it)."""
+    """One request, its body not read yet: ``read_body(n)`` reads ``n`` bytes of it, once
+    (the handler checks ``Content-Length`` against its own limit first)."""
 
     method: str
     path: str
     query_string: str
     headers: Mapping[str, str]
     read_body: Callable[[int], bytes]
-
-
-@dataclass(frozen=True)
-class HttpReply:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def json(cls, status: int, payload: Any) -> HttpReply:
-        return cls(status, json.dumps(payload).encode())
+    #: the client's address
+    client: str = ""
 
 
 Handler = Callable[[HttpRequest], HttpReply]
@@ -59,9 +52,7 @@ class Routes:
     health: Callable[[], HttpReply]
     ready: Callable[[], HttpReply]
     metrics_page: Callable[[], bytes | None] | None = None
-    #: ``POST /analyst/...``
-    analyst: Handler | None = None
-    #: everything else (e.g. the ClickHouse HTTP interface on ``/`` and ``/ping``)
+    #: every other path (the ClickHouse HTTP interface on ``/`` and ``/ping``)
     fallback: Handler | None = None
 
 
@@ -108,10 +99,11 @@ def _handler_class(routes: Routes) -> type[BaseHTTPRequestHandler]:
             if unread:  # the next request on this connection would start inside the body
                 self.close_connection = True
             self.send_response(reply.status)
-            self.send_header("Content-Type", reply.content_type)
             self.send_header("Content-Length", str(len(reply.body)))
-            for name, value in reply.headers.items():
-                self.send_header(name, value)
+            headers = {"Content-Type": "application/json", **reply.headers}
+            for name, value in headers.items():
+                if name.lower() != "content-length":
+                    self.send_header(name, value)
             if unread:
                 self.send_header("Connection", "close")
             self.end_headers()
@@ -119,19 +111,19 @@ def _handler_class(routes: Routes) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(reply.body)
 
         def _request(self) -> HttpRequest:
-            path, _, query = self.path.partition("?")
-            length = int(self.headers.get("Content-Length") or 0)
+            parts = urllib.parse.urlsplit(self.path)
             self.body_read = False
 
-            def read_body(limit: int) -> bytes:
+            def read_body(n: int) -> bytes:
                 if self.body_read:
                     return b""
-                if length > limit:
-                    raise ValueError(f"the body has {length} bytes; the limit is {limit}")
                 self.body_read = True
-                return self.rfile.read(length)
+                return self.rfile.read(n)
 
-            return HttpRequest(self.command, path, query, dict(self.headers.items()), read_body)
+            headers = dict(self.headers.items())
+            return HttpRequest(
+                self.command, parts.path, parts.query, headers, read_body, self.client_address[0]
+            )
 
         def _dispatch(self) -> None:
             self._reply(self._route(self._request()))
@@ -146,14 +138,12 @@ def _handler_class(routes: Routes) -> type[BaseHTTPRequestHandler]:
                 if path == "/metrics" and routes.metrics_page is not None:
                     page = routes.metrics_page()
                     if page is not None:
-                        return HttpReply(200, page, PROMETHEUS_CONTENT_TYPE)
-            if method == "POST" and path.startswith("/analyst/") and routes.analyst is not None:
-                return routes.analyst(request)
-            if routes.fallback is not None and not path.startswith("/analyst/"):
+                        return HttpReply(200, {"Content-Type": PROMETHEUS_CONTENT_TYPE}, page)
+            if routes.fallback is not None:
                 return routes.fallback(request)
             return HttpReply.json(404, {"error": "not found"})
 
-        do_GET = do_POST = do_HEAD = _dispatch
+        do_GET = do_POST = do_HEAD = do_PUT = do_DELETE = _dispatch
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("web: " + format, *args)

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from agentstream.core import kafka
 from agentstream.core.config import Settings
+from agentstream.core.http import HttpReply
 from agentstream.core.metrics import PipelineMetrics, pipeline_metrics
 from agentstream.worker._components import AlertsComponent, ProcessorsComponent, SinkComponent
 from agentstream.worker._supervisor import Component, Supervised
-from agentstream.worker._web import HttpReply, HttpRequest, Routes, WebServer
+from agentstream.worker._web import Handler, HttpRequest, Routes, WebServer
 
 if TYPE_CHECKING:
     from agentstream.core.telemetry import Telemetry
@@ -25,9 +26,6 @@ if TYPE_CHECKING:
 __all__ = ["Worker", "run_worker"]
 
 log = logging.getLogger("agentstream.worker")
-
-#: the largest analyst request body read (bytes)
-_MAX_ANALYST_BODY = 1 << 20
 
 
 class Worker:
@@ -75,7 +73,7 @@ class Worker:
             replication=settings.kafka.replication_factor,
             client_config=kafka.client_config(settings, "admin", "admin"),
         )
-        backend = self._open_backend() if self._want_sink or self._query_access else None
+        backend = self._open_backend() if self._want_sink else None
         self._processors = self._supervise(
             "processors", lambda: ProcessorsComponent(settings, self._became_ready)
         )
@@ -145,10 +143,6 @@ class Worker:
 
     # -- internals ------------------------------------------------------------
 
-    @property
-    def _query_access(self) -> bool:
-        return self.settings.worker.query_token is not None
-
     def _open_backend(self) -> ClickHouseBackend:
         from agentstream.sinks.clickhouse import open_backend
 
@@ -183,29 +177,32 @@ class Worker:
 
         telemetry = self._telemetry
         page = telemetry.metrics_page if telemetry is not None and telemetry.registry else None
-        return Routes(health=health, ready=ready, metrics_page=page, analyst=self._analyst(backend))
+        return Routes(health, ready, page, fallback=self._analyst_http(backend))
 
-    def _analyst(
-        self, backend: ClickHouseBackend | None
-    ) -> Callable[[HttpRequest], HttpReply] | None:
-        token = self.settings.worker.query_token
-        if token is None or backend is None:
+    def _analyst_http(self, backend: ClickHouseBackend | None) -> Handler | None:
+        """The ClickHouse HTTP interface for analysts (API keys), over the worker's backend."""
+        if backend is None:
             return None
-        from agentstream.sinks.analyst import handle_analyst_request
+        from agentstream.sinks.analyst import AnalystHttp, KeyStore, analyst_engine
 
-        secret = token.get_secret_value()
+        settings = self.settings
+        http = AnalystHttp(
+            analyst_engine(settings, backend),
+            KeyStore(settings.analyst.keys_file),
+            settings.analyst,
+        )
 
-        def analyst(request: HttpRequest) -> HttpReply:
-            try:
-                body = request.read_body(_MAX_ANALYST_BODY)
-            except ValueError as exc:
-                return HttpReply.json(413, {"error": str(exc)})
-            status, payload = handle_analyst_request(
-                request.path, dict(request.headers), body, backend=backend, token=secret
+        def serve(request: HttpRequest) -> HttpReply:
+            return http.handle(
+                request.method,
+                request.path,
+                request.query_string,
+                request.headers,
+                request.read_body,
+                client=request.client,
             )
-            return HttpReply.json(status, payload)
 
-        return analyst
+        return serve
 
 
 def run_worker(settings: Settings, *, sink: bool = True, alerts: bool = True) -> int:

@@ -30,7 +30,6 @@ from agentstream.sinks.analyst._functions import ALLOWED_FUNCTIONS, is_allowed_f
 from agentstream.sinks.analyst._handshake import HANDSHAKE_QUERIES
 from agentstream.sinks.analyst._http import TRANSPORT_ARGUMENTS, AnalystHttp, HttpReply
 from agentstream.sinks.analyst._keys import ROLES, ApiKey, KeyStore, Principal, Role
-from agentstream.sinks.analyst._legacy import handle_analyst_request
 from agentstream.sinks.analyst._reports import (
     REPORTS,
     Report,
@@ -79,7 +78,6 @@ __all__ = [
     "decode_json_compact",
     "duration_option",
     "format_result",
-    "handle_analyst_request",
     "is_allowed_function",
     "open_analyst_reader",
     "parse_time",

@@ -35,7 +35,6 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 
 from agentstream.core.config import AnalystSettings
 from agentstream.core.errors import (
@@ -43,6 +42,7 @@ from agentstream.core.errors import (
     QueryRefused,
     StorageError,
 )
+from agentstream.core.http import HttpReply
 from agentstream.sinks.analyst._checker import OUTPUT_FORMATS
 from agentstream.sinks.analyst._handshake import handshake_answer
 from agentstream.sinks.analyst._keys import KeyStore, Principal
@@ -112,15 +112,6 @@ _ERROR_NAMES = {
     307: "TOO_LARGE_STRING_SIZE",
     36: "BAD_ARGUMENTS",
 }
-
-
-@dataclass(frozen=True)
-class HttpReply:
-    """What to send back: status, headers, body."""
-
-    status: int
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
 
 
 class _Malformed(QueryRefused):

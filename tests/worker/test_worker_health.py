@@ -13,11 +13,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import clickhouse_connect
+import clickhouse_connect.driver.exceptions
 import pytest
 
 from agentstream.core.config import settings_env
 from agentstream.devtools.localstack import free_ports
 from agentstream.devtools.localstack.testing import BrokerHandle
+from agentstream.sinks.analyst import KeyStore
 from tests.support.engine import engine_settings
 
 pytestmark = pytest.mark.integration
@@ -35,7 +38,7 @@ def _worker(kafka_broker: BrokerHandle, tmp_path: Path, **sections: dict[str, An
     settings = engine_settings(kafka_broker)
     port = free_ports("127.0.0.1", 1)[0]
     overrides: dict[str, dict[str, Any]] = {
-        "kafka": {"bootstrap_servers": kafka_broker.bootstrap, "partitions": 2},
+        "kafka": {"bootstrap_servers": kafka_broker.bootstrap, "partitions": 3},
         "topics": {"prefix": settings.topics.prefix},
         "worker": {
             "app_id": settings.worker.app_id,
@@ -77,8 +80,12 @@ def _until(condition: Any, timeout: float, proc: Any) -> Any:
         time.sleep(0.1)
 
 
-def test_a_healthy_worker_is_live_and_ready(kafka_broker: BrokerHandle, tmp_path: Path) -> None:
-    proc, url = _worker(kafka_broker, tmp_path)
+def test_a_healthy_worker_is_live_ready_and_serves_analysts(
+    kafka_broker: BrokerHandle, tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys.json"
+    _, secret = KeyStore(keys).create("ops", "oncall")
+    proc, url = _worker(kafka_broker, tmp_path, analyst={"keys_file": keys})
     try:
         _until(lambda: (tmp_path / "ready").exists(), 90, proc)
         status, body = _until(lambda: _get(f"{url}/ready"), 30, proc)
@@ -88,6 +95,19 @@ def test_a_healthy_worker_is_live_and_ready(kafka_broker: BrokerHandle, tmp_path
         assert body["status"] == "ok"
         assert set(body["components"]) == {"processors", "sink", "alerts"}
         assert all(c["state"] == "running" for c in body["components"].values())
+
+        # the same port speaks ClickHouse's HTTP interface to analysts with a key
+        port = int(url.rsplit(":", 1)[1])
+        client = clickhouse_connect.get_client(
+            host="127.0.0.1", port=port, username="ops", password=secret
+        )
+        assert client.query("SELECT count() FROM tool_calls").result_rows == [(0,)]
+        with pytest.raises(clickhouse_connect.driver.exceptions.DatabaseError):
+            client.query("SELECT * FROM system.tables")
+        with pytest.raises(clickhouse_connect.driver.exceptions.DatabaseError):
+            clickhouse_connect.get_client(
+                host="127.0.0.1", port=port, username="ops", password="wrong"
+            ).query("SELECT 1")
     finally:
         proc.terminate()
         _, stderr = proc.communicate(timeout=60)
