@@ -31,6 +31,8 @@ pytestmark = pytest.mark.integration
 PARTITIONS = 3
 TIMEOUT_S = 90.0
 NOW = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+#: how long an over-fetching consume gathers records that are still arriving
+OVERFETCH_WAIT_S = 3.0
 COOPERATIVE = {"partition.assignment.strategy": "cooperative-sticky"}
 
 
@@ -144,6 +146,11 @@ class _InjectingConsumer:
     def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Any]:
         wanted = num_messages + self.overfetch
         messages = list(self._inner.consume(num_messages=wanted, timeout=timeout))
+        # records trickle in while the test produces: gather the over-fetch (real records
+        # only, and only once some came; a paused consumer gets none and waits no longer)
+        deadline = time.monotonic() + OVERFETCH_WAIT_S
+        while self.overfetch and 0 < len(messages) < wanted and time.monotonic() < deadline:
+            messages += self._inner.consume(num_messages=wanted - len(messages), timeout=0.1)
         if self.pending:
             # the error events come first: they must not touch what is held or just read
             messages = [_ErrorEvent() for _ in range(self.pending)] + messages
