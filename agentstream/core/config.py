@@ -71,7 +71,7 @@ __all__ = [
     "settings_env",
 ]
 
-#: the redaction kinds (``agentstream.core.redact.REDACTION_KINDS``; a test keeps them equal)
+#: the redaction kinds, in the order the text passes run (``agentstream.core.redact``)
 REDACT_KINDS: Final = (
     "private_key",
     "webhook",

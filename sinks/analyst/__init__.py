@@ -44,7 +44,6 @@ from agentstream.sinks.analyst._session import (
     LocalAnalyst,
     RawQueryBackend,
     RawResult,
-    decode_json_compact,
 )
 
 __all__ = [
@@ -75,7 +74,6 @@ __all__ = [
     "analyst_engine",
     "check_statement",
     "connect",
-    "decode_json_compact",
     "duration_option",
     "format_result",
     "is_allowed_function",

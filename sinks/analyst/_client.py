@@ -30,9 +30,9 @@ from agentstream.sinks.analyst._session import (
     AnalystEngine,
     LocalAnalyst,
     RawQueryBackend,
-    decode_json_compact,
 )
 from agentstream.sinks.clickhouse import ClickHouseBackend, QueryResult, migrate, open_backend
+from agentstream.sinks.clickhouse._embedded import decode_json_compact
 from agentstream.sinks.clickhouse._tsv import encode_param
 
 __all__ = [

@@ -39,6 +39,7 @@ from agentstream.sinks.analyst._format import to_jsonable
 from agentstream.sinks.analyst._keys import Principal
 from agentstream.sinks.analyst._reports import render_report
 from agentstream.sinks.clickhouse import ClickHouseBackend, QueryResult
+from agentstream.sinks.clickhouse._embedded import decode_json_compact
 from agentstream.sinks.clickhouse._tsv import encode_param
 
 __all__ = ["AUDIT_COLUMNS", "AnalystEngine", "LocalAnalyst", "RawQueryBackend", "RawResult"]
@@ -65,8 +66,6 @@ AUDIT_COLUMNS = (
 )
 
 _ENGINE_CODE = re.compile(r"Code: (\d+)\.")
-_DATETIME_TYPE = re.compile(r"^(Nullable\()?DateTime(64)?\b")
-_DATE_TYPE = re.compile(r"^(Nullable\()?Date(32)?\)?$")
 _KNOWN_OBJECTS_TTL_S = 30.0
 
 
@@ -93,31 +92,6 @@ def engine_code(error: BaseException) -> int:
     """The ClickHouse error code in an engine failure's message (1002 UNKNOWN_EXCEPTION)."""
     match = _ENGINE_CODE.search(str(error))
     return int(match.group(1)) if match else 1002
-
-
-def _convert(value: Any, ch_type: str) -> Any:
-    if value is None or not isinstance(value, str):
-        return value
-    if _DATETIME_TYPE.match(ch_type):
-        return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
-    if _DATE_TYPE.match(ch_type):
-        return dt.date.fromisoformat(value)
-    return value
-
-
-def decode_json_compact(raw: bytes) -> QueryResult:
-    """A ``JSONCompact`` result as a :class:`QueryResult` (times as aware datetimes)."""
-    if not raw.strip():
-        return QueryResult(columns=(), types=())
-    payload = json.loads(raw)
-    meta = payload.get("meta", [])
-    columns = tuple(str(col["name"]) for col in meta)
-    types = tuple(str(col["type"]) for col in meta)
-    rows = [
-        tuple(_convert(v, t) for v, t in zip(row, types, strict=True))
-        for row in payload.get("data", [])
-    ]
-    return QueryResult(columns=columns, types=types, rows=rows)
 
 
 def _quoted(text: str) -> str:

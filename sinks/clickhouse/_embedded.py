@@ -18,7 +18,7 @@ from agentstream.core.errors import StorageError
 from agentstream.sinks.clickhouse._backend import QueryResult
 from agentstream.sinks.clickhouse._tsv import encode_param, encode_rows
 
-__all__ = ["EmbeddedClickHouse"]
+__all__ = ["EmbeddedClickHouse", "decode_json_compact"]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DATETIME_TYPE = re.compile(r"^(Nullable\()?DateTime(64)?\b")
@@ -40,6 +40,21 @@ def _convert(value: Any, ch_type: str) -> Any:
     if _DATE_TYPE.match(ch_type):
         return dt.date.fromisoformat(value)
     return value
+
+
+def decode_json_compact(raw: bytes) -> QueryResult:
+    """A ``JSONCompact`` result as a :class:`QueryResult` (times as aware datetimes)."""
+    if not raw.strip():
+        return QueryResult(columns=(), types=())
+    payload = json.loads(raw)
+    meta = payload.get("meta", [])
+    columns = tuple(str(col["name"]) for col in meta)
+    types = tuple(str(col["type"]) for col in meta)
+    rows = [
+        tuple(_convert(v, t) for v, t in zip(row, types, strict=True))
+        for row in payload.get("data", [])
+    ]
+    return QueryResult(columns=columns, types=types, rows=rows)
 
 
 class EmbeddedClickHouse:
@@ -94,19 +109,7 @@ class EmbeddedClickHouse:
         self._run(sql, "CSV", params)
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
-        result = self._run(sql, "JSONCompact", params)
-        raw = result.bytes()
-        if not raw:
-            return QueryResult(columns=(), types=())
-        payload = json.loads(raw)
-        meta = payload.get("meta", [])
-        columns = tuple(str(col["name"]) for col in meta)
-        types = tuple(str(col["type"]) for col in meta)
-        rows = [
-            tuple(_convert(value, ch_type) for value, ch_type in zip(row, types, strict=True))
-            for row in payload.get("data", [])
-        ]
-        return QueryResult(columns=columns, types=types, rows=rows)
+        return decode_json_compact(self._run(sql, "JSONCompact", params).bytes())
 
     def query_raw(
         self, sql: str, fmt: str, params: Mapping[str, str] | None = None

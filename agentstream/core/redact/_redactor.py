@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
+from agentstream.core.config import REDACT_KINDS
 from agentstream.core.redact._keys import PASSWORD, secret_key
 from agentstream.core.redact._patterns import (
     AWS_SECRET,
@@ -34,21 +35,8 @@ from agentstream.core.redact._validate import (
 
 __all__ = ["REDACTION_KINDS", "Counts", "Redactor"]
 
-#: every built-in kind, in the order the text passes run
-REDACTION_KINDS: Final = (
-    "private_key",
-    "webhook",
-    "password",
-    "bearer",
-    "jwt",
-    "api_key",
-    "aws_secret",
-    "secret",
-    "email",
-    "iban",
-    "card",
-    "phone",
-)
+#: every built-in kind, in the order the text passes run (written once, in the settings)
+REDACTION_KINDS: Final = REDACT_KINDS
 
 #: replacements by kind
 Counts = dict[str, int]
