@@ -21,6 +21,7 @@ _GROUPS = (
     "agentstream.cli.analyst",
     "agentstream.cli.alerts",
     "agentstream.cli.simulate",
+    "agentstream.cli.soak",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -215,6 +215,9 @@ class ClickHouseSettings(_Section):
     database: str = "agentstream"
     secure: bool = False
     connect_timeout_s: float = Field(default=10.0, gt=0)
+    #: TEST HOOK (fault injection, ``agentstream soak``): while this file exists every insert
+    #: fails as if ClickHouse were unavailable (``sinks/clickhouse/_faults.py``). None: off
+    fault_file: Path | None = None
 
 
 class RetentionSettings(_Section):
