@@ -330,6 +330,7 @@ class _Gen:
             output_tokens=tokens_out,
             cost_usd=round(tokens_in / 1000 * in_price + tokens_out / 1000 * out_price, 6),
             latency_ms=round(rng.lognormvariate(math.log(800), 0.5), 3),
+            status=CallStatus.SUCCESS,
         )
 
     def copies(self) -> int:
