@@ -154,7 +154,7 @@ def compare(truth: Truth, stored: Stored, *, cutoff_us: int, accuracy: float) ->
     truth_cells = {
         key: cell for key, cell in truth.cells.items() if key[1] + RESOLUTIONS[key[0]] <= cutoff_us
     }
-    for resolution in RESOLUTIONS:
+    for resolution in ("1m",):  # the cells below check every window of every resolution
         for figure in FIGURES:
             add(
                 Row(
@@ -196,7 +196,7 @@ def compare(truth: Truth, stored: Stored, *, cutoff_us: int, accuracy: float) ->
         for kind in _KINDS:
             name = f"rollups {resolution} {kind.lower()}"
             add(Row(f"{name} cells", cells_of_kind[kind], stored_of_kind[kind]))
-            add(Row(f"{name} cells differing", 0, bad_cells[kind]))
-            add(Row(f"{name} cells with p50/p95/p99 beyond ±{accuracy:g}", 0, bad_quantiles[kind]))
+            add(Row(f"{name} cells wrong", 0, bad_cells[kind]))
+            add(Row(f"{name} p50/p95/p99 off by >{accuracy:.0%}", 0, bad_quantiles[kind]))
     add(Row("rollup windows in absurd years", 0, stored.absurd_windows))
     return rows
