@@ -27,6 +27,7 @@ a fixed sleep; the fault lengths are the only timed intervals.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import re
@@ -441,7 +442,6 @@ class _Soak:
         self.status = status
         self.rng = random.Random(options.seed * 7919 + 1)
         self.tag = uuid.UUID(int=self.rng.getrandbits(128)).hex[:8]
-        self.done = threading.Event()
         self.fault_error: BaseException | None = None
 
     # -- producing -------------------------------------------------------------------------
@@ -501,8 +501,6 @@ class _Soak:
         except BaseException as exc:  # reported by the main thread
             self.fault_error = exc
             self.status.note(f"fault thread failed: {exc}")
-        finally:
-            self.done.set()
 
     # -- draining --------------------------------------------------------------------------
 
@@ -613,13 +611,19 @@ class _Soak:
                     while datetime.now(UTC) < pop.config.start:
                         time.sleep(0.05)
                     began = time.monotonic()
-                    faults = threading.Thread(
-                        target=self._faults,
-                        args=(_schedule(options, self.rng), began, fleet, local),
-                        name="soak-faults",
-                        daemon=True,
-                    )
-                    faults.start()
+                    # one thread per kind of fault: they overlap as they would in production
+                    schedule = _schedule(options, self.rng)
+                    threads = [
+                        threading.Thread(
+                            target=self._faults,
+                            args=([f for f in schedule if f.name == kind], began, fleet, local),
+                            name=f"soak-{kind}",
+                            daemon=True,
+                        )
+                        for kind in sorted({f.name for f in schedule})
+                    ]
+                    for thread in threads:
+                        thread.start()
                     status.phase = "live"
                     for p in pop.phase("live"):
                         while time.monotonic() - began < p.at:
@@ -633,8 +637,10 @@ class _Soak:
                         self._emit(emitter, late)
                         status.note(f"late producer sent {len(late):,} events")
                     status.phase = "waiting for the faults to end"
-                    while not self.done.wait(0.2):
-                        refresh()
+                    for thread in threads:
+                        while thread.is_alive():
+                            thread.join(0.2)
+                            refresh()
                     if self.fault_error is not None:
                         raise AgentstreamError(f"fault injection failed: {self.fault_error}")
                     status.phase = "delivering"
@@ -675,6 +681,10 @@ def run_soak(
             f"--faults: unknown {', '.join(sorted(unknown))}; known: {', '.join(FAULTS)}"
         )
     console = console or Console()
+    # the soak's own Emitter complains while the broker is down: that is the fault, not news
+    quiet = logging.getLogger("agentstream")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     home = (options.home or Path(tempfile.mkdtemp(prefix="agentstream-soak-"))).resolve()
     home.mkdir(parents=True, exist_ok=True)
     status = _Status()
@@ -722,6 +732,8 @@ def run_soak(
     except BaseException:
         console.print(f"the soak's files are kept in {home}")
         raise
+    finally:
+        quiet.setLevel(level)
     return SoakResult(rows, time.monotonic() - began, status.sent, home, status.log)
 
 
