@@ -13,7 +13,14 @@ from agentstream.devtools.soak import FAULTS, SoakOptions, differences, run_soak
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-@pytest.mark.xfail(strict=True, reason="XFAIL_REASON")
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "today's engine stores wrong figures under these faults (issue #11 items 1-6): "
+        "false TIMEOUT failures after restarts, duplicates and late events miscounted in "
+        "rollups, absurd timestamps lost instead of dead-lettered, state lost on restore"
+    ),
+)
 def test_a_soak_with_every_fault_stores_the_truth(
     tmp_path: Path, local_kafka_settings: LocalKafkaSettings
 ) -> None:

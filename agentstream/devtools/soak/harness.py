@@ -321,6 +321,16 @@ def _view(status: _Status) -> Any:
     return Panel(Group(head, log), title="agentstream soak")
 
 
+class _LiveView:
+    """Rendered afresh at every refresh of the live display (rich calls ``__rich__``)."""
+
+    def __init__(self, status: _Status) -> None:
+        self.status = status
+
+    def __rich__(self) -> Any:
+        return _view(self.status)
+
+
 @contextmanager
 def _broker(options: SoakOptions, home: Path, status: _Status) -> Iterator[tuple[str, Any]]:
     """The broker to use, and the LocalKafka handle when the soak started it."""
@@ -339,6 +349,8 @@ def _broker(options: SoakOptions, home: Path, status: _Status) -> Iterator[tuple
                 "port": port,
                 "controller_port": controller,
                 "cache_dir": cache,
+                # a loaded CI machine: the broker may need more than its usual minute
+                "start_timeout_s": max(base.start_timeout_s, 180.0),
             }
         )
     )
@@ -692,8 +704,8 @@ def run_soak(
     began = time.monotonic()
     try:
         if display:
-            with Live(_view(status), console=console, refresh_per_second=4) as screen:
-                pop, settings = soak.run(lambda: screen.update(_view(status)))
+            with Live(_LiveView(status), console=console, refresh_per_second=4):
+                pop, settings = soak.run(lambda: None)
         else:
             pop, settings = soak.run(lambda: None)
         status.phase = "comparing"
