@@ -453,8 +453,9 @@ class _Soak:
         self.home = home
         self.status = status
         self.rng = random.Random(options.seed * 7919 + 1)
-        self.tag = uuid.UUID(int=self.rng.getrandbits(128)).hex[:8]
+        self.tag = uuid.uuid4().hex[:8]  # fresh topics and groups, even on a shared broker
         self.fault_error: BaseException | None = None
+        self.drained = False
 
     # -- producing -------------------------------------------------------------------------
 
@@ -529,7 +530,7 @@ class _Soak:
         self.status.figures.update(figures)
         return figures
 
-    def _wait_drained(self, settings: Settings, fleet: _Fleet) -> None:
+    def _wait_drained(self, settings: Settings, fleet: _Fleet) -> bool:
         """Lag 0 on the processors' and the sink's groups, and nothing new stored for a while."""
         topics = settings.topics
         inputs = {topics.name(s) for s in _INPUTS}
@@ -561,9 +562,11 @@ class _Soak:
             last = mark
             if quiet_since is not None and now - quiet_since >= self.options.quiet_s:
                 self.status.note(f"drained: lag 0, nothing new for {self.options.quiet_s:.0f}s")
-                return
+                return True
             time.sleep(1.0)
-        raise AgentstreamError(f"the pipeline did not drain in {self.options.drain_timeout_s:.0f}s")
+        # compared anyway: what is stored by now is what a user would see
+        self.status.note(f"NOT drained after {self.options.drain_timeout_s:.0f}s; comparing anyway")
+        return False
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -665,7 +668,7 @@ class _Soak:
                     self._emit(emitter, pop.phase("closing"))
                     self._flush(emitter, "closing runs")
                     status.phase = "draining"
-                    self._wait_drained(settings, fleet)
+                    self.drained = self._wait_drained(settings, fleet)
                 finally:
                     status.phase = "stopping the workers"
                     refresh()
@@ -715,12 +718,15 @@ def run_soak(
             (p.event for p in pop.events for _ in range(p.copies)), settings.lifecycle
         )
         stored = read_stored(settings.clickhouse, pop.cutoff)
-        rows = compare(
-            truth,
-            stored,
-            cutoff_us=to_us(pop.cutoff),
-            accuracy=settings.rollups.sketch_relative_accuracy,
-        )
+        rows = [
+            Row("pipeline drained (lag 0, quiet)", 1, int(soak.drained)),
+            *compare(
+                truth,
+                stored,
+                cutoff_us=to_us(pop.cutoff),
+                accuracy=settings.rollups.sketch_relative_accuracy,
+            ),
+        ]
         unexpected: dict[str, int] = {}
         for letter in stored.dead_letters:
             if letter.event_id is None or truth.dead_letter_category(letter.event_id) is None:
