@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup test lint unit integration demo bench clean kafka-up kafka-down
+.PHONY: help setup test lint unit integration demo bench soak clean kafka-up kafka-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,6 +42,9 @@ demo: setup ## local broker + embedded ClickHouse + worker + simulated agents
 
 bench: setup ## throughput and latency, each beside a baseline measured in the same run
 	$(BIN)/python -m bench --chart bench-results/bench.png
+
+soak: setup ## fault-injection soak (120 s, every fault) against an independent truth
+	$(BIN)/agentstream soak --duration 120
 
 kafka-up: setup ## start the local broker
 	$(BIN)/agentstream kafka up

@@ -23,6 +23,7 @@ _GROUPS = (
     "agentstream.cli.keys",
     "agentstream.cli.alerts",
     "agentstream.cli.simulate",
+    "agentstream.cli.soak",
 )
 
 Handler = Callable[[argparse.Namespace], int]

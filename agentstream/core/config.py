@@ -261,6 +261,9 @@ class ClickHouseSettings(_Section):
         default="agentstream_analyst", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"
     )
     analyst_password: SecretStr = SecretStr("")
+    #: TEST HOOK (fault injection, ``agentstream soak``): while this file exists every insert
+    #: fails as if ClickHouse were unavailable (``sinks/clickhouse/_faults.py``). None: off
+    fault_file: Path | None = None
 
 
 class RetentionSettings(_Section):

@@ -77,13 +77,24 @@ class ClickHouseBackend(Protocol):
 
 
 def open_backend(settings: ClickHouseSettings) -> ClickHouseBackend:
-    """The backend the settings ask for, connected, with its database created."""
+    """The backend the settings ask for, connected, with its database created.
+
+    With ``settings.fault_file`` set (a test hook) the backend is wrapped so that its
+    inserts fail while that file exists (:mod:`agentstream.sinks.clickhouse._faults`).
+    """
+    backend: ClickHouseBackend
     if settings.backend == "embedded":
         from agentstream.sinks.clickhouse._embedded import EmbeddedClickHouse
 
-        return EmbeddedClickHouse(settings.path, database=settings.database)
-    if settings.backend == "server":
+        backend = EmbeddedClickHouse(settings.path, database=settings.database)
+    elif settings.backend == "server":
         from agentstream.sinks.clickhouse._server import ServerClickHouse
 
-        return ServerClickHouse(settings)
-    raise ConfigError(f"AGENTSTREAM_CLICKHOUSE__BACKEND: unknown backend {settings.backend!r}")
+        backend = ServerClickHouse(settings)
+    else:
+        raise ConfigError(f"AGENTSTREAM_CLICKHOUSE__BACKEND: unknown backend {settings.backend!r}")
+    if settings.fault_file is not None:
+        from agentstream.sinks.clickhouse._faults import FaultInjectingBackend
+
+        return FaultInjectingBackend(backend, settings.fault_file)
+    return backend
