@@ -248,6 +248,13 @@ def test_sigkill_mid_stream_changes_nothing(kafka_broker: BrokerHandle, tmp_path
     run_engine(victim, lambda e: e.stats.consumed > 0 and _lag(victim) == 0)
     lifecycle, rollups = _outputs(victim)
     assert lifecycle == expected_lifecycle
+    diffs = {
+        k: {f: (v[f], expected_rollups[k][f]) for f in v if v[f] != expected_rollups[k][f]}
+        for k, v in rollups.items()
+        if k in expected_rollups and v != expected_rollups[k]
+    }
+    print("DIFFS", len(diffs), list(diffs.items())[:8])
+    print("KEYS", set(rollups) ^ set(expected_rollups))
     assert rollups == expected_rollups
 
 
