@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +39,7 @@ from agentstream.core.metrics import PipelineMetrics, consumer_lag, pipeline_met
 from agentstream.core.tracing import consumer_span, trace_headers
 from agentstream.processors._clock import now_us, seconds_to_us, to_us
 from agentstream.processors.alerts import AlertEvaluator, rules_from_settings
+from agentstream.processors.engine._restore import invalid_event, restore_state
 from agentstream.processors.engine._state import (
     ALERTS,
     CELLS,
@@ -50,6 +50,7 @@ from agentstream.processors.engine._state import (
     encode,
     read_changelog,
 )
+from agentstream.processors.engine._tallies import Tallies
 from agentstream.processors.engine._watermarks import PartitionClocks
 from agentstream.processors.lifecycle import (
     Accepted,
@@ -62,7 +63,6 @@ from agentstream.processors.lifecycle import (
 from agentstream.processors.rollups import DUPLICATE, TOO_LATE, RollupAggregator
 from agentstream.schemas import (
     DEFAULT_CODEC,
-    InvalidEvent,
     ModelCall,
     Record,
     ReviewDecision,
@@ -70,14 +70,12 @@ from agentstream.schemas import (
     StateTransition,
     ToolCall,
     encode_model,
-    utc_now,
 )
 
 __all__ = ["EngineStats", "ProcessorEngine"]
 
 log = logging.getLogger("agentstream.processors")
 _TRACER = trace.get_tracer("agentstream.processors")
-_INVALID_NS = uuid.UUID("5f0b6d1e-3c2a-4e59-9a57-1c1f5b7a0d42")
 #: the agent streams the processors read, and their models
 _INPUTS: dict[str, type[Record]] = {s.name: s.model for s in STREAMS if s.writer == "agent"}
 _RollupInput = ToolCall | ModelCall | ReviewDecision | StateTransition
@@ -117,10 +115,7 @@ class ProcessorEngine:
         self.settings = settings
         self.stats = EngineStats()
         self.metrics = metrics or pipeline_metrics()
-        #: per topic, this batch's records in and out, and dead letters by (source, error)
-        self._tally_in: dict[str, int] = {}
-        self._tally_out: dict[str, int] = {}
-        self._tally_invalid: dict[tuple[str, str], int] = {}
+        self._tallies = Tallies()
         topics = settings.topics
         self._topic_stream = {topics.name(stream): stream for stream in _INPUTS}
         self._out = {s: topics.name(s) for s in ("lifecycle", "invalid", "rollups", "alerts")}
@@ -164,8 +159,12 @@ class ProcessorEngine:
         return self._restored and bool(self._clocks.assigned)
 
     def health(self) -> dict[str, Any]:
-        """``assigned`` (partition indexes), ``restored``, ``caught_up``, ``lag``, ``failed``."""
+        """``assigned`` (partition indexes), ``restored``, ``caught_up``, ``lag``, ``failed``,
+        ``open_runs`` (runs not finished yet)."""
         return {
+            "open_runs": sum(
+                r["state"] not in ("COMPLETED", "FAILED") for r in self._runs.values()
+            ),
             "assigned": sorted(self._clocks.assigned),
             "restored": self._restored,
             "caught_up": self._clocks.caught_up(),
@@ -193,33 +192,18 @@ class ProcessorEngine:
         )
 
     def _restore(self, state: dict[str, Any]) -> None:
-        runs: dict[str, RunState] = RUNS.items(state)
-        self._runs = TrackedDict(dict(runs))
-        self._alert_state = TrackedDict(ALERTS.items(state))
-        self._evaluator.store = self._alert_state
-        cells = CELLS.items(state)
-        if cells:
-            self._rollups = RollupAggregator.restore(
-                self.settings.rollups, cells.items(), event_watermark=False
-            )
-        clock = CLOCKS.items(state).get("partitions")
-        if clock is not None:
-            self._clocks = PartitionClocks(clock)
-        elif LEGACY_TRACKER in state:
-            self._clocks = PartitionClocks.from_legacy(state[LEGACY_TRACKER])
-            self._drop_legacy = True
-        by_index: dict[int | None, list[RunState]] = {}
-        for run in runs.values():
-            by_index.setdefault(run.get("p"), []).append(run)
-        lifecycle = self.settings.lifecycle
-        self._trackers = {p: TimeoutTracker.rebuild(lifecycle, rs) for p, rs in by_index.items()}
+        restored = restore_state(self.settings, state)
+        self._runs, self._trackers = restored.runs, restored.trackers
+        self._alert_state = self._evaluator.store = restored.alerts
+        self._rollups, self._clocks = restored.rollups, restored.clocks
+        self._drop_legacy = restored.legacy
         mark = self._rollups.watermark
         self._closed_through = 0 if mark is None else mark - mark % 1_000_000
         self._restored = True
         log.info(
             "restored %d runs, %d rollup entries, %d alert states",
-            len(runs),
-            len(cells),
+            len(self._runs),
+            restored.cells,
             len(self._alert_state),
         )
 
@@ -277,7 +261,7 @@ class ProcessorEngine:
             self._producer.commit_transaction(60)
         except BaseException as exc:
             self._failed = exc
-            self._clear_tallies()
+            self._tallies.clear()
             try:
                 self._producer.abort_transaction(30)
             except KafkaException as abort:
@@ -288,7 +272,7 @@ class ProcessorEngine:
         self._positions.clear()
         self._drop_legacy = False
         self.stats.batches += 1
-        self._publish_tallies()
+        self._tallies.publish(self.metrics)
 
     def _refresh_lags(self, now: float, messages: list[Any]) -> None:
         """Which assigned partitions still have records to read (per batch: cheap enough)."""
@@ -298,33 +282,12 @@ class ProcessorEngine:
             self._clocks.refresh(None, now)
             return
         self.metrics.record_lag(self._group, lags)
-        batch: dict[tuple[str, int], int] = {}
-        for message in messages:
-            if not message.error():
-                key = (message.topic(), message.partition())
-                batch[key] = batch.get(key, 0) + 1
-        self._clocks.refresh(lags, now, batch)
-
-    def _publish_tallies(self) -> None:
-        """Count what the committed transaction read and wrote (once per topic, not record)."""
-        metrics = self.metrics
-        metrics.add_counts(metrics.consumed, "processors", self._tally_in)
-        metrics.add_counts(metrics.produced, "processors", self._tally_out)
-        for (topic, error_type), count in self._tally_invalid.items():
-            metrics.invalid.add(
-                count, {"stage": "processors", "topic": topic, "error_type": error_type}
-            )
-        self._clear_tallies()
-
-    def _clear_tallies(self) -> None:
-        self._tally_in.clear()
-        self._tally_out.clear()
-        self._tally_invalid.clear()
+        self._clocks.refresh(lags, now, messages)
 
     def _send(self, stream: str, key: str, record: Record, headers: Any = None) -> None:
         topic = self._out[stream]
         self._producer.produce(topic, encode_model(record), key.encode(), headers=headers)
-        self._tally_out[topic] = self._tally_out.get(topic, 0) + 1
+        self._tallies.count_out(topic)
 
     def _handle(self, message: Any) -> None:
         if message.error():
@@ -335,7 +298,7 @@ class ProcessorEngine:
         self._positions[(topic, partition)] = offset + 1
         self._clocks.consumed(topic, partition)
         self.stats.consumed += 1
-        self._tally_in[topic] = self._tally_in.get(topic, 0) + 1
+        self._tallies.count_in(topic)
         stream = self._topic_stream[topic]
         value = message.value()
         try:
@@ -454,28 +417,13 @@ class ProcessorEngine:
         *,
         detected_now: bool = False,
     ) -> None:
-        topic, partition, offset = message.topic(), message.partition(), message.offset()
-        event_time = getattr(record, "event_time", None)
-        invalid = InvalidEvent(
-            invalid_id=str(uuid.uuid5(_INVALID_NS, f"{topic}/{partition}/{offset}")),
-            detected_time=event_time if event_time is not None and not detected_now else utc_now(),
-            source_topic=topic,
-            partition=partition,
-            offset=offset,
-            key=message.key(),
-            raw=message.value() or b"",
-            reason=reason[:4000] or "invalid",
-            error_type=error_type,
-            run_id=getattr(record, "run_id", None),
-            tenant_id=getattr(record, "tenant_id", None),
-            event_id=getattr(record, "event_id", None),
-        )
+        topic = message.topic()
+        invalid = invalid_event(message, reason, error_type, record, detected_now=detected_now)
         out = self._out["invalid"]
         self._producer.produce(out, encode_model(invalid), message.key(), headers=message.headers())
         self.stats.invalid += 1
-        self._tally_out[out] = self._tally_out.get(out, 0) + 1
-        cause = (topic, error_type)
-        self._tally_invalid[cause] = self._tally_invalid.get(cause, 0) + 1
+        self._tallies.count_out(out)
+        self._tallies.count_invalid(topic, error_type)
 
     def _sweep(self, p: int | None, clock: int, *, due_only: bool = False) -> None:
         tracker = self._trackers.get(p)

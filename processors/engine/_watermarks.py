@@ -23,6 +23,7 @@ restoring, just resumed or reading a backlog.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypedDict
 
 __all__ = ["ClockState", "PartitionClocks"]
@@ -88,18 +89,26 @@ class PartitionClocks:
         self,
         lags: dict[tuple[str, int], int | None] | None,
         now: float,
-        batch: dict[tuple[str, int], int] | None = None,
+        messages: Sequence[Any] = (),
     ) -> None:
         """The lag of every assigned partition after the batch just consumed (None: could not
-        be read), at monotonic ``now``; ``batch``: the batch's records per partition (the
-        lag while its records are handled, one :meth:`consumed` at a time)."""
+        be read), at monotonic ``now``; ``messages``: that batch (the lag while its records
+        are handled is counted down by :meth:`consumed`).
+
+        The lags are read once the batch is consumed: taken as they are, a partition read to
+        its end *in this batch* would count as read while its records are still handled,
+        and another topic's newer records would pass for the partition's clock.
+        """
         if lags is None:
             self.unassigned()
             return
         self._lags = lags
-        self._left = {
-            k: None if v is None else v + (batch or {}).get(k, 0) for k, v in lags.items()
-        }
+        batch: dict[tuple[str, int], int] = {}
+        for message in messages:
+            if not message.error():
+                key = (message.topic(), message.partition())
+                batch[key] = batch.get(key, 0) + 1
+        self._left = {k: None if v is None else v + batch.get(k, 0) for k, v in lags.items()}
         behind: set[int] = set()
         for (_, p), lag in lags.items():
             if lag is None or lag > 0:
