@@ -244,8 +244,8 @@ class ProcessorEngine:
         if not messages and not timer_due:
             return
         self._refresh_lags(now, messages)
-        self._producer.begin_transaction()
         try:
+            self._producer.begin_transaction()
             for message in messages:
                 self._handle(message)
             if timer_due:

@@ -121,12 +121,13 @@ def read_changelog(settings: Settings, topic: str, timeout_s: float = 60.0) -> d
     consumer = kafka.consumer(settings, "restore", {"group.id": f"{topic}-restore"})
     state: dict[str, Any] = {}
     deadline = time.monotonic() + timeout_s
+    io_timeout = max(timeout_s, 10.0)  # one metadata or offsets request
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout_s)
+        metadata = consumer.list_topics(topic, timeout=io_timeout)
         partitions = metadata.topics[topic].partitions if topic in metadata.topics else {}
         for partition in sorted(partitions):
             tp = TopicPartition(topic, partition)
-            low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
+            low, high = consumer.get_watermark_offsets(tp, timeout=io_timeout)
             if high <= low:
                 continue
             consumer.assign([TopicPartition(topic, partition, low)])
