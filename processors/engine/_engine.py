@@ -35,7 +35,7 @@ from agentstream.core.catalog import STREAMS
 from agentstream.core.clock_sanity import ERROR_TYPE, check_event_time_us
 from agentstream.core.config import Settings
 from agentstream.core.errors import AgentstreamError, CodecError, ContractError
-from agentstream.core.metrics import PipelineMetrics, consumer_lag, pipeline_metrics
+from agentstream.core.metrics import PipelineMetrics, pipeline_metrics
 from agentstream.core.tracing import consumer_span, trace_headers
 from agentstream.processors._clock import now_us, seconds_to_us, to_us
 from agentstream.processors.alerts import AlertEvaluator, rules_from_settings
@@ -51,7 +51,7 @@ from agentstream.processors.engine._state import (
     read_changelog,
 )
 from agentstream.processors.engine._tallies import Tallies
-from agentstream.processors.engine._watermarks import PartitionClocks
+from agentstream.processors.engine._watermarks import PartitionClocks, partition_lags
 from agentstream.processors.lifecycle import (
     Accepted,
     Duplicate,
@@ -142,6 +142,8 @@ class ProcessorEngine:
         self._lateness_us = seconds_to_us(settings.rollups.allowed_lateness_s)
         self._grace_us = seconds_to_us(settings.lifecycle.timeout_grace_s)
         self._positions: dict[tuple[str, int], int] = {}
+        #: per assigned partition, the committed offset it started from
+        self._started: dict[tuple[str, int], int] = {}
         self._closed_through = 0
         self._next_timer = 0.0
         self._restored = False
@@ -209,6 +211,7 @@ class ProcessorEngine:
 
     def _rebalanced(self, consumer: Any, partitions: list[Any]) -> None:
         self._clocks.unassigned()
+        self._started.clear()
 
     def close(self) -> None:
         self.metrics.forget_group(self._group)
@@ -277,7 +280,7 @@ class ProcessorEngine:
     def _refresh_lags(self, now: float, messages: list[Any]) -> None:
         """Which assigned partitions still have records to read (per batch: cheap enough)."""
         try:
-            lags = consumer_lag(self._consumer)
+            lags = partition_lags(self._consumer, self._started)
         except KafkaException:
             self._clocks.refresh(None, now)
             return

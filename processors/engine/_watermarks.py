@@ -26,7 +26,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, TypedDict
 
-__all__ = ["ClockState", "PartitionClocks"]
+from confluent_kafka import TopicPartition
+
+from agentstream.core.metrics import consumer_lag
+
+__all__ = ["ClockState", "PartitionClocks", "partition_lags"]
 
 
 class ClockState(TypedDict):
@@ -209,3 +213,30 @@ class PartitionClocks:
             if self.low is None or mark > self.low:
                 self.low = mark
         return self.low
+
+
+def partition_lags(
+    consumer: Any, started: dict[tuple[str, int], int]
+) -> dict[tuple[str, int], int | None]:
+    """Records left per assigned partition, from the high watermarks of the last fetch.
+
+    A partition nothing was consumed from since the assignment has no position: it starts
+    at the group's committed offset (asked once per assignment, kept in ``started``).
+    Counting the whole partition instead (``consumer_lag``) kept a restarted worker whose
+    predecessor had read a partition to its end "behind" forever: the wall clock never
+    took over and due timeouts never fired.
+    """
+    lags = consumer_lag(consumer)
+    unknown = [TopicPartition(t, p) for t, p in lags if (t, p) not in started]
+    if unknown:
+        for tp in consumer.committed(unknown, timeout=10):
+            started[(tp.topic, tp.partition)] = tp.offset
+    out: dict[tuple[str, int], int | None] = {}
+    for tp in consumer.position([TopicPartition(t, p) for t, p in lags]):
+        key, lag = (tp.topic, tp.partition), lags[(tp.topic, tp.partition)]
+        start = started.get(key, -1)
+        if lag is not None and tp.offset < 0 and start >= 0:
+            _, high = consumer.get_watermark_offsets(tp, cached=True)
+            lag = max(0, high - start)
+        out[key] = lag
+    return out

@@ -146,8 +146,11 @@ def test_a_zombie_is_fenced_by_its_successor(kafka_broker: BrokerHandle) -> None
         zombie.poll(0.3)
     # abandoned, not closed: a successor with the same identity fences it
     run_engine(settings, lambda e: _finished(e, 1) and _lag(settings) == 0, settle_s=3)
-    with pytest.raises(AgentstreamError):
-        _poll(zombie, 20)
+    try:
+        with pytest.raises(AgentstreamError):
+            _poll(zombie, 20)
+    finally:
+        zombie.close()
     check(settings, truth)
 
 
