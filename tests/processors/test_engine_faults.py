@@ -11,12 +11,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 
 from agentstream.core.config import Settings, settings_env
 from agentstream.core.errors import AgentstreamError
@@ -132,6 +133,77 @@ def test_sigkill_again_and_again_gives_the_truth(kafka_broker: BrokerHandle, tmp
     assert _lag(settings) > 0, "the last kill must land mid-stream"
     run_engine(settings, lambda e: _finished(e, 1) and _lag(settings) == 0, settle_s=3)
     check(settings, truth)
+
+
+def test_live_traffic_with_a_sigkill_and_a_restart(
+    kafka_broker: BrokerHandle, tmp_path: Any
+) -> None:
+    """The issue's live case: events sent as they happen, the worker killed mid-stream and
+    restarted 2 s later; in-flight runs whose deadlines fall in the gap must not time out."""
+    settings = engine_settings(kafka_broker, partitions=3, **_QUICK)
+    start = datetime.now(UTC) + timedelta(seconds=2)
+    events, truth = population(seed=11, runs=300, start=start, spacing_ms=50)
+    stop = threading.Event()
+
+    def live() -> None:
+        producer = Producer(
+            {"bootstrap.servers": settings.kafka.bootstrap_servers, "partitioner": "murmur2_random"}
+        )
+        for (stream, key, value), event in zip(records(events), events, strict=True):
+            wait = (event.event_time - datetime.now(UTC)).total_seconds()
+            if wait > 0 and stop.wait(wait):
+                break
+            producer.produce(settings.topics.name(stream), value, key.encode())
+            producer.poll(0)
+        producer.flush(30)
+
+    feeder = threading.Thread(target=live, daemon=True)
+    feeder.start()
+    env = _worker_env(settings, tmp_path)
+    command = [sys.executable, "-m", "agentstream", "worker", "--no-sink", "--no-alerts"]
+    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    proc = subprocess.Popen(command, env=env, **quiet)
+    try:
+        deadline = time.monotonic() + 120
+        while _committed(settings) < len(events) // 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        time.sleep(2)  # the gap the issue saw (a restart 5 s later; deadlines are 2 s here)
+        proc = subprocess.Popen(command, env=env, **quiet)
+        feeder.join(120)
+        while _lag(settings) > 0 and time.monotonic() < deadline + 60:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        proc.kill()
+        proc.wait()
+    run_engine(settings, lambda e: _finished(e, 0) and _lag(settings) == 0, settle_s=3)
+    # windows close by the wall clock minus the lateness: the current minute is still open
+    check(settings, truth, ended_by=datetime.now(UTC) - timedelta(seconds=6))
+
+
+def _committed(settings: Settings) -> int:
+    try:
+        return _total(settings) - _lag(settings)
+    except KafkaException:  # a topic just created may have no leader yet
+        return 0
+
+
+def _total(settings: Settings) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka.bootstrap_servers, "group.id": "x"})
+    try:
+        total = 0
+        for stream in ("transitions", "tool_calls"):
+            topic = settings.topics.name(stream)
+            for p in range(settings.kafka.partitions):
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                total += high - low
+        return total
+    finally:
+        consumer.close()
 
 
 def test_a_zombie_is_fenced_by_its_successor(kafka_broker: BrokerHandle) -> None:

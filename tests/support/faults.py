@@ -135,9 +135,23 @@ def stored(settings: Settings) -> tuple[dict[str, list[AgentState]], Counter[Any
     return states, windows, dead
 
 
-def check(settings: Settings, truth: Truth, *, extra_dead: int = 0) -> list[Any]:
-    """Lifecycle, rollups and dead letters against the truth; the dead letters."""
+def check(
+    settings: Settings, truth: Truth, *, extra_dead: int = 0, ended_by: datetime | None = None
+) -> list[Any]:
+    """Lifecycle, rollups and dead letters against the truth; the dead letters.
+
+    ``ended_by``: compare only the windows ending by then (live traffic: the current
+    minute cannot have been emitted yet).
+    """
     states, windows, dead = stored(settings)
+    if ended_by is not None:
+        length = {"1s": timedelta(seconds=1), "1m": timedelta(minutes=1)}
+
+        def ended(key: tuple[str, datetime, str]) -> bool:
+            return key[1] + length[key[0]] <= ended_by
+
+        truth = Truth(truth.final, Counter({k: v for k, v in truth.windows.items() if ended(k)}))
+        windows = Counter({k: v for k, v in windows.items() if ended(k)})
     full = [*PATH, S.COMPLETED]
     wrong = {
         run: got
