@@ -22,6 +22,7 @@ from bench._figures import (
     producer_throughput,
     redaction,
     sink_throughput,
+    worker_restart,
     worker_throughput,
 )
 from bench._harness import BenchContext, Figure, render, write_json
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("producer throughput", producer_throughput),
                 ("sink throughput", sink_throughput),
                 ("worker throughput", worker_throughput),
+                ("worker restart", worker_restart),
                 ("end-to-end latency", end_to_end_latency),
             )
             for title, step in steps:

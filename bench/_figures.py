@@ -16,6 +16,7 @@ __all__ = [
     "producer_throughput",
     "redaction",
     "sink_throughput",
+    "worker_restart",
     "worker_throughput",
 ]
 
@@ -290,4 +291,23 @@ def end_to_end_latency(ctx: BenchContext) -> list[Figure]:
             result.kafka_p99_ms,
             higher_is_better=False,
         ),
+    ]
+
+
+def worker_restart(ctx: BenchContext) -> list[Figure]:
+    """kill -9 of the worker → processing again, beside a cold start."""
+    from bench._restart import bench_restart
+
+    result = bench_restart(ctx.bootstrap, ctx.workdir)
+    ctx.mark("restart", restart_s=result.restart_s, cold_start_s=result.cold_start_s)
+    return [
+        Figure(
+            "worker restart, kill -9 → processing again",
+            result.restart_s,
+            "s",
+            "cold start → processing",
+            result.cold_start_s,
+            higher_is_better=False,
+            note="same worker.instance_id: static member, fenced predecessor",
+        )
     ]

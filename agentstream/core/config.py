@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from functools import lru_cache
@@ -54,6 +56,7 @@ __all__ = [
     "AnalystLimits",
     "AnalystSettings",
     "ClickHouseSettings",
+    "ClockSettings",
     "EmitterSettings",
     "KafkaSettings",
     "LifecycleSettings",
@@ -312,6 +315,24 @@ class RollupSettings(_Section):
     sketch_relative_accuracy: float = Field(default=0.01, gt=0, lt=1)
     #: with no event for this long the wall clock (minus the lateness) closes windows
     idle_after_s: float = Field(default=2.0, gt=0)
+    #: lateness horizon: an emitted window is kept this long (event time, past its end) and
+    #: emitted again, corrected, when events of its own time arrive; an event whose 1 s
+    #: window ended more than this before its partition's event time is dead-lettered
+    #: ("too late for its window"). The same span bounds the duplicate filter (event ids
+    #: are remembered per open 1 s window)
+    horizon_s: float = Field(default=600.0, ge=0)
+
+
+class ClockSettings(_Section):
+    """Clock sanity: event times no clock could have produced are dead-lettered.
+
+    One rule for the processors and the sink (:mod:`agentstream.core.clock_sanity`).
+    """
+
+    #: an event may be this far ahead of the reader's wall clock (producer clock skew)
+    max_future_skew_s: float = Field(default=300.0, ge=0)
+    #: and this far behind it (a spool replayed after an outage); older is refused
+    max_past_s: float = Field(default=90 * 86_400.0, gt=0)
 
 
 class SinkSettings(_Section):
@@ -370,6 +391,11 @@ class AlertSettings(_Section):
     dedup_ids: int = Field(default=10_000, ge=1)
 
 
+def _default_instance_id() -> str:
+    """The host name (a container's or pod's name), made safe for Kafka ids."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()) or "worker"
+
+
 class WorkerSettings(_Section):
     """The worker process (processors, sink, alert delivery) and its web port."""
 
@@ -390,10 +416,23 @@ class WorkerSettings(_Section):
     restart_window_s: float = Field(default=300.0, gt=0)
     #: ``/ready`` answers 503 while the processors' consumer lag is above this
     ready_max_lag: int = Field(default=10_000, ge=0)
+    #: this worker's stable identity (default: the host name): its static group membership
+    #: (``group.instance.id``), so a restarted worker gets its partitions back at once, and
+    #: its ``transactional.id`` (``<app_id>-processors-<instance_id>``), so a restarted
+    #: worker fences its previous incarnation. Two live workers must never share it.
+    instance_id: str = Field(default_factory=lambda: _default_instance_id(), min_length=1)
+    #: the processors' state must be read from its changelog within this long, or the
+    #: worker stops with an error naming how far it got
+    restore_timeout_s: float = Field(default=300.0, gt=0)
+
+    @property
+    def transactional_id(self) -> str:
+        """The processors' transactional id: one per worker identity."""
+        return f"{self.processors_group}-{self.instance_id}"
 
     @property
     def processors_group(self) -> str:
-        """The processors' consumer group (and transactional id)."""
+        """The processors' consumer group."""
         return f"{self.app_id}-processors"
 
 
@@ -496,6 +535,7 @@ class Settings(BaseSettings):
     retention: RetentionSettings = RetentionSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
     rollups: RollupSettings = RollupSettings()
+    clock: ClockSettings = ClockSettings()
     sink: SinkSettings = SinkSettings()
     alerts: AlertSettings = AlertSettings()
     worker: WorkerSettings = WorkerSettings()

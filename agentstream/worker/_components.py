@@ -55,26 +55,22 @@ class ProcessorsComponent:
         self.engine: ProcessorEngine = ProcessorEngine(settings)
         self._settings = settings
         self._on_ready = on_ready
-        self.ready = False
 
     def open(self) -> None:
         self.engine.open(lambda topic: ensure_changelog(self._settings, topic))
 
     def run(self, stop: threading.Event) -> None:
         def ready() -> None:
-            self.ready = True
             _processors_log.info("processors consuming %s", ", ".join(sorted(self.engine.inputs)))
             self._on_ready()
 
         self.engine.run(stop, on_ready=ready)
 
     def close(self) -> None:
-        self.ready = False
         self.engine.close()
         _processors_log.info("processors stopped: %s", self.engine.stats)
 
     def abort(self) -> None:
-        self.ready = False
         self.engine.close()
 
 

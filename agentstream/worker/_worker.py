@@ -131,14 +131,17 @@ class Worker:
     def readiness(self) -> tuple[bool, str]:
         """Whether the processors are ready for traffic, and why not."""
         current = self._processors.current if self._processors is not None else None
-        if not isinstance(current, ProcessorsComponent) or not current.ready:
-            return False, "the processors have no partitions yet (or are restoring their state)"
-        lag = sum(self.metrics.lag(self.settings.worker.processors_group).values())
-        if lag > self.settings.worker.ready_max_lag:
-            return (
-                False,
-                f"the processors' consumer lag is {lag} (max {self.settings.worker.ready_max_lag})",
-            )
+        if not isinstance(current, ProcessorsComponent):
+            return False, "the processors are not running"
+        engine = current.engine
+        if not engine.ready:
+            return False, "the processors are restoring their state or have no partitions yet"
+        lag = engine.health()["lag"]
+        limit = self.settings.worker.ready_max_lag
+        if lag is None:
+            return False, "the processors' consumer lag is not known yet"
+        if lag > limit:
+            return False, f"the processors' consumer lag is {lag} (max {limit})"
         return True, "ready"
 
     # -- internals ------------------------------------------------------------

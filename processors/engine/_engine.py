@@ -5,6 +5,17 @@ rollups, alerts), the state changes (changelog topic) and the consumer offsets:
 a worker killed at any point restarts from the last committed batch with the
 state of that batch, so outputs are exactly once for read_committed consumers
 (the sink, the dispatcher, the demo view).
+
+Start-up fences first: ``init_transactions`` with the worker's transactional id
+(``<app>-processors-<instance_id>``) aborts whatever an older incarnation left open
+and fences it, *then* the changelog is read to its end (or the worker stops with an
+error), then the consumer joins the group as a static member (``group.instance.id``).
+Any exception inside a batch aborts its transaction and is raised again; the engine
+is then spent (its memory holds part of an aborted batch): close it and start anew.
+
+Clocks: see :mod:`processors.engine._watermarks`. Timeouts fire where the event clock
+of the run's partition index passes a deadline; the wall clock stands in only for a
+partition index read to its end, continuously, for ``lifecycle.idle_after_s``.
 """
 
 from __future__ import annotations
@@ -12,23 +23,36 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 from opentelemetry import trace
 
+from agentstream.core import kafka
 from agentstream.core.catalog import STREAMS
+from agentstream.core.clock_sanity import ERROR_TYPE, check_event_time_us
 from agentstream.core.codec import codec_from_settings
 from agentstream.core.config import Settings
 from agentstream.core.errors import AgentstreamError, CodecError, ContractError
-from agentstream.core.metrics import PipelineMetrics, consumer_lag, pipeline_metrics
+from agentstream.core.metrics import PipelineMetrics, pipeline_metrics
 from agentstream.core.tracing import consumer_span, trace_headers
 from agentstream.processors._clock import now_us, seconds_to_us, to_us
 from agentstream.processors.alerts import AlertEvaluator, rules_from_settings
-from agentstream.processors.engine._state import ChangelogStore, TrackedDict, read_changelog
+from agentstream.processors.engine._restore import invalid_event, restore_state
+from agentstream.processors.engine._state import (
+    ALERTS,
+    CELLS,
+    CLOCKS,
+    LEGACY_TRACKER,
+    RUNS,
+    TrackedDict,
+    encode,
+    read_changelog,
+)
+from agentstream.processors.engine._tallies import Tallies
+from agentstream.processors.engine._watermarks import PartitionClocks, partition_lags
 from agentstream.processors.lifecycle import (
     Accepted,
     Duplicate,
@@ -37,9 +61,8 @@ from agentstream.processors.lifecycle import (
     apply,
     observe_tool_call,
 )
-from agentstream.processors.rollups import RollupAggregator
+from agentstream.processors.rollups import DUPLICATE, TOO_LATE, RollupAggregator
 from agentstream.schemas import (
-    InvalidEvent,
     ModelCall,
     Record,
     ReviewDecision,
@@ -53,9 +76,9 @@ __all__ = ["EngineStats", "ProcessorEngine"]
 
 log = logging.getLogger("agentstream.processors")
 _TRACER = trace.get_tracer("agentstream.processors")
-_INVALID_NS = uuid.UUID("5f0b6d1e-3c2a-4e59-9a57-1c1f5b7a0d42")
 #: the agent streams the processors read, and their models
 _INPUTS: dict[str, type[Record]] = {s.name: s.model for s in STREAMS if s.writer == "agent"}
+_RollupInput = ToolCall | ModelCall | ReviewDecision | StateTransition
 
 
 @dataclass
@@ -71,6 +94,12 @@ class EngineStats:
     rollups: int = 0
     alerts: int = 0
     batches: int = 0
+    #: events dead-lettered as too late for their rollup window
+    too_late: int = 0
+    #: events dead-lettered for an event time out of range (clock sanity)
+    out_of_range: int = 0
+    #: events the rollups already counted (same event id)
+    rollup_duplicates: int = 0
 
 
 class ProcessorEngine:
@@ -87,104 +116,103 @@ class ProcessorEngine:
         self.stats = EngineStats()
         self._codec = codec_from_settings(settings, role="consumer")  # Confluent framing too
         self.metrics = metrics or pipeline_metrics()
-        #: per topic, this batch's records in and out, and dead letters by (source, error)
-        self._tally_in: dict[str, int] = {}
-        self._tally_out: dict[str, int] = {}
-        self._tally_invalid: dict[tuple[str, str], int] = {}
+        self._tallies = Tallies()
         topics = settings.topics
         self._topic_stream = {topics.name(stream): stream for stream in _INPUTS}
         self._out = {s: topics.name(s) for s in ("lifecycle", "invalid", "rollups", "alerts")}
-        app = settings.worker.app_id
-        self._state_topic = f"{topics.prefix}{app}-state"
+        worker = settings.worker
+        self._state_topic = f"{topics.prefix}{worker.app_id}-state"
         self._batch_size = batch_size
-        kafka = settings.kafka.confluent_config()
-        self._kafka = kafka
-        self._group = settings.worker.processors_group
-        self._consumer = Consumer(
-            {
-                **kafka,
-                "group.id": self._group,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "isolation.level": "read_committed",
-                "partition.assignment.strategy": "range",
-            }
+        self._group = worker.processors_group
+        self._consumer = kafka.consumer(
+            settings,
+            "processors",
+            {"group.id": self._group, "group.instance.id": worker.instance_id},
         )
-        self._producer = Producer(
-            {
-                **kafka,
-                "transactional.id": self._group,
-                "enable.idempotence": True,
-                "linger.ms": 5,
-                "compression.type": "lz4",
-                "partitioner": "murmur2_random",
-            }
+        self._producer = kafka.producer(
+            settings, "processors", {"transactional.id": worker.transactional_id}
         )
-        self._changelog = ChangelogStore(self._state_topic)
         self._runs = TrackedDict()
         self._alert_state = TrackedDict()
-        self._tracker = TimeoutTracker(settings.lifecycle)
+        #: per partition index, the timers of its runs (None: runs restored from a release
+        #: that did not record their partition, until their next event)
+        self._trackers: dict[int | None, TimeoutTracker] = {}
         self._rollups = RollupAggregator(settings.rollups, event_watermark=False)
         self._evaluator = AlertEvaluator(rules_from_settings(settings), self._alert_state)
+        self._clocks = PartitionClocks()
         self._lateness_us = seconds_to_us(settings.rollups.allowed_lateness_s)
         self._grace_us = seconds_to_us(settings.lifecycle.timeout_grace_s)
-        self._last_input = time.monotonic()
         self._positions: dict[tuple[str, int], int] = {}
-        #: per input partition: newest event time read (µs), and when (monotonic s)
-        self._partition_max: dict[tuple[str, str], tuple[int, float]] = {}
-        self._low_watermark: int | None = None
-        self._unread: set[tuple[str, str]] = set()
-        self._unread_empty = False
-        #: False until a refresh found every assigned partition read to its end
-        self._caught_up = False
+        #: per assigned partition, the committed offset it started from
+        self._started: dict[tuple[str, int], int] = {}
         self._closed_through = 0
         self._next_timer = 0.0
+        self._restored = False
+        self._drop_legacy = False
+        self._failed: BaseException | None = None
 
     @property
     def inputs(self) -> list[str]:
         """The topics the processors consume."""
         return list(self._topic_stream)
 
+    @property
+    def ready(self) -> bool:
+        """Restored, and partitions assigned."""
+        return self._restored and bool(self._clocks.assigned)
+
+    def health(self) -> dict[str, Any]:
+        """``assigned`` (partition indexes), ``restored``, ``caught_up``, ``lag``, ``failed``,
+        ``open_runs`` (runs not finished yet)."""
+        return {
+            "open_runs": sum(
+                r["state"] not in ("COMPLETED", "FAILED") for r in self._runs.values()
+            ),
+            "assigned": sorted(self._clocks.assigned),
+            "restored": self._restored,
+            "caught_up": self._clocks.caught_up(),
+            "lag": self._clocks.lag,
+            "failed": None if self._failed is None else repr(self._failed),
+        }
+
     # -- start-up ------------------------------------------------------------
 
     def open(self, ensure_topic: Callable[[str], None] | None = None) -> None:
-        """Restore the state, start the transactional producer, subscribe."""
+        """Fence older instances, restore the state to the changelog's end, subscribe."""
         if ensure_topic is not None:
             ensure_topic(self._state_topic)
-        state = read_changelog(self._kafka, self._state_topic)
-        runs = {k[4:]: v for k, v in state.items() if k.startswith("run:")}
-        self._runs = TrackedDict(runs)
-        self._alert_state = TrackedDict(
-            {k[6:]: v for k, v in state.items() if k.startswith("alert:")}
-        )
-        self._evaluator.store = self._alert_state
-        cells = [(k[5:], v) for k, v in state.items() if k.startswith("cell:")]
-        if cells:
-            self._rollups = RollupAggregator.restore(
-                self.settings.rollups, cells, event_watermark=False
-            )
-        tracker = state.get("tracker") or {}
-        self._tracker = TimeoutTracker.rebuild(
-            self.settings.lifecycle,
-            [cast(RunState, run) for run in runs.values()],
-            tracker.get("clock"),
-        )
-        restored = time.monotonic()
-        self._partition_max = {
-            tuple(key.rsplit("|", 1)): (value, restored)
-            for key, value in tracker.get("partitions", {}).items()
-        }
-        log.info(
-            "restored %d runs, %d rollup cells, %d alert states",
-            len(runs),
-            len(cells),
-            len(self._alert_state),
-        )
         try:
             self._producer.init_transactions(30)
         except KafkaException as exc:
             raise AgentstreamError(f"processors: cannot start transactions: {exc}") from exc
-        self._consumer.subscribe(list(self._topic_stream))
+        timeout = self.settings.worker.restore_timeout_s
+        self._restore(read_changelog(self.settings, self._state_topic, timeout))
+        self._consumer.subscribe(
+            list(self._topic_stream),
+            on_assign=self._rebalanced,
+            on_revoke=self._rebalanced,
+            on_lost=self._rebalanced,
+        )
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        restored = restore_state(self.settings, state)
+        self._runs, self._trackers = restored.runs, restored.trackers
+        self._alert_state = self._evaluator.store = restored.alerts
+        self._rollups, self._clocks = restored.rollups, restored.clocks
+        self._drop_legacy = restored.legacy
+        mark = self._rollups.watermark
+        self._closed_through = 0 if mark is None else mark - mark % 1_000_000
+        self._restored = True
+        log.info(
+            "restored %d runs, %d rollup entries, %d alert states",
+            len(self._runs),
+            restored.cells,
+            len(self._alert_state),
+        )
+
+    def _rebalanced(self, consumer: Any, partitions: list[Any]) -> None:
+        self._clocks.unassigned()
+        self._started.clear()
 
     def close(self) -> None:
         self.metrics.forget_group(self._group)
@@ -211,22 +239,23 @@ class ProcessorEngine:
 
     def step(self, messages: list[Any]) -> None:
         """One transaction: the batch, the timers, closed windows, state and offsets."""
+        if self._failed is not None:
+            raise AgentstreamError(
+                f"processors: a batch failed ({self._failed!r}); start a new engine"
+            )
         now = time.monotonic()
         timer_due = now >= self._next_timer
         if not messages and not timer_due:
             return
-        if messages or timer_due:
-            self._refresh_unread()
-        self._producer.begin_transaction()
+        self._refresh_lags(now, messages)
         try:
+            self._producer.begin_transaction()
             for message in messages:
                 self._handle(message)
-            if messages:
-                self._last_input = now
             if timer_due:
                 self._next_timer = now + self.settings.lifecycle.timer_interval_s
-                self._timers()
-            self._close_windows()
+                self._timers(now)
+            self._close_windows(now)
             self._write_state()
             offsets = [TopicPartition(t, p, o) for (t, p), o in self._positions.items()]
             if offsets:
@@ -234,34 +263,35 @@ class ProcessorEngine:
                     offsets, self._consumer.consumer_group_metadata(), 30
                 )
             self._producer.commit_transaction(60)
-        except KafkaException as exc:
-            self._producer.abort_transaction(30)
-            self._clear_tallies()
-            raise AgentstreamError(f"processors: transaction failed: {exc}") from exc
+        except BaseException as exc:
+            self._failed = exc
+            self._tallies.clear()
+            try:
+                self._producer.abort_transaction(30)
+            except KafkaException as abort:
+                log.warning("processors: abort after a failed batch failed too: %s", abort)
+            if isinstance(exc, KafkaException):
+                raise AgentstreamError(f"processors: transaction failed: {exc}") from exc
+            raise
         self._positions.clear()
+        self._drop_legacy = False
         self.stats.batches += 1
-        self._publish_tallies()
+        self._tallies.publish(self.metrics)
 
-    def _publish_tallies(self) -> None:
-        """Count what the committed transaction read and wrote (once per topic, not record)."""
-        metrics = self.metrics
-        metrics.add_counts(metrics.consumed, "processors", self._tally_in)
-        metrics.add_counts(metrics.produced, "processors", self._tally_out)
-        for (topic, error_type), count in self._tally_invalid.items():
-            metrics.invalid.add(
-                count, {"stage": "processors", "topic": topic, "error_type": error_type}
-            )
-        self._clear_tallies()
-
-    def _clear_tallies(self) -> None:
-        self._tally_in.clear()
-        self._tally_out.clear()
-        self._tally_invalid.clear()
+    def _refresh_lags(self, now: float, messages: list[Any]) -> None:
+        """Which assigned partitions still have records to read (per batch: cheap enough)."""
+        try:
+            lags = partition_lags(self._consumer, self._started)
+        except KafkaException:
+            self._clocks.refresh(None, now)
+            return
+        self.metrics.record_lag(self._group, lags)
+        self._clocks.refresh(lags, now, messages)
 
     def _send(self, stream: str, key: str, record: Record, headers: Any = None) -> None:
         topic = self._out[stream]
         self._producer.produce(topic, encode_model(record), key.encode(), headers=headers)
-        self._tally_out[topic] = self._tally_out.get(topic, 0) + 1
+        self._tallies.count_out(topic)
 
     def _handle(self, message: Any) -> None:
         if message.error():
@@ -270,8 +300,9 @@ class ProcessorEngine:
             return
         topic, partition, offset = message.topic(), message.partition(), message.offset()
         self._positions[(topic, partition)] = offset + 1
+        self._clocks.consumed(topic, partition)
         self.stats.consumed += 1
-        self._tally_in[topic] = self._tally_in.get(topic, 0) + 1
+        self._tallies.count_in(topic)
         stream = self._topic_stream[topic]
         value = message.value()
         try:
@@ -281,65 +312,30 @@ class ProcessorEngine:
         except (CodecError, ContractError) as exc:
             self._dead_letter(message, str(exc), type(exc).__name__)
             return
+        event_us = to_us(record.event_time)  # type: ignore[attr-defined]
+        problem = check_event_time_us(event_us, now_us(), self.settings)
+        if problem is not None:
+            # never observed: it moves no clock and no watermark
+            self.stats.out_of_range += 1
+            self._dead_letter(message, problem, ERROR_TYPE, record, detected_now=True)
+            return
+        before = self._clocks.observe(topic, partition, event_us, time.monotonic())
         headers = message.headers()
         if headers:
             with consumer_span(f"process {stream}", headers, tracer=_TRACER):
-                self._route(stream, record, message, trace_headers())
+                self._route(record, message, before, trace_headers())
         else:
-            self._route(stream, record, message, None)
+            self._route(record, message, before, None)
 
-    def _low_mark(self, message: Any, event_us: int) -> int | None:
-        """The low watermark: the oldest "newest event time" over the input partitions.
-
-        Partitions are read in order, but one may run ahead of another (fetch sizes,
-        batching); the slowest one bounds what has surely been seen. A partition with
-        nothing left to read (:meth:`_refresh_unread`) and quiet for
-        ``rollups.idle_after_s`` stops holding the others back; one not read from yet
-        while it has records holds the watermark where it is.
-        """
-        key = (message.topic(), str(message.partition()))
-        now = time.monotonic()
-        newest, _ = self._partition_max.get(key, (event_us, now))
-        self._partition_max[key] = (max(newest, event_us), now)
-        if self._unread_empty:
-            return self._low_watermark
-        idle = self.settings.rollups.idle_after_s
-        marks = [
-            m
-            for k, (m, seen) in self._partition_max.items()
-            if k in self._unread or now - seen <= idle
-        ]
-        mark = min(marks) if marks else max(m for m, _ in self._partition_max.values())
-        if self._low_watermark is None or mark > self._low_watermark:
-            self._low_watermark = mark
-        return self._low_watermark
-
-    def _refresh_unread(self) -> None:
-        """Which assigned partitions still have records to read (per batch: cheap enough)."""
-        try:
-            lags = consumer_lag(self._consumer)
-        except KafkaException:
-            self._caught_up = False
-            return
-        self.metrics.record_lag(self._group, lags)
-        # not fetched yet (lag unknown): it may hold records
-        unread = {(t, str(p)) for (t, p), lag in lags.items() if lag is None or lag > 0}
-        self._unread = unread
-        self._unread_empty = any(k not in self._partition_max for k in unread)
-        self._caught_up = bool(lags) and not unread
-
-    def _route(self, stream: str, record: Record, message: Any, headers: Any) -> None:
-        wall = now_us()
-        low = self._low_mark(message, to_us(record.event_time))  # type: ignore[attr-defined]
-        if low is not None and isinstance(record, StateTransition | ToolCall):
-            self._tracker.observe(low, wall)
-            # timeouts fire where the event clock passes a deadline: the same place in the
-            # input whatever the batching, so a restarted worker repeats them exactly
-            due = self._tracker.index.next_deadline()
-            if due is not None and due < self._tracker.now(wall) - self._grace_us:
-                self._timers(wall)
+    def _route(self, record: Record, message: Any, before: int, headers: Any) -> None:
+        p = message.partition()
+        clock = self._clocks.index.get(p)
+        if clock is not None:
+            # timeouts fire where the partition's event clock passes a deadline: the same
+            # place in the input whatever the batching, so a restarted worker repeats them
+            self._sweep(p, clock, due_only=True)
         if isinstance(record, StateTransition):
-            self._transition(record, message, headers)
+            self._transition(record, message, before, headers)
         elif isinstance(record, ToolCall):
             run = self._runs.get(record.run_id)
             if run is not None:
@@ -347,12 +343,12 @@ class ProcessorEngine:
                     run, record.tool, to_us(record.event_time), self.settings.lifecycle
                 )
                 if moved is not None and moved is not run:
-                    self._runs[record.run_id] = moved
-                    self._tracker.track(moved)
-            self._rollups.add(record)
+                    self._store_run(moved, p)
+            self._add_rollup(record, message, before)
         elif isinstance(record, ModelCall | ReviewDecision):
-            self._rollups.add(record)
+            self._add_rollup(record, message, before)
         # windows close where the low watermark passes them: a fixed place in the input
+        low = self._clocks.low_mark(time.monotonic(), self.settings.rollups.idle_after_s)
         if low is None:
             return
         mark = low - self._lateness_us
@@ -360,73 +356,123 @@ class ProcessorEngine:
             self._closed_through = mark - mark % 1_000_000
             self._emit_rollups(self._rollups.advance(mark))
 
-    def _transition(self, tr: StateTransition, message: Any, headers: Any) -> None:
+    def _store_run(self, state: RunState, p: int | None) -> None:
+        """Store a run state read at partition index ``p`` (its clock now: ``read_at``)."""
+        if p is not None:
+            clock = self._clocks.index.get(p)
+            state = {**state, "p": p} if clock is None else {**state, "p": p, "read_at": clock}
+        run_id = state["run_id"]
+        old = self._runs.get(run_id)
+        if old is not None and old.get("p") != p:
+            self._tracker(old.get("p")).forget(run_id)  # restored without its partition
+        self._runs[run_id] = state
+        self._tracker(p).track(state)
+
+    def _tracker(self, p: int | None) -> TimeoutTracker:
+        tracker = self._trackers.get(p)
+        if tracker is None:
+            tracker = self._trackers[p] = TimeoutTracker(self.settings.lifecycle)
+        return tracker
+
+    def _add_rollup(self, event: _RollupInput, message: Any, clock: int) -> None:
+        verdict = self._rollups.add(event, clock)
+        if verdict == DUPLICATE:
+            self.stats.rollup_duplicates += 1
+        elif verdict == TOO_LATE and message is not None:
+            self.stats.too_late += 1
+            horizon = self.settings.rollups.horizon_s
+            reason = (
+                f"too late for its window: its 1 s window ended more than {horizon:g} s "
+                "(rollups.horizon_s) before its partition's event time"
+            )
+            self._dead_letter(message, reason, "TooLate", event, detected_now=True)
+
+    def _transition(self, tr: StateTransition, message: Any, before: int, headers: Any) -> None:
+        p = message.partition()
         outcome = apply(self._runs.get(tr.run_id), tr, self.settings.lifecycle)
         if isinstance(outcome, Duplicate):
             self.stats.duplicates += 1
             return
         if isinstance(outcome, Accepted):
-            self._accept(outcome, headers)
+            self._accept(outcome, headers, p, message, before)
             return
         if outcome.timeout is not None:
-            self._accept(outcome.timeout, headers)
+            self._accept(outcome.timeout, headers, p, None, self._clocks.index.get(p, before))
             self.stats.timeouts += 1
         if outcome.state is not None:
-            self._runs[tr.run_id] = outcome.state
-            self._tracker.track(outcome.state)
+            self._store_run(outcome.state, p)
         self.stats.rejected += 1
         self._dead_letter(message, outcome.reason, "InvalidTransition", record=tr)
 
-    def _accept(self, accepted: Accepted, headers: Any) -> None:
-        self._runs[accepted.state["run_id"]] = accepted.state
-        self._tracker.track(accepted.state)
+    def _accept(
+        self, accepted: Accepted, headers: Any, p: int | None, message: Any, clock: int
+    ) -> None:
+        self._store_run(accepted.state, p)
         self._send("lifecycle", accepted.state["run_id"], accepted.transition, headers)
-        self._rollups.add(accepted.transition)
+        self._add_rollup(accepted.transition, message, clock)
         self.stats.accepted += 1
 
     def _dead_letter(
-        self, message: Any, reason: str, error_type: str, record: StateTransition | None = None
+        self,
+        message: Any,
+        reason: str,
+        error_type: str,
+        record: Record | None = None,
+        *,
+        detected_now: bool = False,
     ) -> None:
-        topic, partition, offset = message.topic(), message.partition(), message.offset()
-        invalid = InvalidEvent(
-            invalid_id=str(uuid.uuid5(_INVALID_NS, f"{topic}/{partition}/{offset}")),
-            detected_time=record.event_time if record is not None else _now(),
-            source_topic=topic,
-            partition=partition,
-            offset=offset,
-            key=message.key(),
-            raw=message.value() or b"",
-            reason=reason[:4000] or "invalid",
-            error_type=error_type,
-            run_id=record.run_id if record is not None else None,
-            tenant_id=record.tenant_id if record is not None else None,
-            event_id=record.event_id if record is not None else None,
-        )
+        topic = message.topic()
+        invalid = invalid_event(message, reason, error_type, record, detected_now=detected_now)
         out = self._out["invalid"]
         self._producer.produce(out, encode_model(invalid), message.key(), headers=message.headers())
         self.stats.invalid += 1
-        self._tally_out[out] = self._tally_out.get(out, 0) + 1
-        cause = (topic, error_type)
-        self._tally_invalid[cause] = self._tally_invalid.get(cause, 0) + 1
+        self._tallies.count_out(out)
+        self._tallies.count_invalid(topic, error_type)
 
-    def _timers(self, wall_us: int | None = None) -> None:
-        if wall_us is None:
-            # the wall clock may stand in for event time only once the backlog is read:
-            # a slow rejoin or first fetch after a restart must not fail past-dated runs
-            wall_us = now_us() if self._caught_up else 0
-        sweep = self._tracker.sweep(self._runs.get, wall_us)
+    def _sweep(self, p: int | None, clock: int, *, due_only: bool = False) -> None:
+        tracker = self._trackers.get(p)
+        if tracker is None:
+            return
+        if due_only:
+            due = tracker.index.next_deadline()
+            if due is None or due >= clock - self._grace_us:
+                return
+        sweep = tracker.sweep_at(self._runs.get, clock)
         for timeout in sweep.timeouts:
-            self._accept(timeout, None)
+            self._runs[timeout.state["run_id"]] = timeout.state
+            self._send("lifecycle", timeout.state["run_id"], timeout.transition)
+            self._add_rollup(timeout.transition, None, clock)
+            self.stats.accepted += 1
             self.stats.timeouts += 1
         for run_id in sweep.expired:
             self._runs.pop(run_id, None)
-            self._tracker.forget(run_id)
+            tracker.forget(run_id)
 
-    def _close_windows(self) -> None:
-        """While the input is idle the wall clock closes windows."""
-        quiet = time.monotonic() - self._last_input > self.settings.rollups.idle_after_s
-        if quiet and self._caught_up:
-            self._emit_rollups(self._rollups.advance(now_us() - self._lateness_us))
+    def _timers(self, now: float) -> None:
+        """The timer tick: each partition index at its event clock, or at the wall clock
+        where it may stand in (read to the end for ``idle_after_s``, see ``_watermarks``)."""
+        clocks, idle = self._clocks, self.settings.lifecycle.idle_after_s
+        wall = now_us()
+        for p in list(self._trackers):
+            if p is None:
+                clock = clocks.low
+                wall_ok = bool(clocks.assigned) and all(
+                    clocks.wall_ok(q, now, idle) for q in clocks.assigned
+                )
+            else:
+                clock = clocks.index.get(p)
+                wall_ok = p in clocks.assigned and clocks.wall_ok(p, now, idle)
+            if wall_ok:
+                clock = wall if clock is None else max(clock, wall)
+            if clock is not None:
+                self._sweep(p, clock)
+
+    def _close_windows(self, now: float) -> None:
+        """Emit corrected windows; while every partition is read and quiet, the wall clock
+        closes windows."""
+        clocks, idle = self._clocks, self.settings.rollups.idle_after_s
+        quiet = bool(clocks.assigned) and all(clocks.wall_ok(p, now, idle) for p in clocks.assigned)
+        self._emit_rollups(self._rollups.advance(now_us() - self._lateness_us if quiet else None))
 
     def _emit_rollups(self, rollups: list[Rollup]) -> None:
         for rollup in rollups:
@@ -437,22 +483,13 @@ class ProcessorEngine:
                 self.stats.alerts += 1
 
     def _write_state(self) -> None:
-        produce = self._producer.produce
-        topic, encode = self._state_topic, self._changelog.encode
+        produce, topic = self._producer.produce, self._state_topic
         for key, value in self._runs.drain().items():
-            produce(topic, encode(value), f"run:{key}".encode())
+            produce(topic, encode(value), RUNS.key(key))
         for key, value in self._alert_state.drain().items():
-            produce(topic, encode(value), f"alert:{key}".encode())
+            produce(topic, encode(value), ALERTS.key(key))
         for key, cell in self._rollups.drain_changes().items():
-            produce(topic, encode(cell), f"cell:{key}".encode())
-        tracker = {
-            "clock": self._tracker.to_json()["clock"],
-            "partitions": {f"{t}|{p}": m for (t, p), (m, _) in self._partition_max.items()},
-        }
-        produce(topic, encode(tracker), b"tracker")
-
-
-def _now() -> Any:
-    from agentstream.schemas import utc_now
-
-    return utc_now()
+            produce(topic, encode(cell), CELLS.key(key))
+        produce(topic, encode(self._clocks.to_json()), CLOCKS.key("partitions"))
+        if self._drop_legacy:
+            produce(topic, None, LEGACY_TRACKER.encode())

@@ -45,6 +45,7 @@ from agentstream.processors.lifecycle._machine import (
     expired,
     observe_tool_call,
     overdue,
+    timer_due,
     transition_problem,
 )
 
@@ -66,5 +67,6 @@ __all__ = [
     "expired",
     "observe_tool_call",
     "overdue",
+    "timer_due",
     "transition_problem",
 ]

@@ -25,7 +25,13 @@ from typing import TypedDict
 
 from agentstream.core.config import LifecycleSettings
 from agentstream.processors._clock import EventClock, EventClockState, seconds_to_us
-from agentstream.processors.lifecycle._machine import Accepted, RunState, expired, overdue
+from agentstream.processors.lifecycle._machine import (
+    Accepted,
+    RunState,
+    expired,
+    overdue,
+    timer_due,
+)
 
 __all__ = ["DeadlineIndex", "Sweep", "TimeoutTracker", "TrackerState"]
 
@@ -134,7 +140,7 @@ class TimeoutTracker:
         tracker = cls(settings)
         if clock is not None:
             tracker._clock = EventClock(settings.idle_after_s, clock)
-        tracker._index = DeadlineIndex((run["run_id"], run["deadline"]) for run in runs)
+        tracker._index = DeadlineIndex((run["run_id"], timer_due(run)) for run in runs)
         return tracker
 
     @property
@@ -147,8 +153,8 @@ class TimeoutTracker:
         self._clock.observe(event_us, wall_us)
 
     def track(self, run: RunState) -> None:
-        """Index the deadline of a run state that was just stored."""
-        self._index.set(run["run_id"], run["deadline"])
+        """Index the deadline of a run state that was just stored (:func:`timer_due`)."""
+        self._index.set(run["run_id"], timer_due(run))
 
     def forget(self, run_id: str) -> None:
         """The run was deleted from the table."""
@@ -165,7 +171,10 @@ class TimeoutTracker:
         ``timeouts[i].state``, publishes ``timeouts[i].transition`` and deletes
         the ``expired`` run ids.
         """
-        now = self._clock.now(wall_us)
+        return self.sweep_at(lookup, self._clock.now(wall_us))
+
+    def sweep_at(self, lookup: Callable[[str], RunState | None], now: int) -> Sweep:
+        """:meth:`sweep` at a time the caller decided (the engine's partition clocks)."""
         result = Sweep(now)
         for run_id, _deadline in self._index.pop_due(now - self._grace - 1):
             run = lookup(run_id)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Final, TypeAlias, TypedDict
+from typing import Final, NotRequired, TypeAlias, TypedDict
 
 from agentstream.core.config import LifecycleSettings
 from agentstream.processors._clock import from_us, seconds_to_us, to_us
@@ -51,6 +51,7 @@ __all__ = [
     "expired",
     "observe_tool_call",
     "overdue",
+    "timer_due",
     "transition_problem",
 ]
 
@@ -104,6 +105,25 @@ class RunState(TypedDict):
     agent_version: str
     trace_id: str | None
     retention: str
+    #: the input partition index of the run (set by the engine; absent in old state)
+    p: NotRequired[int]
+    #: the partition's event clock when the run's last event was read (set by the engine):
+    #: a run read behind its partition is timed out by the partition's clock only once it
+    #: has moved a full budget past this point (:func:`timer_due`)
+    read_at: NotRequired[int]
+
+
+def timer_due(run: RunState) -> int:
+    """When the partition clock (not the run's own events) may time the run out.
+
+    ``deadline`` shifted by how far behind its partition the run was last read: a run whose
+    events arrive late (a producer that spooled through an outage) keeps its full budget
+    measured on the partition's clock from the point where it was read.
+    """
+    read_at = run.get("read_at")
+    if read_at is None:
+        return run["deadline"]
+    return run["deadline"] + max(0, read_at - run["active_at"])
 
 
 @dataclass(frozen=True, slots=True)

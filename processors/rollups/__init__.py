@@ -21,12 +21,16 @@ Example::
 """
 
 from agentstream.processors.rollups._aggregator import (
+    ADDED,
+    DUPLICATE,
     META_KEY,
     QUANTILES,
     RESOLUTION_US,
+    TOO_LATE,
     AggregatorMeta,
     RollupAggregator,
     RollupEvent,
+    Verdict,
     build_rollup,
     window_start,
 )
@@ -47,11 +51,14 @@ from agentstream.processors.rollups._sketch import (
 )
 
 __all__ = [
+    "ADDED",
+    "DUPLICATE",
     "FIGURES",
     "FORMAT_VERSION",
     "META_KEY",
     "QUANTILES",
     "RESOLUTION_US",
+    "TOO_LATE",
     "AggregatorMeta",
     "Cell",
     "CellJson",
@@ -61,6 +68,7 @@ __all__ = [
     "Scope",
     "ScopeJson",
     "SketchJson",
+    "Verdict",
     "build_rollup",
     "mapping_for",
     "merge_rollups",

@@ -1,48 +1,56 @@
-"""Tumbling event-time rollups at 1 s, 1 min and 1 h, closed by a watermark.
+"""Tumbling event-time rollups at 1 s, 1 min and 1 h: closed by a watermark, corrected by late
+events up to a horizon, duplicates counted once.
 
 How it works
 ------------
-* Events are added to **1 s cells** (one per scope and second). Nothing else
-  happens per event, which keeps the hot path short.
-* ``watermark = max(event time seen) - allowed_lateness`` (never goes back;
-  :meth:`RollupAggregator.advance` can push it further, e.g. by the wall clock
-  while the input is idle). A window ``[start, end)`` is closed once
-  ``end <= watermark``.
-* :meth:`RollupAggregator.advance` closes windows: every closed 1 s cell is
-  emitted (a :class:`~schemas.Rollup`) and then **merged** into its 1 min cell;
-  closed 1 min cells are emitted and merged into their 1 h cell; closed 1 h
-  cells are emitted. A closed cell is removed, so each window is emitted
-  exactly once. Counts are integers and the sketch bins integer counts, so the
-  1 min (1 h) figures are exactly the merge of their 1 s windows.
-* **Lateness is decided at 1 s.** An event whose 1 s window is already closed
-  when it arrives is *late*: it is not aggregated at any resolution (so every
-  tier stays the exact merge of the 1 s tier) and is counted in ``late_events``
-  of the **earliest open 1 s window** (the one holding the watermark) of each of
-  its scopes; that window is emitted later and rolls up into 1 min and 1 h, so
-  a late event is never lost silently: it shows up as ``late_events`` in the
-  window that was open when it arrived. Exception: a *synthesized* timeout
-  (dated at the run's deadline, published after the timeout grace) whose window
-  has closed is counted as a failed run in that earliest open window.
+* Every event counts in the windows of **its own event time**, whatever order it is read
+  in. Events are added to **1 s cells** (one per scope and second): the hot path.
+* ``watermark`` (µs; never goes back) closes windows: :meth:`RollupAggregator.advance`
+  emits every window ``[start, end)`` with ``end <= watermark`` (a :class:`~schemas.Rollup`)
+  and **merges** each closed 1 s cell into its 1 min cell, each closed 1 min cell into its
+  1 h cell. Counts are integers and the sketch bins integer counts, so the 1 min (1 h)
+  figures are exactly the merge of their 1 s windows.
+* **Corrections.** A closed cell is kept until ``end + horizon_s <= watermark``. An event
+  whose window is closed but kept is added to its 1 s cell and, the 1 s window being
+  merged already, to its 1 min cell (and 1 h cell if the minute is merged too); the
+  changed closed cells are emitted again by the next :meth:`advance`, with the corrected
+  totals and a newer ``computed_at`` (the tables keep the latest). The tiers stay exact
+  merges of the 1 s tier for every accepted event.
+* **Too late.** An event whose 1 s window ended ``horizon_s`` or more before the clock is
+  refused (:data:`TOO_LATE`) and counted nowhere: the caller dead-letters it. The clock
+  is the event's own partition's watermark (``clock_us`` minus the allowed lateness),
+  so the verdict depends on the order of that partition only, not on how partitions
+  interleave; or the aggregator's watermark, when a window is already dropped.
+* ``late_events`` of a window counts its accepted events that arrived after their
+  partition's watermark passed the window's end (a per-partition, deterministic figure).
+* **Duplicates.** The event ids of every kept 1 s window are remembered: an event id seen
+  before in its window (a redelivery has the same event time, so the same window) is
+  refused (:data:`DUPLICATE`). The dedup window is therefore the horizon.
+* A *synthesized* timeout (dated at the run's deadline, published when the clock passed
+  it) that is too late for its window counts in the oldest window still kept.
 
-Determinism: the late/on-time decision uses the watermark at the moment the
-event is added (derived from the events themselves), never the time
-``advance`` happens to be called, so the same input order gives the same rollups.
-
-State: JSON-able cells keyed ``"<resolution>|<window start µs>|<scope key>"``
-plus a ``"meta"`` entry (watermark); :meth:`RollupAggregator.drain_changes`
-returns what changed since the last drain (``None``: delete), for the engine's
-changelog topic; :meth:`RollupAggregator.restore` rebuilds the aggregator from
-the table's items.
+State: JSON-able entries ``"<resolution>|<window start µs>|<scope key>"`` (cells),
+``"ids|<window start µs>"`` (event ids seen) and ``"meta"``;
+:meth:`RollupAggregator.drain_changes` returns what changed since the last drain
+(``None``: delete), :meth:`RollupAggregator.restore` rebuilds the aggregator. State
+version 1 (today's release: no ids, no closed-through mark) restores as is.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any, Final, TypeAlias, TypedDict, cast
+from typing import Any, Final, Literal, TypeAlias, TypedDict, cast
 
 from agentstream.core.config import RollupSettings
-from agentstream.processors._clock import from_us, seconds_to_us, to_us
+from agentstream.processors._clock import seconds_to_us, to_us
+from agentstream.processors.rollups._build import (
+    QUANTILES,
+    RESOLUTION_US,
+    TIERS,
+    build_rollup,
+    window_start,
+)
 from agentstream.processors.rollups._cells import (
     COST_NUSD,
     COUNT,
@@ -69,7 +77,7 @@ from agentstream.processors.rollups._cells import (
     add_redactions,
     scopes_of,
 )
-from agentstream.processors.rollups._sketch import LatencySketch, mapping_for
+from agentstream.processors.rollups._sketch import mapping_for
 from agentstream.schemas import (
     AgentState,
     CallStatus,
@@ -85,29 +93,30 @@ from agentstream.schemas import (
 )
 
 __all__ = [
+    "ADDED",
+    "DUPLICATE",
     "META_KEY",
     "QUANTILES",
     "RESOLUTION_US",
+    "TOO_LATE",
     "AggregatorMeta",
     "RollupAggregator",
     "RollupEvent",
+    "Verdict",
     "build_rollup",
     "window_start",
 ]
 
-#: window length of each resolution, in microseconds
-RESOLUTION_US: Final[dict[Resolution, int]] = {
-    "1s": 1_000_000,
-    "1m": 60_000_000,
-    "1h": 3_600_000_000,
-}
-_TIERS: Final[tuple[Resolution, ...]] = ("1s", "1m", "1h")
 _SECOND: Final = RESOLUTION_US["1s"]
-#: the quantiles reported as latency_p50 / p95 / p99
-QUANTILES: Final = (0.5, 0.95, 0.99)
 META_KEY: Final = "meta"
-_STATE_VERSION: Final = 1
+_IDS: Final = "ids"
+_STATE_VERSION: Final = 2
 _SCOPE_CACHE_LIMIT: Final = 100_000
+#: what :meth:`RollupAggregator.add` did with an event
+Verdict: TypeAlias = Literal["added", "duplicate", "too late"]
+ADDED: Final[Verdict] = "added"
+DUPLICATE: Final[Verdict] = "duplicate"
+TOO_LATE: Final[Verdict] = "too late"
 
 _STATUS: Final = {CallStatus.SUCCESS: SUCCESS, CallStatus.PARTIAL: PARTIAL, CallStatus.ERROR: ERROR}
 _ERROR_CLASS: Final = {
@@ -124,72 +133,18 @@ _RUN_END: Final = {
 
 RollupEvent: TypeAlias = ToolCall | ModelCall | StateTransition | ReviewDecision
 _ScopeId: TypeAlias = tuple[str, str, str, str | None]
+_CellKey: TypeAlias = tuple[Resolution, int, str]
 
 
-class AggregatorMeta(TypedDict):
+class AggregatorMeta(TypedDict, total=False):
     """The ``"meta"`` table entry."""
 
     version: int
     max_event: int | None
     watermark: int | None
-
-
-def window_start(us: int, resolution: Resolution) -> int:
-    """Start (µs) of the ``resolution`` window holding instant ``us``."""
-    return us - us % RESOLUTION_US[resolution]
-
-
-def build_rollup(
-    resolution: Resolution,
-    start_us: int,
-    cell: Cell,
-    relative_accuracy: float,
-    computed_at: datetime | None = None,
-) -> Rollup:
-    """The :class:`~schemas.Rollup` record of a closed cell."""
-    f = cell.f
-    sketch = LatencySketch.wrap(relative_accuracy, cell.bins, f[ZERO_LATENCY])
-    p50 = p95 = p99 = None
-    data = None
-    if sketch.bins or sketch.zero:
-        p50, p95, p99 = sketch.quantiles(QUANTILES)
-        data = sketch.to_bytes()
-    scope = cell.scope
-    return Rollup(
-        resolution=resolution,
-        window_start=from_us(start_us),
-        window_end=from_us(start_us + RESOLUTION_US[resolution]),
-        scope_kind=scope.kind,
-        scope_key=scope.key,
-        tenant_id=scope.tenant_id,
-        agent_id=scope.agent_id,
-        agent_version=scope.agent_version,
-        tool=scope.tool,
-        count=f[COUNT],
-        success=f[SUCCESS],
-        partial=f[PARTIAL],
-        error=f[ERROR],
-        retryable=f[RETRYABLE],
-        non_retryable=f[NON_RETRYABLE],
-        timeout=f[TIMEOUT],
-        late_events=f[LATE],
-        latency_p50=p50,
-        latency_p95=p95,
-        latency_p99=p99,
-        latency_sketch=data,
-        tokens_in=f[TOKENS_IN],
-        tokens_out=f[TOKENS_OUT],
-        cost_usd=f[COST_NUSD] / NANO,
-        model_calls=f[MODEL_CALLS],
-        runs_started=f[RUNS_STARTED],
-        runs_completed=f[RUNS_COMPLETED],
-        runs_failed=f[RUNS_FAILED],
-        reviews=f[REVIEWS],
-        overrides=f[OVERRIDES],
-        state_time_ms={AgentState(s): ms for s, ms in sorted(cell.state_ms.items())},
-        computed_at=computed_at or utc_now(),
-        redactions=dict(sorted(cell.redactions.items())),
-    )
+    #: the watermark of the last :meth:`RollupAggregator.advance`: windows ending at or
+    #: before it are emitted (and merged into the next tier)
+    closed: int | None
 
 
 class RollupAggregator:
@@ -198,23 +153,29 @@ class RollupAggregator:
     def __init__(self, settings: RollupSettings, *, event_watermark: bool = True) -> None:
         """``event_watermark=False``: only :meth:`advance` moves the watermark (a caller that
         tracks a low watermark over several input partitions, so that one partition running
-        ahead of another does not make the other's events late)."""
+        ahead of another does not close the other's windows)."""
         self._settings = settings
         self._event_watermark = event_watermark
         self._lateness = seconds_to_us(settings.allowed_lateness_s)
+        self._horizon = seconds_to_us(settings.horizon_s)
         self._accuracy = settings.sketch_relative_accuracy
         mapping = mapping_for(self._accuracy)
         self._key = mapping.key
         self._min_latency = mapping.min_possible
         self._emit = frozenset(settings.resolutions)
-        self._windows: dict[Resolution, dict[int, dict[str, Cell]]] = {r: {} for r in _TIERS}
+        self._windows: dict[Resolution, dict[int, dict[str, Cell]]] = {r: {} for r in TIERS}
+        self._ids: dict[int, set[str]] = {}
         self._max_event: int | None = None
         self._watermark: int | None = None
-        #: 1 s windows changed since the last drain
+        self._closed: int | None = None
+        #: open 1 s windows changed since the last drain
         self._dirty_seconds: set[int] = set()
+        self._dirty_ids: set[int] = set()
         #: per open 1 s window: scope ids -> the cells an event of those ids updates
         self._hot: dict[int, dict[_ScopeId, list[Cell]]] = {}
-        self._dirty_cells: set[tuple[Resolution, int, str]] = set()
+        self._dirty_cells: set[_CellKey] = set()
+        #: closed cells changed since they were emitted
+        self._corrected: set[_CellKey] = set()
         self._deleted: set[str] = set()
         self._scope_cache: dict[_ScopeId, tuple[Scope, ...]] = {}
 
@@ -227,28 +188,55 @@ class RollupAggregator:
 
     # ------------------------------------------------------------------ input
 
-    def add(self, event: RollupEvent) -> None:
-        """Add any rollup input (dispatch on its type)."""
+    def add(self, event: RollupEvent, clock_us: int | None = None) -> Verdict:
+        """Add any rollup input; ``clock_us``: the newest event time read before it on its
+        partition (default: the newest the aggregator saw). :data:`ADDED`,
+        :data:`DUPLICATE` (not counted) or :data:`TOO_LATE` (not counted: dead-letter it)."""
+        t = to_us(event.event_time)
+        if self._max_event is None or t > self._max_event:
+            self._max_event = t
+            mark = t - self._lateness
+            if self._event_watermark and (self._watermark is None or mark > self._watermark):
+                self._watermark = mark
+        if clock_us is None:
+            clock_us = self._max_event
+        second = t - t % _SECOND
+        seen = self._ids.get(second)
+        if seen is not None and event.event_id in seen:
+            return DUPLICATE
+        ids = (event.tenant_id, event.agent_id, event.agent_version, None)
+        partition_mark = clock_us - self._lateness
+        limit = partition_mark if self._watermark is None else max(partition_mark, self._watermark)
+        late = second + _SECOND <= partition_mark
+        if second + _SECOND + self._horizon <= limit:
+            if not (isinstance(event, StateTransition) and event.synthesized):
+                return TOO_LATE
+            # our own timeout, published late by design: the oldest window still kept
+            floor = limit - self._horizon
+            second, late = floor - floor % _SECOND, False
         if isinstance(event, ToolCall):
-            self.add_tool_call(event)
+            cells = self._cells(second, (*ids[:3], event.tool))
+            self._tool_call(event, cells, late)
         elif isinstance(event, ModelCall):
-            self.add_model_call(event)
+            cells = self._cells(second, ids)
+            self._model_call(event, cells, late)
         elif isinstance(event, StateTransition):
-            self.add_transition(event)
+            cells = self._cells(second, ids)
+            self._transition(event, cells, late)
         elif isinstance(event, ReviewDecision):
-            self.add_review(event)
+            cells = self._cells(second, ids)
+            self._review(event, cells, late)
         else:
             raise TypeError(f"not a rollup input: {type(event).__name__}")
+        if event.redactions:
+            add_redactions(cells, event.redactions)
+        if seen is None:
+            seen = self._ids[second] = set()
+        seen.add(event.event_id)
+        self._dirty_ids.add(second)
+        return ADDED
 
-    def add_tool_call(self, ev: ToolCall) -> None:
-        """A tool call: count, status and error-class split, latency."""
-        cells = self._cells(
-            to_us(ev.event_time), (ev.tenant_id, ev.agent_id, ev.agent_version, ev.tool)
-        )
-        if cells is None:
-            return
-        if ev.redactions:
-            add_redactions(cells, ev.redactions)
+    def _tool_call(self, ev: ToolCall, cells: list[Cell], late: bool) -> None:
         latency = ev.latency_ms
         key = self._key(latency) if latency > self._min_latency else None
         status = _STATUS[ev.status]
@@ -257,6 +245,7 @@ class RollupAggregator:
             f = cell.f
             f[COUNT] += 1
             f[status] += 1
+            f[LATE] += late
             if error_class >= 0:
                 f[error_class] += 1
             if key is None:
@@ -265,15 +254,7 @@ class RollupAggregator:
                 bins = cell.bins
                 bins[key] = bins.get(key, 0) + 1
 
-    def add_model_call(self, ev: ModelCall) -> None:
-        """A model call: tokens and cost."""
-        cells = self._cells(
-            to_us(ev.event_time), (ev.tenant_id, ev.agent_id, ev.agent_version, None)
-        )
-        if cells is None:
-            return
-        if ev.redactions:
-            add_redactions(cells, ev.redactions)
+    def _model_call(self, ev: ModelCall, cells: list[Cell], late: bool) -> None:
         cost = round(ev.cost_usd * NANO)
         for cell in cells:
             f = cell.f
@@ -281,45 +262,25 @@ class RollupAggregator:
             f[TOKENS_IN] += ev.input_tokens
             f[TOKENS_OUT] += ev.output_tokens
             f[COST_NUSD] += cost
+            f[LATE] += late
 
-    def add_transition(self, ev: StateTransition) -> None:
-        """A *validated* lifecycle transition (the lifecycle topic): runs and state time.
-
-        A synthesized timeout is dated at the run's deadline but published only
-        once the clock passed the deadline plus the timeout grace, often after
-        its window closed: it is then counted (runs_failed, state time) in the
-        earliest open window, the one open when it was published, not as late.
-        """
-        cells = self._cells(
-            to_us(ev.event_time),
-            (ev.tenant_id, ev.agent_id, ev.agent_version, None),
-            catch_up=ev.synthesized,
-        )
-        if cells is None:
-            return
-        if ev.redactions:
-            add_redactions(cells, ev.redactions)
+    def _transition(self, ev: StateTransition, cells: list[Cell], late: bool) -> None:
+        """A *validated* lifecycle transition (the lifecycle topic): runs and state time."""
         figure = _RUN_END.get(ev.to_state)
         dwell = ev.dwell_ms if ev.from_state is not None else None
         left = ev.from_state.value if ev.from_state is not None else ""
         for cell in cells:
+            cell.f[LATE] += late
             if figure is not None:
                 cell.f[figure] += 1
             if dwell:
                 cell.state_ms[left] = cell.state_ms.get(left, 0) + dwell
 
-    def add_review(self, ev: ReviewDecision) -> None:
-        """A human review decision: reviews and overrides."""
-        cells = self._cells(
-            to_us(ev.event_time), (ev.tenant_id, ev.agent_id, ev.agent_version, None)
-        )
-        if cells is None:
-            return
-        if ev.redactions:
-            add_redactions(cells, ev.redactions)
+    def _review(self, ev: ReviewDecision, cells: list[Cell], late: bool) -> None:
         override = ev.decision is Decision.OVERRIDDEN
         for cell in cells:
             cell.f[REVIEWS] += 1
+            cell.f[LATE] += late
             if override:
                 cell.f[OVERRIDES] += 1
 
@@ -331,30 +292,11 @@ class RollupAggregator:
             scopes = self._scope_cache[ids] = scopes_of(*ids)
         return scopes
 
-    def _cells(self, t: int, ids: _ScopeId, catch_up: bool = False) -> list[Cell] | None:
-        """The 1 s cells of an event at ``t``; None if it is late (then counted as late).
-
-        With ``catch_up`` a late event is not refused: it is aggregated in the
-        earliest open window (synthesized timeouts, see :meth:`add_transition`).
-        """
-        watermark = self._watermark
-        if self._max_event is None or t > self._max_event:
-            self._max_event = t
-            mark = t - self._lateness
-            if self._event_watermark and (watermark is None or mark > watermark):
-                watermark = self._watermark = mark
-        start = t - t % _SECOND
-        if watermark is not None and start + _SECOND <= watermark:
-            landing = watermark - watermark % _SECOND
-            if catch_up:
-                return self._second_cells(landing, ids)
-            for cell in self._second_cells(landing, ids):
-                cell.f[LATE] += 1
-            return None
-        return self._second_cells(start, ids)
-
-    def _second_cells(self, start: int, ids: _ScopeId) -> list[Cell]:
-        """The cells of 1 s window ``start`` for the scopes of ``ids`` (hot path: 2 lookups)."""
+    def _cells(self, start: int, ids: _ScopeId) -> list[Cell]:
+        """The cells an event of 1 s window ``start`` updates (hot path: 2 lookups)."""
+        closed = self._closed
+        if closed is not None and start + _SECOND <= closed:
+            return self._correction(start, ids, closed)
         self._dirty_seconds.add(start)
         hot = self._hot.get(start)
         if hot is None:
@@ -363,6 +305,24 @@ class RollupAggregator:
         if cells is None:
             window = self._windows["1s"].setdefault(start, {})
             cells = hot[ids] = [self._cell(window, scope) for scope in self._scopes(ids)]
+        return cells
+
+    def _correction(self, t: int, ids: _ScopeId, closed: int) -> list[Cell]:
+        """The cells of an event of a closed window: its 1 s cells and, where the finer
+        window is merged already, the coarser ones (each marked to be emitted again)."""
+        cells: list[Cell] = []
+        for resolution in TIERS:
+            start = window_start(t, resolution)
+            window = self._windows[resolution].setdefault(start, {})
+            is_closed = start + RESOLUTION_US[resolution] <= closed
+            for scope in self._scopes(ids):
+                cells.append(self._cell(window, scope))
+                key = (resolution, start, scope.key)
+                self._dirty_cells.add(key)
+                if is_closed:
+                    self._corrected.add(key)
+            if not is_closed:
+                break  # this tier is not merged into the next yet
         return cells
 
     @staticmethod
@@ -377,63 +337,93 @@ class RollupAggregator:
     def advance(
         self, watermark: int | None = None, computed_at: datetime | None = None
     ) -> list[Rollup]:
-        """Close every window the watermark has passed; return their rollups, once each.
+        """Emit every window the watermark has passed (once) and every corrected one (again).
 
-        ``watermark`` (µs) raises the watermark if it is ahead (e.g. the wall clock
-        minus the lateness while the input is idle); it never goes back. Rollups
-        come 1 s first, then 1 min, then 1 h, each by window start then scope key;
-        only the resolutions in ``RollupSettings.resolutions`` are returned.
+        ``watermark`` (µs) raises the watermark if it is ahead; it never goes back.
+        Rollups come 1 s first, then 1 min, then 1 h, each by window start then scope
+        key; only the resolutions in ``RollupSettings.resolutions`` are returned.
+        Windows ``horizon_s`` past their end are then dropped.
         """
         if watermark is not None and (self._watermark is None or watermark > self._watermark):
             self._watermark = watermark
-        if self._watermark is None:
+        mark = self._watermark
+        if mark is None:
             return []
-        out: list[Rollup] = []
+        before = self._closed
         stamp = computed_at or utc_now()
-        for index, resolution in enumerate(_TIERS):
-            parent = _TIERS[index + 1] if index + 1 < len(_TIERS) else None
-            out.extend(self._close(resolution, parent, self._watermark, stamp))
+        out: list[Rollup] = []
+        for index, resolution in enumerate(TIERS):
+            parent = TIERS[index + 1] if index + 1 < len(TIERS) else None
+            out.extend(self._close(resolution, parent, before, mark, stamp))
+        self._closed = mark if before is None else max(before, mark)
+        self._corrected.clear()
+        self._drop(mark - self._horizon)
         return out
 
     def _close(
-        self, resolution: Resolution, parent: Resolution | None, watermark: int, stamp: datetime
+        self,
+        resolution: Resolution,
+        parent: Resolution | None,
+        before: int | None,
+        mark: int,
+        stamp: datetime,
     ) -> list[Rollup]:
         tier = self._windows[resolution]
         length = RESOLUTION_US[resolution]
-        closed = sorted(start for start in tier if start + length <= watermark)
-        out: list[Rollup] = []
-        for start in closed:
-            window = tier.pop(start)
+        emit: set[_CellKey] = {key for key in self._corrected if key[0] == resolution}
+        for start in sorted(tier):
+            end = start + length
+            if end > mark or (before is not None and end <= before):
+                continue
+            window = tier[start]
+            dirty = False
             if resolution == "1s":
+                dirty = start in self._dirty_seconds
                 self._dirty_seconds.discard(start)
                 self._hot.pop(start, None)
             target = None
             if parent is not None:
                 target_start = window_start(start, parent)
                 target = self._windows[parent].setdefault(target_start, {})
-            for key in sorted(window):
-                cell = window[key]
-                self._deleted.add(f"{resolution}|{start}|{key}")
-                if resolution in self._emit:
-                    out.append(build_rollup(resolution, start, cell, self._accuracy, stamp))
+            for key, cell in window.items():
+                emit.add((resolution, start, key))
+                if dirty:
+                    self._dirty_cells.add((resolution, start, key))
                 if target is not None and parent is not None:
-                    into = target.get(key)
-                    if into is None:
-                        target[key] = cell  # the closed window is dropped: reuse its cell
-                    else:
-                        into.merge(cell)
+                    self._cell(target, cell.scope).merge(cell)
                     self._dirty_cells.add((parent, target_start, key))
-        return out
+        if resolution not in self._emit:
+            return []
+        return [
+            build_rollup(resolution, start, tier[start][key], self._accuracy, stamp)
+            for resolution, start, key in sorted(emit, key=lambda k: (k[1], k[2]))
+        ]
+
+    def _drop(self, through: int) -> None:
+        """Forget the windows ending at or before ``through`` (past the horizon)."""
+        for resolution in TIERS:
+            tier = self._windows[resolution]
+            length = RESOLUTION_US[resolution]
+            for start in [s for s in tier if s + length <= through]:
+                for key in tier.pop(start):
+                    self._deleted.add(f"{resolution}|{start}|{key}")
+                    self._dirty_cells.discard((resolution, start, key))
+        for start in [s for s in self._ids if s + _SECOND <= through]:
+            del self._ids[start]
+            self._dirty_ids.discard(start)
+            self._deleted.add(f"{_IDS}|{start}")
 
     # ------------------------------------------------------------------ persistence
 
-    def drain_changes(self) -> dict[str, CellJson | AggregatorMeta | None]:
+    def drain_changes(self) -> dict[str, CellJson | AggregatorMeta | list[str] | None]:
         """Table entries changed since the last drain (``None``: delete the key), with meta.
 
         A deleted key may never have been written (a cell opened and closed
         between two drains): delete with ``table.pop(key, None)``.
         """
-        changes: dict[str, CellJson | AggregatorMeta | None] = dict.fromkeys(self._deleted)
+        changes: dict[str, CellJson | AggregatorMeta | list[str] | None] = dict.fromkeys(
+            self._deleted
+        )
         seconds = self._windows["1s"]
         for start in self._dirty_seconds:
             for key, cell in seconds.get(start, {}).items():
@@ -442,19 +432,25 @@ class RollupAggregator:
             cell_or_none = self._windows[resolution].get(start, {}).get(key)
             if cell_or_none is not None:
                 changes[f"{resolution}|{start}|{key}"] = cell_or_none.to_json()
+        for start in self._dirty_ids:
+            if start in self._ids:
+                changes[f"{_IDS}|{start}"] = sorted(self._ids[start])
         changes[META_KEY] = self._meta()
         self._deleted.clear()
         self._dirty_seconds.clear()
         self._dirty_cells.clear()
+        self._dirty_ids.clear()
         return changes
 
-    def snapshot(self) -> dict[str, CellJson | AggregatorMeta]:
-        """Every table entry (all open cells and the meta entry)."""
-        entries: dict[str, CellJson | AggregatorMeta] = {META_KEY: self._meta()}
+    def snapshot(self) -> dict[str, CellJson | AggregatorMeta | list[str]]:
+        """Every table entry (all kept cells, ids and the meta entry)."""
+        entries: dict[str, CellJson | AggregatorMeta | list[str]] = {META_KEY: self._meta()}
         for resolution, tier in self._windows.items():
             for start, window in tier.items():
                 for key, cell in window.items():
                     entries[f"{resolution}|{start}|{key}"] = cell.to_json()
+        for start, seen in self._ids.items():
+            entries[f"{_IDS}|{start}"] = sorted(seen)
         return entries
 
     def _meta(self) -> AggregatorMeta:
@@ -462,13 +458,14 @@ class RollupAggregator:
             "version": _STATE_VERSION,
             "max_event": self._max_event,
             "watermark": self._watermark,
+            "closed": self._closed,
         }
 
     @classmethod
     def restore(
         cls,
         settings: RollupSettings,
-        entries: Iterable[tuple[str, Mapping[str, Any]]],
+        entries: Iterable[tuple[str, Any]],
         *,
         event_watermark: bool = True,
     ) -> RollupAggregator:
@@ -480,16 +477,25 @@ class RollupAggregator:
         for key, value in entries:
             try:
                 if key == META_KEY:
-                    if value["version"] != _STATE_VERSION:
-                        raise ValueError(f"state version {value['version']!r} is not supported")
-                    agg._max_event = value["max_event"]
-                    agg._watermark = value["watermark"]
+                    agg._restore_meta(value)
                     continue
-                resolution, start, scope_key = key.split("|", 2)
-                if resolution not in RESOLUTION_US:
+                resolution, start, *rest = key.split("|", 2)
+                if resolution == _IDS:
+                    agg._ids[int(start)] = {str(v) for v in value}
+                    continue
+                if resolution not in RESOLUTION_US or not rest:
                     raise ValueError(f"unknown resolution {resolution!r}")
                 cell = Cell.from_json(cast(CellJson, value))
-                agg._windows[resolution].setdefault(int(start), {})[scope_key] = cell
+                agg._windows[resolution].setdefault(int(start), {})[rest[0]] = cell
             except (KeyError, TypeError, ValueError) as exc:
                 raise ValueError(f"rollup state entry {key!r}: {exc}") from exc
         return agg
+
+    def _restore_meta(self, value: Mapping[str, Any]) -> None:
+        version = value["version"]
+        if version not in (1, _STATE_VERSION):
+            raise ValueError(f"state version {version!r} is not supported")
+        self._max_event = value["max_event"]
+        self._watermark = value["watermark"]
+        # version 1 kept no closed windows: everything before its watermark was closed
+        self._closed = value.get("closed", self._watermark)

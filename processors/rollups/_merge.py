@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from agentstream.processors._clock import to_us
-from agentstream.processors.rollups._aggregator import RESOLUTION_US, build_rollup, window_start
+from agentstream.processors.rollups._build import RESOLUTION_US, build_rollup, window_start
 from agentstream.processors.rollups._cells import (
     COST_NUSD,
     FIGURES,

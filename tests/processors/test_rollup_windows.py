@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -22,6 +23,9 @@ from ddsketch import DDSketch
 from agentstream.core.config import RollupSettings
 from agentstream.processors import from_us, to_us
 from agentstream.processors.rollups import (
+    ADDED,
+    DUPLICATE,
+    TOO_LATE,
     LatencySketch,
     RollupAggregator,
     RollupEvent,
@@ -341,33 +345,39 @@ def second(at_s: float) -> int:
     return t - t % 1_000_000
 
 
-def test_late_events_are_counted_in_the_open_window_never_lost() -> None:
+def latest(rollups: list[Rollup]) -> dict[tuple[str, int, str], Rollup]:
+    """The table's view: the last emission of each window (corrections replace)."""
+    return {(r.resolution, to_us(r.window_start), r.scope_key): r for r in rollups}
+
+
+def test_a_late_event_corrects_its_own_window() -> None:
+    # the old rule counted late events in another window (late_events of the open one):
+    # which window depended on read order. Now every event counts in its own window.
     settings = RollupSettings(allowed_lateness_s=2, sketch_relative_accuracy=ALPHA)
     agg = RollupAggregator(settings)
     out: list[Rollup] = []
     agg.add(tool(10.5))
     agg.add(tool(20.2))  # watermark 18.2: windows ending at or before it are closed
-    out += agg.advance(computed_at=STAMP)
-    agg.add(tool(12.0))  # late: its window [12, 13) is closed
-    agg.add(tool(17.5, tenant="globex"))  # late: [17, 18) ended before 18.2
+    first = agg.advance(computed_at=STAMP)
+    out += first
+    assert ("1s", second(10.5), "global") in by_key(first)
+    assert agg.add(tool(12.0)) == ADDED  # its window [12, 13) is closed: a correction
+    assert agg.add(tool(10.7, tenant="globex")) == ADDED  # [10, 11) was emitted: again
     agg.add(tool(18.5))  # on time: [18, 19) is open
-    out += agg.advance(computed_at=STAMP)
-    assert agg.advance(computed_at=STAMP) == []  # nothing closes twice
-    out += agg.advance(FAR, computed_at=STAMP)
-    assert agg.advance(FAR, computed_at=STAMP) == []
-    keyed = by_key(out)
-    assert keyed[("1s", second(10.5), "global")].count == 1
-    assert ("1s", second(12.0), "global") not in keyed  # a late event opens no window
-    assert ("1s", second(17.5), "global") not in keyed
-    landing = keyed[("1s", second(18.2), "global")]
-    assert (landing.count, landing.late_events) == (1, 2)
-    assert keyed[("1s", second(18.2), "tenant=acme")].late_events == 1
-    globex = keyed[("1s", second(18.2), "tenant=globex")]
-    assert (globex.count, globex.late_events, globex.latency_p50) == (0, 1, None)
-    # every event is either counted or late, at every resolution
+    again = by_key(agg.advance(computed_at=STAMP))
+    assert again[("1s", second(10.5), "global")].count == 2
+    assert again[("1s", second(10.5), "tenant=globex")].late_events == 1
+    assert again[("1s", second(12.0), "global")].count == 1
+    assert ("1s", second(18.5), "global") not in again  # still open
+    assert agg.advance(computed_at=STAMP) == []  # nothing changed: nothing emitted
+    out += list(again.values()) + agg.advance(FAR, computed_at=STAMP)
+    table = latest(out)
+    assert table[("1s", second(12.0), "global")].late_events == 1
+    # 1 min and 1 h are the exact merge of the seconds, corrections included
     for resolution in ("1s", "1m", "1h"):
-        rows = [r for (res, _, k), r in keyed.items() if res == resolution and k == "global"]
-        assert sum(r.count + r.late_events for r in rows) == 5
+        rows = [r for (res, _, k), r in table.items() if res == resolution and k == "global"]
+        assert sum(r.count for r in rows) == 5
+        assert sum(r.late_events for r in rows) == 2
 
 
 def test_a_window_closes_when_the_watermark_reaches_its_end() -> None:
@@ -379,12 +389,15 @@ def test_a_window_closes_when_the_watermark_reaches_its_end() -> None:
     closed = {(r.resolution, to_us(r.window_start), r.scope_key) for r in agg.advance()}
     assert ("1s", second(16.5), "global") in closed
     assert ("1s", second(17.5), "global") in closed  # [17, 18) ends at the watermark
-    agg.add(tool(17.999999))  # [17, 18) ends at the watermark: late
+    agg.add(tool(17.999999))  # [17, 18) ends at the watermark: emitted again
     agg.add(tool(18.0))  # [18, 19) is open
     rest = by_key(agg.advance(FAR, computed_at=STAMP))
-    assert ("1s", second(17.5), "global") not in rest
-    landing = rest[("1s", second(18.0), "global")]
-    assert (landing.count, landing.late_events) == (1, 1)
+    corrected = rest[("1s", second(17.5), "global")]
+    assert (corrected.count, corrected.late_events) == (2, 1)
+    assert (
+        rest[("1s", second(18.0), "global")].count,
+        rest[("1s", second(18.0), "global")].late_events,
+    ) == (1, 0)
 
 
 def test_no_event_is_late_within_the_allowed_lateness(events: list[RollupEvent]) -> None:
@@ -395,45 +408,128 @@ def test_no_event_is_late_within_the_allowed_lateness(events: list[RollupEvent])
     )
 
 
-def test_heavy_disorder_matches_the_ground_truth_of_on_time_events() -> None:
+def run_latest(events: list[RollupEvent], settings: RollupSettings = SETTINGS) -> list[Rollup]:
+    agg = RollupAggregator(settings)
+    out: list[Rollup] = []
+    for i, ev in enumerate(events):
+        agg.add(ev)
+        if i % 97 == 0:
+            out.extend(agg.advance(computed_at=STAMP))
+    out.extend(agg.advance(FAR, computed_at=STAMP))
+    return list(latest(out).values())
+
+
+def test_heavy_disorder_gives_the_ground_truth_of_every_event() -> None:
     disordered = traffic(seed=5, n=4000, span_s=120, jitter_s=6.0)  # jitter beyond lateness
     lateness = round(SETTINGS.allowed_lateness_s * 1_000_000)
-    on_time: list[RollupEvent] = []
-    late_at: dict[int, int] = defaultdict(int)  # 1 s window the late event lands in -> count
+    late_in: dict[int, int] = defaultdict(int)  # 1 s window -> its events that came late
     newest = None
     for ev in disordered:  # the documented rule, simulated independently
         t = to_us(ev.event_time)
+        start = t - t % 1_000_000
+        if newest is not None and start + 1_000_000 <= newest - lateness:
+            late_in[start] += 1
         newest = t if newest is None else max(newest, t)
-        watermark = newest - lateness
-        if t - t % 1_000_000 + 1_000_000 <= watermark:
-            late_at[watermark - watermark % 1_000_000] += 1
-        else:
-            on_time.append(ev)
-    assert 100 < sum(late_at.values()) < len(disordered) // 2
-    emitted = by_key(run_all(disordered))
-    truth = ground_truth(on_time)
+    assert 100 < sum(late_in.values()) < len(disordered) // 2
+    emitted = latest(run_latest(disordered))
+    truth = ground_truth(disordered)
+    assert set(emitted) == set(truth)
     for window, expected in truth.items():
         rollup = emitted[window]
         got = {name: getattr(rollup, name) for name in COUNTED if name != "late_events"}
         assert got == {name: expected.counts.get(name, 0) for name in got}, window
     for (resolution, start, scope_key), rollup in emitted.items():
         if resolution == "1s" and scope_key == "global":
-            assert rollup.late_events == late_at.get(start, 0)
-    for resolution in ("1s", "1m", "1h"):
-        rows = [r for (res, _, k), r in emitted.items() if res == resolution and k == "global"]
-        assert sum(r.late_events for r in rows) == sum(late_at.values())
+            assert rollup.late_events == late_in.get(start, 0)
+    # whatever the order: the same final table
+    shuffled = list(disordered)
+    random.Random(3).shuffle(shuffled)
+    again = latest(run_latest(shuffled))
+    assert {k: r.model_dump(exclude={"late_events", "computed_at"}) for k, r in again.items()} == {
+        k: r.model_dump(exclude={"late_events", "computed_at"}) for k, r in emitted.items()
+    }
 
 
-def test_idle_watermark_closes_windows_and_makes_stragglers_late() -> None:
+def test_idle_watermark_closes_windows_and_a_straggler_corrects_its_own() -> None:
     agg = RollupAggregator(SETTINGS)
     agg.add(tool(5.2))
     assert agg.advance(computed_at=STAMP) == []  # watermark 2.2: [5, 6) still open
     idle_mark = to_us(T0 + timedelta(seconds=20))  # the wall clock minus the lateness
     closed = agg.advance(idle_mark, computed_at=STAMP)
     assert {(r.resolution, to_us(r.window_start)) for r in closed} == {("1s", second(5.2))}
-    agg.add(tool(6.0))  # its window ended before the (idle) watermark
+    agg.add(tool(6.0))  # its window ended before the (idle) watermark, within the horizon
     rest = by_key(agg.advance(FAR, computed_at=STAMP))
-    assert rest[("1s", second(20), "global")].late_events == 1
+    assert rest[("1s", second(6.0), "global")].count == 1
+
+
+def test_beyond_the_horizon_an_event_is_too_late_and_counted_nowhere() -> None:
+    settings = RollupSettings(allowed_lateness_s=2, horizon_s=10, sketch_relative_accuracy=ALPHA)
+    agg = RollupAggregator(settings)
+    agg.add(tool(30.0))  # watermark 28: [17, 18) + 10 s horizon ends at 28
+    out = agg.advance(computed_at=STAMP)
+    assert agg.add(tool(17.9)) == TOO_LATE
+    assert agg.add(tool(18.0)) == ADDED  # [18, 19) is kept until 29
+    out += agg.advance(FAR, computed_at=STAMP)
+    table = latest(out)
+    assert ("1s", second(17.9), "global") not in table
+    assert sum(r.count for k, r in table.items() if k[0] == "1m" and k[2] == "global") == 2
+
+
+def test_a_duplicate_counts_once_within_the_horizon_also_after_a_restore() -> None:
+    agg = RollupAggregator(SETTINGS)
+    call = tool(5.5)
+    assert agg.add(call) == ADDED
+    assert agg.add(call) == DUPLICATE
+    agg.add(tool(9.0))
+    agg.advance(computed_at=STAMP)  # [5, 6) is emitted, still kept
+    table = json.loads(json.dumps(agg.snapshot()))
+    restored = RollupAggregator.restore(SETTINGS, table.items())
+    assert restored.add(call) == DUPLICATE
+    assert (
+        latest(restored.advance(FAR, computed_at=STAMP)).get(("1s", second(5.5), "global")) is None
+    )
+    rows = latest(agg.advance(FAR, computed_at=STAMP))
+    assert rows[("1m", to_us(T0) - to_us(T0) % 60_000_000, "global")].count == 2
+
+
+def test_a_synthesized_timeout_past_the_horizon_counts_in_the_oldest_kept_window() -> None:
+    settings = RollupSettings(allowed_lateness_s=3, horizon_s=5, sketch_relative_accuracy=ALPHA)
+    agg = RollupAggregator(settings)
+    agg.add(tool(40.0))  # watermark 37.0; kept from [32, 33)
+    ctx = {
+        "tenant_id": "acme",
+        "user_id": "u",
+        "agent_id": "planner",
+        "agent_version": "1.0",
+        "run_id": "r",
+        "from_state": AgentState.REVIEWING,
+        "to_state": AgentState.FAILED,
+        "dwell_ms": 300_000,
+        "event_time": T0 + timedelta(seconds=30),  # the deadline, window long dropped
+    }
+    assert agg.add(StateTransition(**ctx, synthesized=True, error_category="TIMEOUT")) == ADDED
+    assert agg.add(StateTransition(**ctx)) == TOO_LATE  # the same, from an agent: too late
+    rest = by_key(agg.advance(FAR, computed_at=STAMP))
+    landing = rest[("1s", second(32.0), "global")]
+    assert (landing.runs_failed, landing.late_events) == (1, 0)
+    assert landing.state_time_ms == {AgentState.REVIEWING: 300_000}
+    assert ("1s", second(30.0), "global") not in rest
+
+
+def test_state_of_the_previous_release_restores() -> None:
+    # version 1 (today's release): open 1 s cells not merged yet, 1 min cells holding the
+    # merged closed seconds; it reads as is and goes on exactly
+    minute = second(61.0) - second(61.0) % 60_000_000
+    v1 = {
+        "meta": {"version": 1, "max_event": second(70.5), "watermark": second(61.0)},
+        f"1s|{second(61.0)}|global": GOOD_CELL,
+        f"1m|{minute}|global": {**GOOD_CELL, "figures": {"count": 3}, "counts": [3]},
+    }
+    agg = RollupAggregator.restore(SETTINGS, v1.items())
+    agg.add(tool(61.2))
+    table = latest(agg.advance(FAR, computed_at=STAMP))
+    assert table[("1s", second(61.0), "global")].count == 2
+    assert table[("1m", minute, "global")].count == 5
 
 
 # ---------------------------------------------------------------- state, merges, settings
@@ -563,7 +659,7 @@ def test_scope_keys_escape_separators() -> None:
         latency_ms=1.0,
         event_time=T0,
     )
-    plain = odd.model_copy(update={"tenant_id": "a", "tool": "x"})
+    plain = odd.model_copy(update={"tenant_id": "a", "tool": "x", "event_id": str(uuid.uuid4())})
     agg.add(odd)
     agg.add(plain)
     keys = {r.scope_key for r in agg.advance(FAR, computed_at=STAMP) if r.resolution == "1s"}
@@ -577,26 +673,3 @@ def test_window_bounds_are_utc_and_aligned(emitted: dict[tuple[str, int, str], R
         assert rollup.window_start == from_us(start)
         assert start % (LENGTH_S[resolution] * 1_000_000) == 0
         assert rollup.window_start.tzinfo is not None
-
-
-def test_a_synthesized_timeout_past_its_window_still_counts_as_a_failed_run() -> None:
-    agg = RollupAggregator(SETTINGS)  # lateness 3 s
-    agg.add(tool(40.0))  # watermark 37.0
-    ctx = {
-        "tenant_id": "acme",
-        "user_id": "u",
-        "agent_id": "planner",
-        "agent_version": "1.0",
-        "run_id": "r",
-        "from_state": AgentState.REVIEWING,
-        "to_state": AgentState.FAILED,
-        "dwell_ms": 300_000,
-        "event_time": T0 + timedelta(seconds=30),  # the deadline, window long closed
-    }
-    agg.add(StateTransition(**ctx, synthesized=True, error_category="TIMEOUT"))
-    agg.add(StateTransition(**ctx))  # the same, reported by an agent: simply late
-    rest = by_key(agg.advance(FAR, computed_at=STAMP))
-    landing = rest[("1s", second(37.0), "global")]
-    assert (landing.runs_failed, landing.late_events) == (1, 1)
-    assert landing.state_time_ms == {AgentState.REVIEWING: 300_000}
-    assert ("1s", second(30.0), "global") not in rest

@@ -90,7 +90,13 @@ def run_engine(
     try:
         while not until(engine):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the engine did not get there: {engine.stats}")
+                open_runs = [
+                    r for r in engine._runs.values() if r["state"] not in ("COMPLETED", "FAILED")
+                ]
+                raise TimeoutError(
+                    f"the engine did not get there: {engine.stats} {engine.health()} "
+                    f"open runs: {open_runs[:3]}; clocks {engine._clocks.to_json()}"
+                )
             engine.poll(0.3)
         settle = time.monotonic() + settle_s
         while time.monotonic() < settle:

@@ -1,0 +1,61 @@
+"""Clock sanity: the one rule, shared by the processors and the sink, for event times that no
+producer's clock could have given.
+
+An event dated beyond ``now + clock.max_future_skew_s`` (a producer whose clock is wrong, a
+year 9999 typo) or before ``now - clock.max_past_s`` (an epoch-zero default, a replay far
+older than anything the tables keep) is refused: the processors dead-letter it to
+``agent.invalid`` (``error_type`` :data:`ERROR_TYPE`) and it never moves a watermark or a
+clock; the sink stores it only in ``invalid_events``. ``now`` is the reader's wall clock.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+from agentstream.core.config import ClockSettings, Settings
+
+__all__ = ["ERROR_TYPE", "check_event_time", "check_event_time_us"]
+
+#: ``error_type`` of the dead letter
+ERROR_TYPE: Final = "EventTimeOutOfRange"
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _clock(settings: Settings | ClockSettings) -> ClockSettings:
+    return settings.clock if isinstance(settings, Settings) else settings
+
+
+def check_event_time_us(
+    event_us: int, now_us: int, settings: Settings | ClockSettings
+) -> str | None:
+    """:func:`check_event_time` on integer microseconds since the epoch (the processors')."""
+    clock = _clock(settings)
+    ahead = event_us - now_us
+    if ahead > clock.max_future_skew_s * 1_000_000:
+        return (
+            f"event time is {ahead / 1e6:.0f} s ahead of the clock "
+            f"(clock.max_future_skew_s is {clock.max_future_skew_s:g})"
+        )
+    behind = now_us - event_us
+    if behind > clock.max_past_s * 1_000_000:
+        return (
+            f"event time is {behind / 86_400e6:.1f} days behind the clock "
+            f"(clock.max_past_s is {clock.max_past_s:g})"
+        )
+    return None
+
+
+def check_event_time(
+    event_time: datetime, now: datetime, settings: Settings | ClockSettings
+) -> str | None:
+    """Why ``event_time`` is refused at wall time ``now`` (None: it is plausible).
+
+    Both must be timezone-aware. The reason names the offset and the setting, e.g.
+    ``event time is 250000000000 s ahead of the clock (clock.max_future_skew_s is 300)``.
+    """
+    return check_event_time_us(
+        (event_time - _EPOCH) // timedelta(microseconds=1),
+        (now - _EPOCH) // timedelta(microseconds=1),
+        settings,
+    )

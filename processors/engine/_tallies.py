@@ -1,0 +1,42 @@
+"""Per-batch counts of records in, out and dead-lettered, published once a batch commits."""
+
+from __future__ import annotations
+
+from agentstream.core.metrics import PipelineMetrics
+
+__all__ = ["Tallies"]
+
+
+class Tallies:
+    """Per topic: this batch's records in and out, and dead letters by (source, error)."""
+
+    __slots__ = ("invalid", "read", "written")
+
+    def __init__(self) -> None:
+        self.read: dict[str, int] = {}
+        self.written: dict[str, int] = {}
+        self.invalid: dict[tuple[str, str], int] = {}
+
+    def count_in(self, topic: str) -> None:
+        self.read[topic] = self.read.get(topic, 0) + 1
+
+    def count_out(self, topic: str) -> None:
+        self.written[topic] = self.written.get(topic, 0) + 1
+
+    def count_invalid(self, topic: str, error_type: str) -> None:
+        self.invalid[(topic, error_type)] = self.invalid.get((topic, error_type), 0) + 1
+
+    def publish(self, metrics: PipelineMetrics) -> None:
+        """Count what the committed transaction read and wrote (once per topic, not record)."""
+        metrics.add_counts(metrics.consumed, "processors", self.read)
+        metrics.add_counts(metrics.produced, "processors", self.written)
+        for (topic, error_type), count in self.invalid.items():
+            metrics.invalid.add(
+                count, {"stage": "processors", "topic": topic, "error_type": error_type}
+            )
+        self.clear()
+
+    def clear(self) -> None:
+        self.read.clear()
+        self.written.clear()
+        self.invalid.clear()

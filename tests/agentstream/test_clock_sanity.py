@@ -1,0 +1,30 @@
+"""The clock-sanity rule the processors and the sink share."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from agentstream.core.clock_sanity import check_event_time
+from agentstream.core.config import ClockSettings, load_settings
+
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+
+def test_plausible_times_pass() -> None:
+    settings = load_settings()
+    assert check_event_time(NOW, NOW, settings) is None
+    assert check_event_time(NOW + timedelta(seconds=300), NOW, settings) is None
+    assert check_event_time(NOW - timedelta(days=90), NOW, settings) is None
+
+
+def test_the_future_and_the_far_past_are_refused_with_the_setting_named() -> None:
+    clock = ClockSettings(max_future_skew_s=60, max_past_s=86_400)
+    ahead = check_event_time(datetime(9999, 1, 1, tzinfo=UTC), NOW, clock)
+    assert ahead is not None
+    assert "ahead of the clock" in ahead
+    assert "clock.max_future_skew_s is 60" in ahead
+    assert check_event_time(NOW + timedelta(seconds=61), NOW, clock) is not None
+    behind = check_event_time(NOW - timedelta(days=2), NOW, clock)
+    assert behind is not None
+    assert "2.0 days behind" in behind
+    assert "clock.max_past_s" in behind
