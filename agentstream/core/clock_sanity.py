@@ -14,11 +14,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from agentstream.core.config import ClockSettings, Settings
+from agentstream.core.errors import EventTimeOutOfRange
 
 __all__ = ["ERROR_TYPE", "check_event_time", "check_event_time_us"]
 
 #: ``error_type`` of the dead letter
-ERROR_TYPE: Final = "EventTimeOutOfRange"
+ERROR_TYPE: Final = EventTimeOutOfRange.__name__
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 

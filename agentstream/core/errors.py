@@ -8,7 +8,8 @@ wrapped library errors (fastavro, Kafka, ClickHouse) are chained with
     ├── ConfigError                a setting is missing or wrong (message names it)
     │   └── AlertRuleError         an alert rule file is invalid (names rule id and field)
     ├── ContractError (ValueError) an event breaks its contract
-    │   └── EventValidationError   a field value is invalid; names the field (wraps pydantic)
+    │   ├── EventValidationError   a field value is invalid; names the field (wraps pydantic)
+    │   └── EventTimeOutOfRange    an event time no producer's clock could give (clock sanity)
     ├── CodecError (ValueError)    bytes cannot be encoded/decoded
     │   └── SchemaRegistryError    the schema registry failed or has no such id
     ├── SchemaCompatibilityError   a schema change breaks old data
@@ -49,6 +50,7 @@ __all__ = [
     "ConfigError",
     "ContractError",
     "DeliveryError",
+    "EventTimeOutOfRange",
     "EventValidationError",
     "KeyStoreError",
     "LocalStackError",
@@ -210,3 +212,8 @@ class KeyStoreError(QueryRefused):
 
     code = 36
     name = "BAD_ARGUMENTS"
+
+
+class EventTimeOutOfRange(ContractError):
+    """An event time beyond ``clock.max_future_skew_s`` ahead or ``clock.max_past_s`` behind
+    the reader's clock (:mod:`agentstream.core.clock_sanity`)."""

@@ -37,6 +37,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from agentstream.core.clock_sanity import check_event_time
 from agentstream.core.codec import codec_from_settings
 from agentstream.core.config import Settings
 from agentstream.core.errors import (
@@ -45,11 +46,12 @@ from agentstream.core.errors import (
     CodecError,
     ContractError,
     DeliveryError,
+    EventTimeOutOfRange,
     StorageError,
 )
 from agentstream.core.metrics import PipelineMetrics, consumer_lag, pipeline_metrics
 from agentstream.core.tracing import consumer_span
-from agentstream.schemas import AvroCodec
+from agentstream.schemas import AvroCodec, utc_now
 from agentstream.sinks._base import FlushReport, Position, Rejected
 from agentstream.sinks.clickhouse import (
     ClickHouseBackend,
@@ -303,6 +305,11 @@ class SinkWorker(BackgroundLoop):
             if value is None:
                 raise CodecError("empty record (tombstone)")
             record = self._codec.decode_model(value, route.model)
+            event_time = getattr(record, "event_time", None)
+            if event_time is not None:  # the processors' rule: absurd times live in invalid_events
+                reason = check_event_time(event_time, utc_now(), self.settings)
+                if reason is not None:
+                    raise EventTimeOutOfRange(reason)
         except (CodecError, ContractError) as exc:
             self._bad(route, message, exc)
         else:

@@ -324,3 +324,43 @@ def test_background_thread_start_and_stop(
     assert worker.error is None
     assert worker.stats.stored.get("tool_calls") == 30
     assert committed_total(kafka_broker, settings) == 30
+
+
+def test_absurd_event_times_never_reach_the_event_tables(
+    kafka_broker: BrokerHandle, clickhouse: ClickHouseBackend
+) -> None:
+    """The processors' clock-sanity rule, applied by the sink too: a tool call dated years
+    ago is skipped (the processors dead-letter it); on a processor output it is a dead letter."""
+    settings = make_settings(kafka_broker)
+    create_topics(kafka_broker, settings)
+    ancient = {**ctx(1), "event_time": dt.datetime(1999, 1, 1, tzinfo=dt.UTC)}
+    ahead = {**ctx(2), "event_time": dt.datetime.now(dt.UTC) + dt.timedelta(days=2)}
+    good: list[Record] = [
+        ToolCall(**ctx(i), tool="t", status="SUCCESS", latency_ms=1.0) for i in range(10)
+    ]
+    bad_calls: list[Record] = [
+        ToolCall(**ancient, tool="t", status="SUCCESS", latency_ms=1.0),
+        ToolCall(**ahead, tool="t", status="SUCCESS", latency_ms=1.0),
+    ]
+    bad_transition = StateTransition(**ancient, to_state="INIT")
+    produce_records(
+        kafka_broker, settings, {"tool_calls": good + bad_calls, "lifecycle": [bad_transition]}
+    )
+    worker = SinkWorker(settings, backend=clickhouse)
+    try:
+        worker.run_until(lambda s: s.consumed >= 13 and s.skipped >= 2, TIMEOUT_S)
+        worker.run_until(
+            lambda _s: clickhouse.query("SELECT count() FROM invalid_events FINAL").scalar() >= 1,
+            TIMEOUT_S,
+        )
+    finally:
+        worker.close()
+    assert sorted(stored_keys(clickhouse, "tool_calls")) == sorted(
+        e.event_id for e in good if isinstance(e, ToolCall)
+    )
+    assert stored_keys(clickhouse, "state_transitions") == []
+    [(error_type, reason)] = clickhouse.query(
+        "SELECT error_type, reason FROM invalid_events FINAL"
+    ).rows
+    assert error_type == "EventTimeOutOfRange"
+    assert "behind the clock" in reason
