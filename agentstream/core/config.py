@@ -615,12 +615,22 @@ def settings_env(overrides: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
     dicts and lists are written as JSON, as the settings read them.
     """
     return {
-        f"{ENV_PREFIX}{section.upper()}{ENV_DELIMITER}{name.upper()}": (
-            json.dumps(value, default=str) if isinstance(value, dict | list) else str(value)
-        )
+        f"{ENV_PREFIX}{section.upper()}{ENV_DELIMITER}{name.upper()}": _env_value(value)
         for section, fields in overrides.items()
         for name, value in fields.items()
+        if value is not None  # unset: the default applies
     }
+
+
+def _env_value(value: Any) -> str:
+    """One setting as the environment carries it: JSON for dicts, lists and tuples."""
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(
+            value, default=lambda v: v.get_secret_value() if isinstance(v, SecretStr) else str(v)
+        )
+    return str(value)
 
 
 @lru_cache(maxsize=1)

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any, Final, Literal, get_args
 
 from agentstream.core.config import KafkaRole, Settings
+from agentstream.core.errors import ConfigError
 
 __all__ = [
     "ROLES",
@@ -54,6 +55,20 @@ _PRODUCER: Final[Mapping[str, ConfigValue]] = {
 
 
 Kind = Literal["consumer", "producer", "admin"]
+
+#: what the guarantees rest on: no override may change these
+_PROTECTED: Final = frozenset(
+    {
+        "enable.auto.commit",
+        "isolation.level",
+        "enable.idempotence",
+        "acks",
+        "partitioner",
+        "transactional.id",
+        "group.id",
+        "partition.assignment.strategy",
+    }
+)
 
 
 def _role_defaults(settings: Settings, role: Role, kind: Kind) -> dict[str, ConfigValue]:
@@ -92,7 +107,14 @@ def client_config(
     conf: dict[str, Any] = dict(settings.kafka.confluent_config())
     conf["client.id"] = f"{settings.kafka.client_id}-{role}"
     conf.update(_role_defaults(settings, role, kind))
-    conf.update(settings.kafka.overrides.get(role, {}))
+    overrides = settings.kafka.overrides.get(role, {})
+    protected = sorted(set(overrides) & _PROTECTED)
+    if protected:
+        raise ConfigError(
+            f"AGENTSTREAM_KAFKA__OVERRIDES: {role}: {', '.join(protected)} cannot be overridden "
+            "(the exactly-once and no-loss guarantees depend on them)"
+        )
+    conf.update(overrides)
     conf.update(extra or {})
     return conf
 

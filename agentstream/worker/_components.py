@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from agentstream.core.config import Settings
 from agentstream.core.errors import AgentstreamError
 from agentstream.core.kafka import admin_client
+from agentstream.core.metrics import PipelineMetrics
 
 if TYPE_CHECKING:
     from agentstream.processors.engine import ProcessorEngine
@@ -49,10 +50,12 @@ def ensure_changelog(settings: Settings, topic: str) -> None:
 class ProcessorsComponent:
     """The stream processors (:class:`~agentstream.processors.engine.ProcessorEngine`)."""
 
-    def __init__(self, settings: Settings, on_ready: Callable[[], None]) -> None:
+    def __init__(
+        self, settings: Settings, on_ready: Callable[[], None], metrics: PipelineMetrics
+    ) -> None:
         from agentstream.processors.engine import ProcessorEngine
 
-        self.engine: ProcessorEngine = ProcessorEngine(settings)
+        self.engine: ProcessorEngine = ProcessorEngine(settings, metrics=metrics)
         self._settings = settings
         self._on_ready = on_ready
 
@@ -77,10 +80,12 @@ class ProcessorsComponent:
 class SinkComponent:
     """The ClickHouse sink (:class:`~agentstream.sinks.consumer.SinkWorker`)."""
 
-    def __init__(self, settings: Settings, backend: ClickHouseBackend) -> None:
+    def __init__(
+        self, settings: Settings, backend: ClickHouseBackend, metrics: PipelineMetrics
+    ) -> None:
         from agentstream.sinks.consumer import SinkWorker
 
-        self.sink: SinkWorker = SinkWorker(settings, backend=backend)
+        self.sink: SinkWorker = SinkWorker(settings, backend=backend, metrics=metrics)
 
     def open(self) -> None:
         self.sink.open()
@@ -100,8 +105,9 @@ class SinkComponent:
 class AlertsComponent:
     """Alert delivery (:class:`~agentstream.sinks.alerting.AlertDispatcher`)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, metrics: PipelineMetrics) -> None:
         self._settings = settings
+        self._metrics = metrics
         self.notifier: Notifier | None = None
         self.dispatcher: AlertDispatcher | None = None
 
@@ -109,18 +115,21 @@ class AlertsComponent:
         from agentstream.sinks.alerting import AlertDispatcher, Notifier, build_channels
 
         settings = self._settings
-        self.notifier = Notifier(build_channels(settings.alerts), settings.alerts)
-        self.dispatcher = AlertDispatcher(settings, self.notifier)
+        channels = build_channels(settings.alerts)
+        self.notifier = Notifier(channels, settings.alerts, metrics=self._metrics)
+        self.dispatcher = AlertDispatcher(settings, self.notifier, metrics=self._metrics)
 
     def run(self, stop: threading.Event) -> None:
         if self.dispatcher is not None:
             self.dispatcher.run(stop)
 
     def close(self) -> None:
-        if self.dispatcher is not None:
-            self.dispatcher.close()
-        if self.notifier is not None:
-            self.notifier.close(5)
+        try:
+            if self.dispatcher is not None:
+                self.dispatcher.close()
+        finally:
+            if self.notifier is not None:
+                self.notifier.close(5)
 
     def abort(self) -> None:
         self.close()

@@ -109,6 +109,7 @@ class Supervised:
         backoff = self._settings.restart_backoff_s
         while not self._stop.is_set():
             component: Component | None = None
+            started = time.monotonic()
             try:
                 component = self.current = self._factory()
                 component.open()
@@ -116,8 +117,13 @@ class Supervised:
                 self._error = None
                 component.run(self._stop)
                 component.close()
-                return
+                if self._stop.is_set():
+                    return
+                raise RuntimeError("stopped by itself")  # run() must return only when asked
             except Exception as exc:
+                if self._stop.is_set():  # failing while asked to stop is no reason to restart
+                    log.warning("%s failed while stopping: %s", self.name, exc)
+                    return
                 self._error = f"{type(exc).__name__}: {exc}"
                 log.exception("%s stopped on an error", self.name)
                 self._metrics.component_failures.add(1, {"component": self.name})
@@ -130,8 +136,10 @@ class Supervised:
                 self._state = "failed"
                 self._on_give_up(f"{self.name} keeps failing: {self._error}")
                 return
-            self._state = "restarting"
+            if time.monotonic() - started > self._settings.restart_backoff_max_s:
+                backoff = self._settings.restart_backoff_s  # it ran well for a while
             self._restarts += 1
+            self._state = "restarting"
             log.warning("%s restarts in %.1f s", self.name, backoff)
             if self._stop.wait(backoff):
                 return

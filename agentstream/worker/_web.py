@@ -92,10 +92,13 @@ def _handler_class(routes: Routes) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
+        timeout = 60  # an idle keep-alive client or a short body holds a thread this long
         body_read = False
+        length = 0
 
         def _reply(self, reply: HttpReply) -> None:
-            unread = int(self.headers.get("Content-Length") or 0) > 0 and not self.body_read
+            chunked = "Transfer-Encoding" in self.headers
+            unread = chunked or (self.length > 0 and not self.body_read)
             if unread:  # the next request on this connection would start inside the body
                 self.close_connection = True
             self.send_response(reply.status)
@@ -113,12 +116,17 @@ def _handler_class(routes: Routes) -> type[BaseHTTPRequestHandler]:
         def _request(self) -> HttpRequest:
             parts = urllib.parse.urlsplit(self.path)
             self.body_read = False
+            try:
+                self.length = max(0, int(self.headers.get("Content-Length") or 0))
+            except ValueError:
+                self.length = 0
+                raise
 
             def read_body(n: int) -> bytes:
                 if self.body_read:
                     return b""
                 self.body_read = True
-                return self.rfile.read(n)
+                return self.rfile.read(min(n, self.length))
 
             headers = dict(self.headers.items())
             return HttpRequest(
@@ -126,7 +134,18 @@ def _handler_class(routes: Routes) -> type[BaseHTTPRequestHandler]:
             )
 
         def _dispatch(self) -> None:
-            self._reply(self._route(self._request()))
+            try:
+                request = self._request()
+            except ValueError:
+                self.close_connection = True
+                self._reply(HttpReply.json(400, {"error": "bad Content-Length"}))
+                return
+            try:
+                reply = self._route(request)
+            except Exception:
+                log.exception("web: %s %s failed", request.method, request.path)
+                reply = HttpReply.json(500, {"error": "internal error; see the worker's log"})
+            self._reply(reply)
 
         def _route(self, request: HttpRequest) -> HttpReply:
             path, method = request.path, request.method

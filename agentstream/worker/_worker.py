@@ -66,6 +66,8 @@ class Worker:
         from agentstream.core.topics import ensure_topics
 
         settings = self.settings
+        if settings.worker.ready_file is not None:  # a killed worker's file is not our readiness
+            settings.worker.ready_file.unlink(missing_ok=True)
         ensure_topics(
             settings.kafka.bootstrap_servers,
             settings.topics.all().values(),
@@ -75,12 +77,12 @@ class Worker:
         )
         backend = self._open_backend() if self._want_sink else None
         self._processors = self._supervise(
-            "processors", lambda: ProcessorsComponent(settings, self._became_ready)
+            "processors", lambda: ProcessorsComponent(settings, self._became_ready, self.metrics)
         )
         if self._want_sink and backend is not None:
-            self._supervise("sink", lambda: SinkComponent(settings, backend))
+            self._supervise("sink", lambda: SinkComponent(settings, backend, self.metrics))
         if self._want_alerts:
-            self._supervise("alerts", lambda: AlertsComponent(settings))
+            self._supervise("alerts", lambda: AlertsComponent(settings, self.metrics))
         self.web = WebServer(settings.worker, self._routes(backend))
         self.web.start()
         self._stack.callback(self.web.stop)

@@ -24,6 +24,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from agentstream.core import kafka
 from agentstream.core.codec import codec_from_settings
 from agentstream.core.config import Settings
 from agentstream.core.errors import AgentstreamError
@@ -113,15 +114,9 @@ class AlertDispatcher:
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._seen_max = settings.alerts.dedup_ids
         self._offsets = _Offsets()
-        config: dict[str, Any] = {
-            **settings.kafka.confluent_config(),
-            "group.id": self._group,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            **(consumer_config or {}),
-        }
+        config: dict[str, Any] = {"group.id": self._group, **(consumer_config or {})}
         try:
-            self._consumer = Consumer(config)
+            self._consumer = kafka.consumer(settings, "alerts", config)
             self._consumer.subscribe([self.topic], on_revoke=self._on_revoke)
         except KafkaException as exc:
             raise AgentstreamError(f"alert dispatcher: cannot consume {self.topic}: {exc}") from exc

@@ -37,6 +37,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from agentstream.core import kafka
 from agentstream.core.clock_sanity import check_event_time
 from agentstream.core.codec import codec_from_settings
 from agentstream.core.config import Settings
@@ -134,7 +135,6 @@ class SinkWorker(BackgroundLoop):
         """Connect: backend (migrated), sink, consumer (subscribed), dead-letter producer."""
         if self._consumer is not None:
             return
-        from confluent_kafka import Consumer, Producer
 
         self._aborting = False
         self._reset()
@@ -143,20 +143,14 @@ class SinkWorker(BackgroundLoop):
         if self._run_migrations:
             migrate(self._backend, self.settings)
         self._sink = ClickHouseSink(self._backend, self.settings.sink)
-        kafka = self.settings.kafka.confluent_config()
-        conf: dict[str, Any] = {
-            **kafka,
-            "client.id": f"{kafka['client.id']}-sink",
+        extra: dict[str, Any] = {
             "group.id": self.settings.sink.consumer_group,
-            "enable.auto.commit": False,
             "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
             "error_cb": self._on_error,
             **self._consumer_overrides,
         }
-        self._consumer = Consumer(conf)
-        self._producer = Producer({**kafka, "enable.idempotence": True, "linger.ms": 5})
+        self._consumer = kafka.consumer(self.settings, "sink", extra)
+        self._producer = kafka.producer(self.settings, "sink")
         self._consumer.subscribe(
             self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )

@@ -52,14 +52,28 @@ def _worker(kafka_broker: BrokerHandle, tmp_path: Path, **sections: dict[str, An
     }
     for section, values in sections.items():
         overrides[section] = {**overrides.get(section, {}), **values}
+    log = (tmp_path / "worker.log").open("w")  # a file, not a pipe: a full pipe would block it
     proc = subprocess.Popen(
         [sys.executable, "-m", "agentstream", "worker"],
         env={**os.environ, **settings_env(overrides)},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        stderr=log,
     )
+    log.close()
+    proc.log_path = tmp_path / "worker.log"  # type: ignore[attr-defined]
     return proc, f"http://127.0.0.1:{port}"
+
+
+def _stop(proc: Any, timeout: float = 60) -> str:
+    """SIGTERM, wait (SIGKILL after ``timeout``); the worker's log."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return str(proc.log_path.read_text())
 
 
 def _until(condition: Any, timeout: float, proc: Any) -> Any:
@@ -72,11 +86,7 @@ def _until(condition: Any, timeout: float, proc: Any) -> Any:
         if value:
             return value
         if proc.poll() is not None or time.monotonic() > deadline:
-            if proc.poll() is None:
-                proc.kill()
-            raise AssertionError(
-                f"condition not met; worker stderr: {proc.communicate()[1][-3000:]}"
-            )
+            raise AssertionError(f"condition not met; worker log: {_stop(proc)[-3000:]}")
         time.sleep(0.1)
 
 
@@ -88,9 +98,15 @@ def test_a_healthy_worker_is_live_ready_and_serves_analysts(
     proc, url = _worker(kafka_broker, tmp_path, analyst={"keys_file": keys})
     try:
         _until(lambda: (tmp_path / "ready").exists(), 90, proc)
-        status, body = _until(lambda: _get(f"{url}/ready"), 30, proc)
         _until(lambda: _get(f"{url}/ready")[0] == 200, 60, proc)
-        status, body = _get(f"{url}/health")
+
+        def all_running() -> tuple[int, dict[str, Any]] | None:
+            # the sink may still be migrating its tables when the processors are ready
+            status, body = _get(f"{url}/health")
+            running = all(c["state"] == "running" for c in body["components"].values())
+            return (status, body) if running else None
+
+        status, body = _until(all_running, 60, proc)
         assert status == 200
         assert body["status"] == "ok"
         assert set(body["components"]) == {"processors", "sink", "alerts"}
@@ -109,9 +125,9 @@ def test_a_healthy_worker_is_live_ready_and_serves_analysts(
                 host="127.0.0.1", port=port, username="ops", password="wrong"
             ).query("SELECT 1")
     finally:
-        proc.terminate()
-        _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 0, stderr[-3000:]
+        log = _stop(proc)
+    assert proc.returncode == 0, log[-3000:]
+    assert not (tmp_path / "ready").exists()
 
 
 def test_a_component_that_keeps_failing_shows_in_health_and_stops_the_worker(
@@ -134,10 +150,8 @@ def test_a_component_that_keeps_failing_shows_in_health_and_stops_the_worker(
         assert "ConfigError" in alerts["error"]
         assert "oncall" in alerts["error"]
         assert body["components"]["processors"]["state"] in ("starting", "running")
-        _, stderr = proc.communicate(timeout=90)
+        proc.wait(90)
         assert proc.returncode == 1
-        assert "alerts keeps failing" in stderr
+        assert "alerts keeps failing" in proc.log_path.read_text()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        _stop(proc)
