@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from agentstream.core import kafka
 from agentstream.core.config import Settings
+from agentstream.core.errors import StorageError
 from agentstream.core.http import HttpReply
 from agentstream.core.metrics import PipelineMetrics, pipeline_metrics
 from agentstream.worker._components import AlertsComponent, ProcessorsComponent, SinkComponent
@@ -191,11 +192,12 @@ class Worker:
         from agentstream.sinks.analyst import AnalystHttp, KeyStore, analyst_engine
 
         settings = self.settings
-        http = AnalystHttp(
-            analyst_engine(settings, backend),
-            KeyStore(settings.analyst.keys_file),
-            settings.analyst,
-        )
+        try:
+            engine = analyst_engine(settings, backend)
+        except StorageError as exc:  # the pipeline runs on; analysts get 404 and the log says why
+            log.error("analyst access is off: %s", exc)
+            return None
+        http = AnalystHttp(engine, KeyStore(settings.analyst.keys_file), settings.analyst)
 
         def serve(request: HttpRequest) -> HttpReply:
             return http.handle(

@@ -42,6 +42,14 @@ class FaultInjectingBackend:
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
         return self.inner.query(sql, params)
 
+    def query_raw(
+        self, sql: str, fmt: str, params: Mapping[str, str] | None = None
+    ) -> tuple[bytes, int]:
+        """Analyst reads pass through, as every query does."""
+        raw: Any = self.inner  # the embedded and server backends both have query_raw
+        result: tuple[bytes, int] = raw.query_raw(sql, fmt, params)
+        return result
+
     def insert(
         self,
         table: str,
