@@ -197,15 +197,13 @@ def test_error_events_while_paused_lose_nothing(
     worker = InjectingWorker(settings, backend=flaky, streams=["tool_calls", "invalid"])
     first, second, third = calls(0, 100), calls(100, 200), calls(300, 100)
     refused = {c.event_id for c in third[::20]}  # 5 rows ClickHouse refuses
+    # fault 1: ClickHouse is down from the start and 300 records wait: the sink fills up,
+    # pauses and holds what it read beyond its room
+    flaky.stop()
+    produce(kafka_broker, settings, first + second)
+    worker.overfetch = 7
     worker.start()
     try:
-        produce(kafka_broker, settings, first)
-        wait_for(lambda: count(clickhouse, "SELECT count() FROM tool_calls") >= 100, "batch 1")
-
-        assert worker.injector is not None
-        worker.injector.overfetch = 7
-        flaky.stop()  # fault 1: ClickHouse down; the sink fills up, pauses and holds records
-        produce(kafka_broker, settings, second)
         wait_for(lambda: worker.stats.pauses >= 1 and held(worker) > 0, "a pause, records held")
         most_held = held(worker)
         for _ in range(3):  # fault 2: error events from the consumer while records are held
@@ -272,9 +270,9 @@ def test_a_rebalance_during_a_pause_keeps_order_and_positions(
 
     paused.overfetch = 7
     flaky.stop()
+    produce(kafka_broker, settings, first)
     paused.start()
     try:
-        produce(kafka_broker, settings, first)
         wait_for(lambda: paused.stats.pauses >= 1 and holding() > 0, "a pause, records held")
         # a second sink joins: some partitions are revoked from the paused one ...
         helper.start()
