@@ -42,6 +42,8 @@ demo: setup ## local broker + embedded ClickHouse + worker + simulated agents
 
 bench: setup ## throughput and latency, each beside a baseline measured in the same run
 	$(BIN)/python -m bench --chart bench-results/bench.png
+	@echo "sink insert latency during a long analyst query (its own process: one chdb per process)"
+	$(BIN)/python -m bench._analyst
 
 soak: setup ## fault-injection soak (120 s, every fault) against an independent truth
 	$(BIN)/agentstream soak --duration 120

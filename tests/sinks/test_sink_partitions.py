@@ -46,6 +46,9 @@ def make_settings(broker: BrokerHandle) -> Settings:
     settings = load_settings(
         kafka={"bootstrap_servers": broker.bootstrap},
         topics={"prefix": f"parts.{tag}."},
+        # rows over ten years of months, one from 1969: the engine's own limits are under
+        # test here, so the clock-sanity rule (which would skip them first) is widened
+        clock={"max_future_skew_s": 20 * 365 * 86_400, "max_past_s": 100 * 365 * 86_400},
         sink={
             "consumer_group": f"sink-{tag}",
             "batch_size": 1_000,
