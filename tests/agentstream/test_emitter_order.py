@@ -12,9 +12,8 @@ right before the next round claims the newer one).
 from __future__ import annotations
 
 import threading
-import time
 import uuid
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from agentstream.devtools.localstack.testing import BrokerHandle
 from agentstream.emitter._spool import Spool, SpoolRecord
 from agentstream.schemas import AgentState, StateTransition, decode_model, encode_model
 from tests.support.consume import consume_all
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -33,12 +33,7 @@ pytestmark = pytest.mark.integration
 WAIT_S = 60.0
 
 
-def _wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.01)
+_wait_until = partial(wait_until, timeout_s=WAIT_S, poll_s=0.01)
 
 
 def _transition(run: str, to: AgentState, frm: AgentState | None) -> StateTransition:

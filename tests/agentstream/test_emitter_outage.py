@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -21,6 +21,7 @@ from agentstream.core.config import LocalKafkaSettings, load_settings
 from agentstream.devtools.localstack.testing import temporary_broker
 from agentstream.emitter._spool import Spool
 from agentstream.schemas import AgentEvent, AvroCodec
+from tests.support.wait import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -28,12 +29,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 WAIT_S = 180.0
 
 
-def _wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.1)
+_wait_until = partial(wait_until, timeout_s=WAIT_S, poll_s=0.1)
 
 
 def _consume(bootstrap: str, topics: list[str], expected: int) -> list[tuple[Any, Any]]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -20,18 +20,14 @@ from agentstream.core.config import Settings, load_settings
 from agentstream.devtools.localstack import free_ports
 from agentstream.emitter._spool import Spool
 from agentstream.schemas import decode_model
+from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 #: upper bound on any wait below (a bound, not a measured threshold)
 WAIT_S = 60.0
 
 
-def _wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.02)
+_wait_until = partial(wait_until, timeout_s=WAIT_S, poll_s=0.02)
 
 
 def _settings(spool_dir: Path, **emitter: object) -> Settings:

@@ -8,8 +8,7 @@ entry is retired, and nothing may be left in the log at close.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -21,17 +20,13 @@ from agentstream.devtools.localstack import free_ports
 from agentstream.emitter._frames import read_frames
 from agentstream.emitter._spool import Spool
 from agentstream.schemas import decode_model
+from tests.support.wait import wait_until
 
 #: upper bound on any wait below (a bound, not a measured threshold)
 WAIT_S = 60.0
 
 
-def _wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.01)
+_wait_until = partial(wait_until, timeout_s=WAIT_S, poll_s=0.01)
 
 
 def _settings(spool_dir: Path, **emitter: object) -> Settings:

@@ -7,9 +7,8 @@ topics got broker-auto-created topics with one partition, silently capping scale
 from __future__ import annotations
 
 import logging
-import time
 import uuid
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from agentstream.core.topics import ensure_topics
 from agentstream.devtools.localstack.testing import BrokerHandle, TopicFactory
 from agentstream.schemas import decode_model
 from tests.support.consume import consume_all
+from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -31,12 +31,7 @@ pytestmark = pytest.mark.integration
 WAIT_S = 60.0
 
 
-def _wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.02)
+_wait_until = partial(wait_until, timeout_s=WAIT_S, poll_s=0.02)
 
 
 def _partitions(bootstrap: str) -> dict[str, int]:

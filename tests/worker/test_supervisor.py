@@ -4,7 +4,6 @@ restarting, giving up after too many failures."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 
 import pytest
@@ -13,6 +12,7 @@ from agentstream.core.config import WorkerSettings
 from agentstream.testing import RecordedMetrics
 from agentstream.worker import ComponentHealth
 from agentstream.worker._supervisor import Supervised
+from tests.support.wait import wait_until
 
 FAST = WorkerSettings(
     restart_backoff_s=0.01, restart_backoff_max_s=0.05, max_restarts=3, restart_window_s=60
@@ -42,12 +42,8 @@ class Scripted:
         self.log.append("abort")
 
 
-def _wait(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        time.sleep(0.005)
+def _wait(condition: Callable[[], bool]) -> None:
+    wait_until(condition, "the supervisor's state", timeout_s=10.0, poll_s=0.005)
 
 
 def test_a_failing_component_is_restarted_and_its_failures_counted() -> None:
