@@ -157,10 +157,12 @@ def evaluate(
     new = window_of(rule, rollup)
     if new in st.windows:
         return Evaluation(st, ())  # the same window again (a replay): nothing changes
-    windows = sorted([w for w in st.windows if w.end != new.end] + [new], key=lambda w: w.end)
+    kept = [w for w in st.windows if w.end != new.end]
+    corrected = len(kept) < len(st.windows)  # a window already seen, re-emitted
+    windows = sorted([*kept, new], key=lambda w: w.end)
     steps = run(rule, st.base, windows)
     st = replace(st, windows=tuple(windows), head=steps[-1].machine)
-    st, alerts = _reconcile(rule, st, steps, rollup)
+    st, alerts = _reconcile(rule, st, steps, rollup if corrected else None)
     return Evaluation(_fold(st, steps, horizon_s), tuple(alerts))
 
 
@@ -174,16 +176,17 @@ def _fold(st: RuleState, steps: Sequence[Step], horizon_s: float) -> RuleState:
 
 
 def _reconcile(
-    rule: Rule, st: RuleState, steps: Sequence[Step], rollup: Rollup
+    rule: Rule, st: RuleState, steps: Sequence[Step], corrected: Rollup | None
 ) -> tuple[RuleState, list[Alert]]:
-    """Send what the timeline says and was not sent yet (see the module docstring)."""
+    """Send what the timeline says and was not sent yet (see the module docstring);
+    ``corrected``: the re-emitted window that changed the timeline, if it is one."""
     alerts: list[Alert] = []
     cooldown = timedelta(seconds=rule.cooldown_s)
     for ep in episodes(st.base, steps):
         if st.paged_episode is not None and ep.start <= st.paged_episode:
             continue  # paged already (or older than the last page): never again
         if st.paging:
-            st, alert = _resolve(rule, st, steps, rollup)
+            st, alert = _resolve(rule, st, steps, corrected)
             alerts.append(alert)
         point = next(
             (
@@ -196,7 +199,7 @@ def _reconcile(
         )
         if point is None:
             continue  # within the cooldown of the last FIRING sent
-        alert = _firing(rule, st.scope_key, ep, point, rollup)
+        alert = _firing(rule, st.scope_key, ep, point, corrected)
         alerts.append(alert)
         st = replace(
             st,
@@ -207,29 +210,29 @@ def _reconcile(
             fired_alert_id=alert.alert_id,
         )
         if ep.resolved is not None:
-            st, alert = _resolve(rule, st, steps, rollup)
+            st, alert = _resolve(rule, st, steps, corrected)
             alerts.append(alert)
     if st.paging and st.head.status != "FIRING":
-        st, alert = _resolve(rule, st, steps, rollup)
+        st, alert = _resolve(rule, st, steps, corrected)
         alerts.append(alert)
     return st, alerts
 
 
-def _correction_note(rule: Rule, rollup: Rollup, steps: Sequence[Step]) -> str:
-    if rollup.window_end >= steps[-1].window.end:
+def _correction_note(rule: Rule, corrected: Rollup | None) -> str:
+    if corrected is None:
         return ""
-    ended = _fmt_time(rollup.window_end)
+    ended = _fmt_time(corrected.window_end)
     return f"; after a correction of the {rule.resolution} window ending {ended}"
 
 
-def _firing(rule: Rule, scope: str, ep: Episode, point: Step, rollup: Rollup) -> Alert:
+def _firing(rule: Rule, scope: str, ep: Episode, point: Step, corrected: Rollup | None) -> Alert:
     w, metric = point.window, rule.metric_info
     value = w.value if w.value is not None else 0.0
     message = (
         f"{rule.metric} is {format_value(metric, value)} ({_condition(rule)}) on {scope} for "
         f"{point.machine.streak} consecutive {rule.resolution} window(s); {w.samples} "
         f"{metric.sample_noun} in the last one"
-        f"{_correction_note(rule, rollup, ep.steps or (point,))}"
+        f"{_correction_note(rule, corrected)}"
     )
     if rule.description:
         message += f". {rule.description}"
@@ -238,10 +241,10 @@ def _firing(rule: Rule, scope: str, ep: Episode, point: Step, rollup: Rollup) ->
 
 
 def _resolve(
-    rule: Rule, st: RuleState, steps: Sequence[Step], rollup: Rollup
+    rule: Rule, st: RuleState, steps: Sequence[Step], corrected: Rollup | None
 ) -> tuple[RuleState, Alert]:
     """The RESOLVED of the episode being paged, at the first window from its start on where
-    the timeline does not fire (or the rollup's window)."""
+    the timeline does not fire (or the newest window)."""
     since = st.paged_episode
     point = next(
         (
@@ -251,7 +254,7 @@ def _resolve(
         ),
         None,
     )
-    w = point.window if point is not None else window_of(rule, rollup)
+    w = point.window if point is not None else steps[-1].window
     metric = rule.metric_info
     why = (
         f"back to {'no data' if w.value is None else format_value(metric, w.value)}"
@@ -260,7 +263,7 @@ def _resolve(
     )
     message = (
         f"{rule.metric} {why} on {st.scope_key} (alert condition {_condition(rule)}); "
-        f"firing since {_fmt_time(st.fired_at)}{_correction_note(rule, rollup, steps)}"
+        f"firing since {_fmt_time(st.fired_at)}{_correction_note(rule, corrected)}"
     )
     alert = _alert(
         rule,
