@@ -9,10 +9,12 @@ Two layers, both pure and deterministic:
 * the **notifications**: after each rollup (new or corrected) the timeline is recomputed and
   reconciled with what was already sent:
 
-  - a FIRING is sent for a timeline episode that began after the last episode paged, at its
-    first window at least ``cooldown`` (event time) after the last FIRING sent; an episode
-    that began at or before the last one paged is never paged again (no duplicate FIRING
-    for one rule, scope and episode, even when a correction moves its start);
+  - a FIRING is sent for a timeline episode that is not being paged, at its first breaching
+    window that ends after the last FIRING's window and at least ``cooldown`` (event time)
+    after it. So no FIRING is sent twice for one window, none while the last one is not
+    resolved (a correction that moves the start of the paged episode sends nothing), and
+    an episode paged, taken back by a correction and then breaching again is paged again
+    only from a later window on;
   - a RESOLVED is sent only for the episode being paged, when the timeline no longer fires
     (it cleared, or a correction took the breach back), or before the FIRING of a later
     episode; an episode that began and ended between two rollups (a correction of a past
@@ -130,10 +132,6 @@ def _fmt_time(value: datetime | None) -> str:
     return "?" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def _episode_tag(start: datetime | None) -> str:
-    return f"episode {'?' if start is None else start.isoformat()}"
-
-
 def evaluate(
     rule: Rule,
     state: RuleState | Mapping[str, Any] | None,
@@ -183,9 +181,10 @@ def _reconcile(
     alerts: list[Alert] = []
     cooldown = timedelta(seconds=rule.cooldown_s)
     for ep in episodes(st.base, steps):
-        if st.paged_episode is not None and ep.start <= st.paged_episode:
-            continue  # paged already (or older than the last page): never again
-        if st.paging:
+        last = st.fired_at
+        if st.paging and last is not None and ep.start <= last:
+            continue  # the episode being paged (its start may have moved earlier)
+        if st.paging:  # the paged episode ended before this one began
             st, alert = _resolve(rule, st, steps, corrected)
             alerts.append(alert)
         point = next(
@@ -193,7 +192,7 @@ def _reconcile(
                 s
                 for s in ep.steps
                 if s.machine.streak > 0
-                and (st.fired_at is None or s.window.end - st.fired_at >= cooldown)
+                and (last is None or (s.window.end > last and s.window.end - last >= cooldown))
             ),
             None,
         )
@@ -204,7 +203,6 @@ def _reconcile(
         st = replace(
             st,
             paging=True,
-            paged_episode=ep.start,
             fired_at=alert.fired_at,
             fired_value=alert.value,
             fired_alert_id=alert.alert_id,
@@ -236,16 +234,15 @@ def _firing(rule: Rule, scope: str, ep: Episode, point: Step, corrected: Rollup 
     )
     if rule.description:
         message += f". {rule.description}"
-    tag = _episode_tag(ep.start)
-    return _alert(rule, scope, AlertState.FIRING, value, (w.start, w.end), w.end, message, tag)
+    return _alert(rule, scope, AlertState.FIRING, value, (w.start, w.end), w.end, message, "")
 
 
 def _resolve(
     rule: Rule, st: RuleState, steps: Sequence[Step], corrected: Rollup | None
 ) -> tuple[RuleState, Alert]:
-    """The RESOLVED of the episode being paged, at the first window from its start on where
+    """The RESOLVED of the FIRING sent last, at the first window from the FIRING's on where
     the timeline does not fire (or the newest window)."""
-    since = st.paged_episode
+    since = st.fired_at
     point = next(
         (
             s
@@ -273,7 +270,7 @@ def _resolve(
         (w.start, w.end),
         w.end,
         message,
-        _episode_tag(since),
+        f"resolves {st.fired_alert_id}",
     )
     return replace(st, paging=False), alert
 
@@ -305,7 +302,7 @@ def expire(rule: Rule, state: RuleState | Mapping[str, Any], now: datetime) -> E
         (last, now),
         now,
         message,
-        tag=f"stale {_episode_tag(st.paged_episode)}",
+        tag=f"stale, resolves {st.fired_alert_id}",
     )
     return Evaluation(replace(st, paging=False), (alert,))
 

@@ -47,8 +47,6 @@ class RuleState:
     windows: tuple[Window, ...] = ()
     #: a FIRING was sent and its RESOLVED not yet
     paging: bool = False
-    #: window end where the timeline episode of the last FIRING sent began
-    paged_episode: datetime | None = None
     #: ``fired_at`` (its window's end), value and id of the last FIRING sent; the
     #: cooldown between notifications counts from ``fired_at``
     fired_at: datetime | None = None
@@ -80,7 +78,7 @@ class RuleState:
             and self.base.idle
             and not self.windows
             and not self.paging
-            and self.paged_episode is None
+            and self.fired_at is None
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -93,7 +91,6 @@ class RuleState:
             "base": machine_to_json(self.base),
             "windows": [window_to_json(w) for w in self.windows],
             "paging": self.paging,
-            "paged_episode": ts(self.paged_episode),
             "fired_at": ts(self.fired_at),
             "fired_value": self.fired_value,
             "fired_alert_id": self.fired_alert_id,
@@ -115,7 +112,6 @@ class RuleState:
                 head=head,
                 base=head,  # version 1 kept no windows: the head is the base
                 paging=head.status == "FIRING",
-                paged_episode=head.fired_window_end,
                 fired_at=time(data, "fired_at"),
                 fired_value=number(data.get("fired_value"), "fired_value"),
                 fired_alert_id=None if alert_id is None else text(data, "fired_alert_id"),
@@ -133,7 +129,6 @@ class RuleState:
                 base=machine_from_json(data["base"]),
                 windows=tuple(window_from_json(w) for w in windows),
                 paging=paging,
-                paged_episode=time(data, "paged_episode"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ContractError(f"alert state: {exc}") from exc

@@ -101,6 +101,7 @@ class Reference:
     closed: dict[int, tuple[int, int]] = field(default_factory=dict)  # what was evaluated
     paging: bool = False
     paged_start: int | None = None
+    fired_minute: int | None = None
     alerts: list[tuple[str, int]] = field(default_factory=list)  # (state, minute)
 
     def feed(self, event: ToolCall) -> None:
@@ -134,12 +135,19 @@ class Reference:
                 after = [x for x in minutes[i:] if not self.breach(x)]
                 episodes.append((m, after[0] if after else None))
         for start, cleared in episodes:
-            if self.paged_start is not None and start <= self.paged_start:
-                continue  # paged already: never twice
+            last = self.fired_minute
+            if self.paging and last is not None and start <= last:
+                continue  # the episode being paged
             if self.paging:
                 self.alerts.append(("RESOLVED", self.first_clear(self.paged_start)))
-            self.alerts.append(("FIRING", start))
-            self.paging, self.paged_start = True, start
+                self.paging = False
+            # its first breaching window after the last FIRING's window (cooldown 0)
+            stop = cleared if cleared is not None else minutes[-1] + 1
+            points = [m for m in minutes if start <= m < stop and (last is None or m > last)]
+            if not points:
+                continue
+            self.alerts.append(("FIRING", points[0]))
+            self.paging, self.paged_start, self.fired_minute = True, start, points[0]
             if cleared is not None:
                 self.alerts.append(("RESOLVED", cleared))
                 self.paging = False
