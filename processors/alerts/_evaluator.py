@@ -344,6 +344,8 @@ class AlertEvaluator:
     def __init__(self, rules: RuleSet, store: MutableMapping[str, Any] | None = None) -> None:
         self.rules = rules
         self.store: MutableMapping[str, Any] = store if store is not None else {}
+        #: per key, the dict last written to the store and its state (not parsed again)
+        self._parsed: dict[str, tuple[Any, RuleState]] = {}
 
     def process(self, rollup: Rollup) -> list[Alert]:
         """Evaluate every rule reading ``rollup`` (new or corrected); the alerts to publish,
@@ -352,7 +354,9 @@ class AlertEvaluator:
         for rule in self.rules.matching(rollup):
             key = state_key(rule.id, rollup.scope_key)
             before = self.store.get(key)
-            result = evaluate(rule, before, rollup, horizon_s=self.rules.horizon_s)
+            cached = self._parsed.get(key)
+            state = cached[1] if cached is not None and cached[0] is before else before
+            result = evaluate(rule, state, rollup, horizon_s=self.rules.horizon_s)
             self._save(key, before, result.state)
             alerts.extend(result.alerts)
         return alerts
@@ -383,9 +387,14 @@ class AlertEvaluator:
 
     def _save(self, key: str, before: Any, state: RuleState) -> None:
         if state.idle:
+            self._parsed.pop(key, None)
             if before is not None:
                 del self.store[key]
             return
+        cached = self._parsed.get(key)
+        if cached is not None and cached[0] is before and cached[1] is state:
+            return  # unchanged: not written again (no changelog record)
         data = state.to_dict()
-        if data != before:  # an unchanged state is not written again (no changelog record)
+        if data != before:
             self.store[key] = data
+        self._parsed[key] = (self.store[key], state)

@@ -23,7 +23,7 @@ timeline keeps of a window (its value and sample count), JSON-safe through
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple, get_args
 
@@ -109,28 +109,28 @@ def sufficient(rule: Rule, window: Window) -> bool:
 
 
 def step(rule: Rule, m: Machine, w: Window) -> Step:
-    """Advance the machine ``m`` over the window ``w`` (the next one in event time)."""
-    breach = sufficient(rule, w) and w.value is not None and rule.breached(w.value)
+    """Advance the machine ``m`` over the window ``w`` (the next one in event time).
+
+    (Machines are built directly, not with ``dataclasses.replace``: this is the hot path,
+    run over every kept window on each rollup.)"""
+    breach = w.value is not None and w.samples >= rule.min_samples and rule.breached(w.value)
     follows = m.last_window_end == w.start
-    m = replace(m, last_window_end=w.end, last_value=w.value)
+    end, value, fired = w.end, w.value, m.fired_window_end
     if breach:
         streak = m.streak + 1 if follows and m.streak > 0 else 1
         if m.status == "FIRING":
-            return Step(w, replace(m, streak=streak, clear_streak=0), None)
-        cooled = m.fired_window_end is None or (
-            w.end - m.fired_window_end >= timedelta(seconds=rule.cooldown_s)
-        )
+            return Step(w, Machine("FIRING", streak, 0, end, value, fired), None)
+        cooled = fired is None or end - fired >= timedelta(seconds=rule.cooldown_s)
         if streak < rule.for_windows or not cooled:
-            return Step(w, replace(m, status="PENDING", streak=streak), None)
-        fired = replace(m, status="FIRING", streak=streak, clear_streak=0, fired_window_end=w.end)
-        return Step(w, fired, "FIRING")
+            return Step(w, Machine("PENDING", streak, m.clear_streak, end, value, fired), None)
+        return Step(w, Machine("FIRING", streak, 0, end, value, end), "FIRING")
     if m.status != "FIRING":
         status: Status = "RESOLVED" if m.status == "RESOLVED" else "OK"
-        return Step(w, replace(m, status=status, streak=0, clear_streak=0), None)
+        return Step(w, Machine(status, 0, 0, end, value, fired), None)
     clear_streak = m.clear_streak + 1 if follows else 1
     if clear_streak < rule.resolve_for:
-        return Step(w, replace(m, streak=0, clear_streak=clear_streak), None)
-    return Step(w, replace(m, status="RESOLVED", streak=0, clear_streak=0), "RESOLVED")
+        return Step(w, Machine("FIRING", 0, clear_streak, end, value, fired), None)
+    return Step(w, Machine("RESOLVED", 0, 0, end, value, fired), "RESOLVED")
 
 
 def run(rule: Rule, base: Machine, windows: Iterable[Window]) -> list[Step]:
