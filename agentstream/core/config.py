@@ -163,6 +163,9 @@ class TopicSettings(_Section):
     invalid: str = "invalid"
     rollups: str = "rollups"
     alerts: str = "alerts"
+    #: pre-deployment benchmark results (EvalResult) and end-user feedback (Feedback)
+    eval_results: str = "eval_results"
+    feedback: str = "feedback"
 
     def name(self, stream: str) -> str:
         """The full topic name of ``stream`` (one of this section's fields)."""
