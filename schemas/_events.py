@@ -7,9 +7,9 @@ field for field; the Avro file is the source of truth.
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Annotated, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from agentstream.schemas._base import (
     INT32_MAX,
@@ -27,10 +27,29 @@ from agentstream.schemas._base import (
 )
 from agentstream.schemas._enums import AgentState, CallStatus, Decision, ErrorClass, Retention
 
-#: the top of the end-user satisfaction scale (1 is the bottom)
-MAX_SATISFACTION = 5
+__all__ = [
+    "MAX_REVIEW_SCORE",
+    "EvalResult",
+    "Feedback",
+    "ModelCall",
+    "ReviewDecision",
+    "StateTransition",
+    "ToolCall",
+]
 
-__all__ = ["EvalResult", "Feedback", "ModelCall", "ReviewDecision", "StateTransition", "ToolCall"]
+
+#: the highest review score (scores run from 1, poor, to this, excellent)
+MAX_REVIEW_SCORE = 5
+
+
+def _score_in_range(score: int) -> int:
+    if score > MAX_REVIEW_SCORE:
+        raise ValueError(f"a review score runs from 1 to {MAX_REVIEW_SCORE}, not {score}")
+    return score
+
+
+#: a review score: an Avro int (so bounded like one), 1 to MAX_REVIEW_SCORE
+ReviewScore = Annotated[int, Field(ge=1, le=INT32_MAX), AfterValidator(_score_in_range)]
 
 
 def _check_outcome(status: CallStatus, error_class: ErrorClass) -> None:
@@ -127,13 +146,17 @@ class StateTransition(AgentEvent):
 
 
 class ReviewDecision(AgentEvent):
-    """A human reviewed a run: APPROVED, REJECTED or OVERRIDDEN (human override)."""
+    """A human reviewed a run: APPROVED, REJECTED or OVERRIDDEN (human override).
+
+    ``score`` (v3) is the reviewer's quality score, 1 to 5; None when not given.
+    """
 
     avro_name = "ReviewDecision"
 
     reviewer: Id
     decision: Decision
     comment: Text | None = None
+    score: ReviewScore | None = None
     retention: Retention = Retention.BUSINESS
     redactions: Redactions = Field(default_factory=dict)
 
@@ -162,15 +185,8 @@ class Feedback(AgentEvent):
 
     avro_name = "Feedback"
 
-    satisfaction: int = Field(ge=1, le=INT32_MAX)
+    #: the reviewers' scale: 1 (worst) to MAX_REVIEW_SCORE (best)
+    satisfaction: ReviewScore
     comment: Text | None = None
     retention: Retention = Retention.BUSINESS
     redactions: Redactions = Field(default_factory=dict)
-
-    @field_validator("satisfaction")
-    @classmethod
-    def _scale(cls, value: int) -> int:
-        # the bounds stay those of the Avro int; the 1..5 scale is checked here
-        if value > MAX_SATISFACTION:
-            raise ValueError(f"must be between 1 and {MAX_SATISFACTION}, not {value}")
-        return value
