@@ -17,10 +17,10 @@ tenant is given, on ``tenant_id``. Definitions:
   Counts only: the values are never stored.
 * business (the daily tier): per UTC day and agent, from the 1 h rollups of the agent
   scopes (tasks = runs started, completed, failed, hand-offs, model cost, value of
-  completed runs, ROI = value / cost) and the end users' ``Feedback`` (how many, mean
-  satisfaction 1-5); computed at query time, so it reaches as far back as the 1 h rollups
-  (``retention.rollups_1h_days``) and, for satisfaction, the raw feedback
-  (``retention.business_days``/``legal_days``);
+  completed runs, ROI = value / cost), the end users' ``Feedback`` (how many, mean
+  satisfaction 1-5) and the reviewers' scores (how many, mean 1-5); computed at query
+  time, so it reaches as far back as the 1 h rollups (``retention.rollups_1h_days``) and,
+  for satisfaction and scores, the raw events (``retention.business_days``/``legal_days``);
 * handoffs: per hour and agent, runs started as a hand-off from another run
   (``parent_run_id`` set) and their share of the runs started.
 """
@@ -184,7 +184,8 @@ _BUSINESS = Report(
     "SELECT day, tenant_id, agent_id, r.tasks AS tasks, r.completed AS completed, "
     "r.failed AS failed, r.handoffs AS handoffs, r.cost_usd AS cost_usd, "
     "r.value_usd AS value_usd, if(r.cost_usd > 0, r.value_usd / r.cost_usd, NULL) AS roi, "
-    "f.feedback AS feedback, if(f.feedback = 0, NULL, f.satisfaction) AS satisfaction "
+    "f.feedback AS feedback, if(f.feedback = 0, NULL, f.satisfaction) AS satisfaction, "
+    "v.scored AS scored_reviews, if(v.scored = 0, NULL, v.review_score) AS review_score "
     "FROM (SELECT toDate(event_time) AS day, tenant_id, agent_id, sum(runs_started) AS tasks, "
     "sum(runs_completed) AS completed, sum(runs_failed) AS failed, sum(handoffs) AS handoffs, "
     "sum(cost_usd) AS cost_usd, sum(value_usd) AS value_usd "
@@ -192,6 +193,10 @@ _BUSINESS = Report(
     "FULL OUTER JOIN (SELECT toDate(event_time) AS day, tenant_id, agent_id, "
     "count() AS feedback, avg(satisfaction) AS satisfaction "
     "FROM feedback_dedup WHERE {where} GROUP BY day, tenant_id, agent_id) AS f "
+    "USING (day, tenant_id, agent_id) "
+    "FULL OUTER JOIN (SELECT toDate(event_time) AS day, tenant_id, agent_id, "
+    "count(score) AS scored, avg(score) AS review_score "
+    "FROM review_decisions_dedup WHERE {where} GROUP BY day, tenant_id, agent_id) AS v "
     "USING (day, tenant_id, agent_id) ORDER BY day, tenant_id, agent_id",
 )
 

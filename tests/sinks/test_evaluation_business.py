@@ -16,7 +16,7 @@ import pytest
 
 from agentstream.core.config import ClickHouseSettings, RollupSettings, load_settings
 from agentstream.processors.rollups import RollupAggregator
-from agentstream.schemas import Feedback, ModelCall, Record, StateTransition
+from agentstream.schemas import Feedback, ModelCall, Record, ReviewDecision, StateTransition
 from agentstream.sinks import Position
 from agentstream.sinks.analyst import AnalystEngine, LocalAnalyst, Principal
 from agentstream.sinks.clickhouse import ClickHouseSink, migrate, open_backend
@@ -32,7 +32,7 @@ AGENTS = ("triage", "booker", "refunds")
 class Truth:
     def __init__(self, seed: int = 21) -> None:
         rnd = random.Random(seed)
-        self.events: list[StateTransition | ModelCall | Feedback] = []
+        self.events: list[StateTransition | ModelCall | Feedback | ReviewDecision] = []
         self.daily: dict[tuple[dt.date, str], dict[str, Any]] = defaultdict(
             lambda: {
                 "tasks": 0,
@@ -42,6 +42,7 @@ class Truth:
                 "cost": 0.0,
                 "value": 0.0,
                 "scores": [],
+                "review_scores": [],
             }
         )
         self.hourly: dict[tuple[dt.datetime, str], list[int]] = defaultdict(lambda: [0, 0])
@@ -103,6 +104,19 @@ class Truth:
                     Feedback(**ids, satisfaction=score, event_time=at + dt.timedelta(seconds=3))
                 )
                 day["scores"].append(score)
+            if rnd.random() < 0.2:
+                review = rnd.choice([None, 1, 2, 3, 4, 5])
+                self.events.append(
+                    ReviewDecision(
+                        **ids,
+                        reviewer="r",
+                        decision="APPROVED",
+                        score=review,
+                        event_time=at + dt.timedelta(seconds=4),
+                    )
+                )
+                if review is not None:
+                    day["review_scores"].append(review)
 
 
 @pytest.fixture(scope="module")
@@ -111,9 +125,9 @@ def populated(chdb_path: Path) -> Iterator[tuple[LocalAnalyst, Truth]]:
     aggregator = RollupAggregator(RollupSettings(allowed_lateness_s=1))
     records: list[Record] = []
     for event in sorted(truth.events, key=lambda e: e.event_time):
-        if isinstance(event, Feedback):
+        if isinstance(event, Feedback | ReviewDecision):
             records.append(event)
-        else:
+        if not isinstance(event, Feedback):
             aggregator.add(event)
     far = int((DAY0 + dt.timedelta(days=5)).timestamp() * 1_000_000)
     records += [r for r in aggregator.advance(far) if r.resolution == "1h"]
@@ -158,6 +172,12 @@ def test_daily_business_tier(populated: tuple[LocalAnalyst, Truth]) -> None:
             assert row["satisfaction"] == pytest.approx(sum(scores) / len(scores))
         else:
             assert row["satisfaction"] is None
+        reviews = want["review_scores"]
+        assert row["scored_reviews"] == len(reviews)
+        if reviews:
+            assert row["review_score"] == pytest.approx(sum(reviews) / len(reviews))
+        else:
+            assert row["review_score"] is None
     assert sum(w["handoffs"] for w in truth.daily.values()) > 50
 
 
