@@ -17,6 +17,7 @@ import pytest
 from scipy import stats
 
 from agentstream.core.config import ClickHouseSettings, EvaluationSettings, load_settings
+from agentstream.core.errors import QueryRefused
 from agentstream.schemas import ModelCall, Record, ReviewDecision, StateTransition, ToolCall
 from agentstream.sinks import Position
 from agentstream.sinks.analyst import AnalystEngine, LocalAnalyst, Principal
@@ -302,3 +303,33 @@ def test_welch_power_and_an_empty_side(analyst: LocalAnalyst, truth: Truth) -> N
     assert empty.b.units == 0
     assert empty.p_value is None
     assert "nothing to compare" in empty.warnings[0]
+
+
+@pytest.mark.parametrize("metric", sorted(METRICS))
+def test_a_tenant_key_compares_its_own_tenant_only(
+    analyst: LocalAnalyst, truth: Truth, metric: str
+) -> None:
+    """The statements pass the analyst checker and its tenant scoping, for every metric."""
+    own = LocalAnalyst(analyst.engine, Principal("tina", "tenant", "acme"))
+    other = LocalAnalyst(analyst.engine, Principal("gina", "tenant", "globex"))
+    mine = run(own, metric, "model", "small", "large")
+    attribute = {
+        "completion_rate": "completed",
+        "error_rate": "errored",
+        "override_rate": "overridden",
+        "cost_per_run": "cost",
+        "p95_latency": "latencies",
+    }[metric]
+    field = getattr(truth, attribute)
+    assert (mine.a.units, mine.b.units) == (
+        len(field[("model", "small")]),
+        len(field[("model", "large")]),
+    )
+    theirs = run(other, metric, "model", "small", "large")
+    assert (theirs.a.units, theirs.b.units) == (0, 0)
+    assert theirs.p_value is None
+
+
+def test_the_same_sides_are_refused(analyst: LocalAnalyst) -> None:
+    with pytest.raises(QueryRefused, match="must differ"):
+        run(analyst, "error_rate", "agent_version", "1.0", "1.0")
