@@ -123,6 +123,14 @@ def _emit(results: list[Comparison], title: str, as_json_output: bool) -> None:
         render(results, title)
 
 
+def _working(what: str) -> Any:
+    """A spinner on stderr while the engine and the bootstrap work (a bootstrap of thousands
+    of runs takes seconds)."""
+    from rich.console import Console
+
+    return Console(stderr=True).status(what)
+
+
 def _compare(args: argparse.Namespace) -> int:
     from agentstream.core.config import get_settings
     from agentstream.sinks.analyst import connect, parse_time
@@ -141,7 +149,8 @@ def _compare(args: argparse.Namespace) -> int:
     )
     analyst = connect(settings, args.key)
     try:
-        result = compare(analyst, METRICS[args.metric], pop, settings.evaluation, mde=mde)
+        with _working(f"comparing {args.metric}"):
+            result = compare(analyst, METRICS[args.metric], pop, settings.evaluation, mde=mde)
     finally:
         analyst.close()
     _emit([result], f"{args.metric} by {args.by}: B - A", args.json)
@@ -162,18 +171,19 @@ def _eval_report(args: argparse.Namespace) -> int:
             mde[name.strip()] = parsed
     analyst = connect(settings, args.key)
     try:
-        results = benchmark_report(
-            analyst,
-            settings.evaluation,
-            suite=args.suite,
-            baseline=args.baseline,
-            candidate=args.candidate,
-            since=parse_time(args.since, option="--since"),
-            until=parse_time(args.until, option="--until") if args.until else None,
-            tenant=args.tenant,
-            agent=args.agent,
-            mde=mde,
-        )
+        with _working(f"benchmark {args.suite}"):
+            results = benchmark_report(
+                analyst,
+                settings.evaluation,
+                suite=args.suite,
+                baseline=args.baseline,
+                candidate=args.candidate,
+                since=parse_time(args.since, option="--since"),
+                until=parse_time(args.until, option="--until") if args.until else None,
+                tenant=args.tenant,
+                agent=args.agent,
+                mde=mde,
+            )
     finally:
         analyst.close()
     _emit(results, f"benchmark {args.suite}: candidate B against baseline A", args.json)

@@ -149,8 +149,8 @@ def proportion_power(
 
     Runs needed per side (equal sides) to detect ``p_b = p_a ± mde``:
     ``(z_alpha·√(2·p̄·q̄) + z_beta·√(p_a·q_a + p_b·q_b))² / mde²`` with ``p̄`` the mean of the two
-    rates (the normal-approximation formula, e.g. Chow, Shao & Wang, *Sample Size
-    Calculations in Clinical Research*, 4.2); the direction is the harder one (towards 0.5).
+    rates (the normal-approximation formula, Fleiss' without the continuity correction);
+    the direction is the harder one (towards 0.5).
     The detectable difference is ``(z_alpha + z_beta)·√(p_a·q_a·(1/n_a + 1/n_b))``.
     """
     z_alpha, z_beta = _z_sum(confidence, power)
