@@ -29,8 +29,11 @@ How it works
 * **Duplicates.** The event ids of every kept 1 s window are remembered: an event id seen
   before in its window (a redelivery has the same event time, so the same window) is
   refused (:data:`DUPLICATE`). The dedup window is therefore the horizon.
-* A *synthesized* timeout (dated at the run's deadline, published when the clock passed
-  it) that is too late for its window counts in the oldest window still kept.
+* A *synthesized* timeout (dated at the run's deadline, published when a clock passed
+  it) counts in its deadline's window: windows are kept past the horizon while a live
+  run's deadline falls in them (``advance(keep_from=...)``), so the timeout lands in its
+  own window whichever clock fired it; if that window is gone all the same, it is
+  refused (:data:`TOO_LATE`), never added to another window.
 
 State: JSON-able entries ``"<resolution>|<window start µs>|<scope key>"`` (cells),
 ``"ids|<window start µs>"`` (event ids seen) and ``"meta"``;
@@ -41,7 +44,7 @@ version 1 (today's release: no ids, no closed-through mark) restores as is.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Final, Literal, TypeAlias, TypedDict, cast
 
@@ -148,6 +151,8 @@ class AggregatorMeta(TypedDict, total=False):
     #: the watermark of the last :meth:`RollupAggregator.advance`: windows ending at or
     #: before it are emitted (and merged into the next tier)
     closed: int | None
+    #: windows ending at or before it are forgotten
+    dropped: int | None
 
 
 class RollupAggregator:
@@ -171,6 +176,8 @@ class RollupAggregator:
         self._max_event: int | None = None
         self._watermark: int | None = None
         self._closed: int | None = None
+        #: windows ending at or before it are forgotten (past the horizon)
+        self._dropped: int | None = None
         #: open 1 s windows changed since the last drain
         self._dirty_seconds: set[int] = set()
         self._dirty_ids: set[int] = set()
@@ -214,12 +221,13 @@ class RollupAggregator:
         # never late (which clock passed it first depends on the interleaving)
         synthesized = isinstance(event, StateTransition) and event.synthesized
         late = second + _SECOND <= partition_mark and not synthesized
-        if second + _SECOND + self._horizon <= limit:
-            if not synthesized:
+        if synthesized:
+            # our own timeout, published when a clock passed its deadline: it counts in the
+            # deadline's window, kept while a run may still time out in it (``advance``)
+            if self._dropped is not None and second + _SECOND <= self._dropped:
                 return TOO_LATE
-            # our own timeout, published late by design: the oldest window still kept
-            floor = limit - self._horizon
-            second, late = floor - floor % _SECOND, False
+        elif second + _SECOND + self._horizon <= limit:
+            return TOO_LATE
         if isinstance(event, ToolCall):
             cells = self._cells(second, (*ids[:3], event.tool))
             self._tool_call(event, cells, late)
@@ -341,14 +349,19 @@ class RollupAggregator:
     # ------------------------------------------------------------------ output
 
     def advance(
-        self, watermark: int | None = None, computed_at: datetime | None = None
+        self,
+        watermark: int | None = None,
+        computed_at: datetime | None = None,
+        keep_from: Callable[[], int | None] | None = None,
     ) -> list[Rollup]:
         """Emit every window the watermark has passed (once) and every corrected one (again).
 
         ``watermark`` (µs) raises the watermark if it is ahead; it never goes back.
         Rollups come 1 s first, then 1 min, then 1 h, each by window start then scope
         key; only the resolutions in ``RollupSettings.resolutions`` are returned.
-        Windows ``horizon_s`` past their end are then dropped.
+        Windows ``horizon_s`` past their end are then dropped, except from ``keep_from()``
+        on (µs: the earliest deadline of a live run, whose timeout will count there;
+        asked only when a window would be dropped).
         """
         if watermark is not None and (self._watermark is None or watermark > self._watermark):
             self._watermark = watermark
@@ -363,8 +376,18 @@ class RollupAggregator:
             out.extend(self._close(resolution, parent, before, mark, stamp))
         self._closed = mark if before is None else max(before, mark)
         self._corrected.clear()
-        self._drop(mark - self._horizon)
+        through = mark - self._horizon
+        if keep_from is not None and self._droppable(through):
+            floor = keep_from()
+            if floor is not None:
+                through = min(through, floor - floor % _SECOND)
+        self._drop(through)
         return out
+
+    def _droppable(self, through: int) -> bool:
+        return any(s + RESOLUTION_US[r] <= through for r in TIERS for s in self._windows[r]) or any(
+            s + _SECOND <= through for s in self._ids
+        )
 
     def _close(
         self,
@@ -407,6 +430,8 @@ class RollupAggregator:
 
     def _drop(self, through: int) -> None:
         """Forget the windows ending at or before ``through`` (past the horizon)."""
+        if self._dropped is None or through > self._dropped:
+            self._dropped = through
         for resolution in TIERS:
             tier = self._windows[resolution]
             length = RESOLUTION_US[resolution]
@@ -465,6 +490,7 @@ class RollupAggregator:
             "max_event": self._max_event,
             "watermark": self._watermark,
             "closed": self._closed,
+            "dropped": self._dropped,
         }
 
     @classmethod
@@ -505,3 +531,7 @@ class RollupAggregator:
         self._watermark = value["watermark"]
         # version 1 kept no closed windows: everything before its watermark was closed
         self._closed = value.get("closed", self._watermark)
+        dropped = value.get("dropped")
+        if dropped is None and self._watermark is not None:
+            dropped = self._watermark - self._horizon
+        self._dropped = dropped
