@@ -379,8 +379,13 @@ class ProcessorEngine:
         verdict = self._rollups.add(event, clock)
         if verdict == DUPLICATE:
             self.stats.rollup_duplicates += 1
-        elif verdict == TOO_LATE and message is not None:
+        elif verdict == TOO_LATE:
             self.stats.too_late += 1
+            if message is None:  # a timeout whose window is gone: counted, logged
+                log.warning(
+                    "processors: a timeout dated %s is too late for its window", event.event_time
+                )
+                return
             horizon = self.settings.rollups.horizon_s
             reason = (
                 f"too late for its window: its 1 s window ended more than {horizon:g} s "
