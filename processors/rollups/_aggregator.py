@@ -58,37 +58,20 @@ from agentstream.processors.rollups._build import (
     window_start,
 )
 from agentstream.processors.rollups._cells import (
-    COST_NUSD,
-    COUNT,
-    ERROR,
-    LATE,
-    MODEL_CALLS,
-    NANO,
-    NON_RETRYABLE,
-    OVERRIDES,
-    PARTIAL,
-    RETRYABLE,
-    REVIEWS,
-    RUNS_COMPLETED,
-    RUNS_FAILED,
-    RUNS_STARTED,
-    SUCCESS,
-    TIMEOUT,
-    TOKENS_IN,
-    TOKENS_OUT,
-    ZERO_LATENCY,
     Cell,
     CellJson,
     Scope,
     add_redactions,
     scopes_of,
 )
+from agentstream.processors.rollups._figures import (
+    add_model_call,
+    add_review,
+    add_tool_call,
+    add_transition,
+)
 from agentstream.processors.rollups._sketch import mapping_for
 from agentstream.schemas import (
-    AgentState,
-    CallStatus,
-    Decision,
-    ErrorClass,
     ModelCall,
     Resolution,
     ReviewDecision,
@@ -124,18 +107,6 @@ ADDED: Final[Verdict] = "added"
 DUPLICATE: Final[Verdict] = "duplicate"
 TOO_LATE: Final[Verdict] = "too late"
 
-_STATUS: Final = {CallStatus.SUCCESS: SUCCESS, CallStatus.PARTIAL: PARTIAL, CallStatus.ERROR: ERROR}
-_ERROR_CLASS: Final = {
-    ErrorClass.NONE: -1,
-    ErrorClass.RETRYABLE: RETRYABLE,
-    ErrorClass.NON_RETRYABLE: NON_RETRYABLE,
-    ErrorClass.TIMEOUT: TIMEOUT,
-}
-_RUN_END: Final = {
-    AgentState.INIT: RUNS_STARTED,
-    AgentState.COMPLETED: RUNS_COMPLETED,
-    AgentState.FAILED: RUNS_FAILED,
-}
 
 RollupEvent: TypeAlias = ToolCall | ModelCall | StateTransition | ReviewDecision
 _ScopeId: TypeAlias = tuple[str, str, str, str | None]
@@ -217,29 +188,30 @@ class RollupAggregator:
         ids = (event.tenant_id, event.agent_id, event.agent_version, None)
         partition_mark = clock_us - self._lateness
         limit = partition_mark if self._watermark is None else max(partition_mark, self._watermark)
-        # a synthesized timeout is published when a clock passes its deadline, by design:
-        # never late (which clock passed it first depends on the interleaving)
+        # our own timeout, published when a clock passed its deadline, by design: never
+        # late (which clock passed it first depends on the interleaving); it counts in the
+        # deadline's window, kept while a run may still time out in it (``advance``)
         synthesized = isinstance(event, StateTransition) and event.synthesized
         late = second + _SECOND <= partition_mark and not synthesized
         if synthesized:
-            # our own timeout, published when a clock passed its deadline: it counts in the
-            # deadline's window, kept while a run may still time out in it (``advance``)
             if self._dropped is not None and second + _SECOND <= self._dropped:
                 return TOO_LATE
         elif second + _SECOND + self._horizon <= limit:
             return TOO_LATE
         if isinstance(event, ToolCall):
             cells = self._cells(second, (*ids[:3], event.tool))
-            self._tool_call(event, cells, late)
+            latency = event.latency_ms
+            key = self._key(latency) if latency > self._min_latency else None
+            add_tool_call(event, cells, late, key)
         elif isinstance(event, ModelCall):
             cells = self._cells(second, ids)
-            self._model_call(event, cells, late)
+            add_model_call(event, cells, late)
         elif isinstance(event, StateTransition):
             cells = self._cells(second, ids)
-            self._transition(event, cells, late)
+            add_transition(event, cells, late)
         elif isinstance(event, ReviewDecision):
             cells = self._cells(second, ids)
-            self._review(event, cells, late)
+            add_review(event, cells, late)
         else:
             raise TypeError(f"not a rollup input: {type(event).__name__}")
         if event.redactions:
@@ -249,54 +221,6 @@ class RollupAggregator:
         seen.add(event.event_id)
         self._dirty_ids.add(second)
         return ADDED
-
-    def _tool_call(self, ev: ToolCall, cells: list[Cell], late: bool) -> None:
-        latency = ev.latency_ms
-        key = self._key(latency) if latency > self._min_latency else None
-        status = _STATUS[ev.status]
-        error_class = _ERROR_CLASS[ev.error_class]
-        for cell in cells:
-            f = cell.f
-            f[COUNT] += 1
-            f[status] += 1
-            f[LATE] += late
-            if error_class >= 0:
-                f[error_class] += 1
-            if key is None:
-                f[ZERO_LATENCY] += 1
-            else:
-                bins = cell.bins
-                bins[key] = bins.get(key, 0) + 1
-
-    def _model_call(self, ev: ModelCall, cells: list[Cell], late: bool) -> None:
-        cost = round(ev.cost_usd * NANO)
-        for cell in cells:
-            f = cell.f
-            f[MODEL_CALLS] += 1
-            f[TOKENS_IN] += ev.input_tokens
-            f[TOKENS_OUT] += ev.output_tokens
-            f[COST_NUSD] += cost
-            f[LATE] += late
-
-    def _transition(self, ev: StateTransition, cells: list[Cell], late: bool) -> None:
-        """A *validated* lifecycle transition (the lifecycle topic): runs and state time."""
-        figure = _RUN_END.get(ev.to_state)
-        dwell = ev.dwell_ms if ev.from_state is not None else None
-        left = ev.from_state.value if ev.from_state is not None else ""
-        for cell in cells:
-            cell.f[LATE] += late
-            if figure is not None:
-                cell.f[figure] += 1
-            if dwell:
-                cell.state_ms[left] = cell.state_ms.get(left, 0) + dwell
-
-    def _review(self, ev: ReviewDecision, cells: list[Cell], late: bool) -> None:
-        override = ev.decision is Decision.OVERRIDDEN
-        for cell in cells:
-            cell.f[REVIEWS] += 1
-            cell.f[LATE] += late
-            if override:
-                cell.f[OVERRIDES] += 1
 
     def _scopes(self, ids: _ScopeId) -> tuple[Scope, ...]:
         scopes = self._scope_cache.get(ids)
