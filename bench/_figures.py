@@ -327,7 +327,7 @@ def soak_throughput(ctx: BenchContext) -> list[Figure]:
             f"soak events/s, every fault but broker ({result.duration_s:.0f} s live)",
             result.faults_events_per_s,
             "events/s",
-            "same soak, no fault",
+            "same soak and input, no kill or outage",
             result.clean_events_per_s,
             higher_is_better=True,
             note=f"{result.differences} figures differ from the truth (must be 0)",

@@ -1,12 +1,13 @@
 """The soak's throughput: messages pushed through the whole pipeline under every fault.
 
 Two short soaks (``agentstream soak``) on the bench's broker, same seed, same
-duration and rate: one with every fault the bench's broker allows (kill,
-clickhouse, backlog, duplicates, late, clock; the broker fault needs a broker the
-soak starts itself, so it is left out here), one with none: the same-run peer.
-The figure is messages sent ÷ (first emit → pipeline drained), so a fault that slows
-recovery shows as fewer events/s. Both runs must also store the truth: a soak with
-differences is reported as such, not as a speed.
+duration and rate, so the same messages: one with every fault the bench's broker
+allows (kill, clickhouse, backlog, duplicates, late, clock; the broker fault needs
+a broker the soak starts itself, so it is left out here), and the same-run peer
+with the same input (backlog, duplicates, late, clock) but no kill and no outage.
+The figure is messages sent ÷ (first emit → pipeline drained), so what the kills
+and the outage cost in recovery shows as fewer events/s. Both runs must also store
+the truth: a soak with differences is reported as such, not as a speed.
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ class SoakBench:
 def bench_soak(bootstrap: str, workdir: Path, duration_s: float = 30.0) -> SoakBench:
     """Two soaks of ``duration_s`` on ``bootstrap``: every fault, then none."""
     faults = frozenset(FAULTS) - {"broker"}
+    same_input = faults - {"kill", "clickhouse"}
     results = []
-    for name, chosen in (("faults", faults), ("clean", frozenset())):
+    for name, chosen in (("faults", faults), ("clean", same_input)):
         options = SoakOptions(
             duration_s=duration_s,
             seed=3,
