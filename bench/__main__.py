@@ -22,6 +22,7 @@ from bench._figures import (
     producer_throughput,
     redaction,
     sink_throughput,
+    soak_throughput,
     worker_restart,
     worker_throughput,
 )
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
                 ("worker throughput", worker_throughput),
                 ("worker restart", worker_restart),
                 ("end-to-end latency", end_to_end_latency),
+                ("soak throughput", soak_throughput),
             )
             for title, step in steps:
                 with console.status(f"measuring {title}"):

@@ -16,6 +16,7 @@ __all__ = [
     "producer_throughput",
     "redaction",
     "sink_throughput",
+    "soak_throughput",
     "worker_restart",
     "worker_throughput",
 ]
@@ -309,5 +310,26 @@ def worker_restart(ctx: BenchContext) -> list[Figure]:
             result.cold_start_s,
             higher_is_better=False,
             note="same worker.instance_id: static member, fenced predecessor",
+        )
+    ]
+
+
+def soak_throughput(ctx: BenchContext) -> list[Figure]:
+    """A short soak under every fault beside the same soak without faults."""
+    from bench._soak import bench_soak
+
+    result = bench_soak(
+        ctx.bootstrap, ctx.workdir, duration_s=20.0 if ctx.events < 10_000 else 40.0
+    )
+    ctx.mark("soak", faults=result.faults_events_per_s, clean=result.clean_events_per_s)
+    return [
+        Figure(
+            f"soak events/s, every fault but broker ({result.duration_s:.0f} s live)",
+            result.faults_events_per_s,
+            "events/s",
+            "same soak and input, no kill or outage",
+            result.clean_events_per_s,
+            higher_is_better=True,
+            note=f"{result.differences} figures differ from the truth (must be 0)",
         )
     ]

@@ -95,7 +95,8 @@ def _soak(args: argparse.Namespace) -> int:
     console.print(table)
     wrong = sum(not row.ok for row in result.rows)
     console.print(
-        f"{result.sent:,} messages in {result.elapsed_s:,.0f}s; "
+        f"{result.sent:,} messages in {result.elapsed_s:,.0f}s "
+        f"({result.events_per_s:,.1f} events/s from the first emit to drained); "
         + ("[green]no difference[/]" if not wrong else f"[red]{wrong} figures differ[/]")
         + f"; details in {result.home / 'report.json'}"
     )

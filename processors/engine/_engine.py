@@ -79,6 +79,7 @@ _TRACER = trace.get_tracer("agentstream.processors")
 #: the agent streams the processors read, and their models
 _INPUTS: dict[str, type[Record]] = {s.name: s.model for s in STREAMS if s.writer == "agent"}
 _RollupInput = ToolCall | ModelCall | ReviewDecision | StateTransition
+_TERMINAL = frozenset({"COMPLETED", "FAILED"})
 
 
 @dataclass
@@ -354,7 +355,7 @@ class ProcessorEngine:
         mark = low - self._lateness_us
         if mark - mark % 1_000_000 > self._closed_through:
             self._closed_through = mark - mark % 1_000_000
-            self._emit_rollups(self._rollups.advance(mark))
+            self._emit_rollups(self._rollups.advance(mark, keep_from=self._open_deadline))
 
     def _store_run(self, state: RunState, p: int | None) -> None:
         """Store a run state read at partition index ``p`` (its clock now: ``read_at``)."""
@@ -378,8 +379,13 @@ class ProcessorEngine:
         verdict = self._rollups.add(event, clock)
         if verdict == DUPLICATE:
             self.stats.rollup_duplicates += 1
-        elif verdict == TOO_LATE and message is not None:
+        elif verdict == TOO_LATE:
             self.stats.too_late += 1
+            if message is None:  # a timeout whose window is gone: counted, logged
+                log.warning(
+                    "processors: a timeout dated %s is too late for its window", event.event_time
+                )
+                return
             horizon = self.settings.rollups.horizon_s
             reason = (
                 f"too late for its window: its 1 s window ended more than {horizon:g} s "
@@ -472,7 +478,21 @@ class ProcessorEngine:
         closes windows."""
         clocks, idle = self._clocks, self.settings.rollups.idle_after_s
         quiet = bool(clocks.assigned) and all(clocks.wall_ok(p, now, idle) for p in clocks.assigned)
-        self._emit_rollups(self._rollups.advance(now_us() - self._lateness_us if quiet else None))
+        mark = now_us() - self._lateness_us if quiet else None
+        self._emit_rollups(self._rollups.advance(mark, keep_from=self._open_deadline))
+
+    def _open_deadline(self) -> int | None:
+        """The earliest deadline of a live run of an assigned partition: its timeout will
+        count in that window, so the rollups keep it (asked when a window would go)."""
+        assigned: set[int | None] = {*self._clocks.assigned, None}  # None: a legacy run
+        return min(
+            (
+                run["deadline"]
+                for run in self._runs.values()
+                if run["state"] not in _TERMINAL and run.get("p") in assigned
+            ),
+            default=None,
+        )
 
     def _emit_rollups(self, rollups: list[Rollup]) -> None:
         for rollup in rollups:

@@ -29,8 +29,11 @@ How it works
 * **Duplicates.** The event ids of every kept 1 s window are remembered: an event id seen
   before in its window (a redelivery has the same event time, so the same window) is
   refused (:data:`DUPLICATE`). The dedup window is therefore the horizon.
-* A *synthesized* timeout (dated at the run's deadline, published when the clock passed
-  it) that is too late for its window counts in the oldest window still kept.
+* A *synthesized* timeout (dated at the run's deadline, published when a clock passed
+  it) counts in its deadline's window: windows are kept past the horizon while a live
+  run's deadline falls in them (``advance(keep_from=...)``), so the timeout lands in its
+  own window whichever clock fired it; if that window is gone all the same, it is
+  refused (:data:`TOO_LATE`), never added to another window.
 
 State: JSON-able entries ``"<resolution>|<window start µs>|<scope key>"`` (cells),
 ``"ids|<window start µs>"`` (event ids seen) and ``"meta"``;
@@ -41,7 +44,7 @@ version 1 (today's release: no ids, no closed-through mark) restores as is.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any, Final, Literal, TypeAlias, TypedDict, cast
 
@@ -55,39 +58,20 @@ from agentstream.processors.rollups._build import (
     window_start,
 )
 from agentstream.processors.rollups._cells import (
-    COST_NUSD,
-    COUNT,
-    ERROR,
-    HANDOFFS,
-    LATE,
-    MODEL_CALLS,
-    NANO,
-    NON_RETRYABLE,
-    OVERRIDES,
-    PARTIAL,
-    RETRYABLE,
-    REVIEWS,
-    RUNS_COMPLETED,
-    RUNS_FAILED,
-    RUNS_STARTED,
-    SUCCESS,
-    TIMEOUT,
-    TOKENS_IN,
-    TOKENS_OUT,
-    VALUE_NUSD,
-    ZERO_LATENCY,
     Cell,
     CellJson,
     Scope,
     add_redactions,
     scopes_of,
 )
+from agentstream.processors.rollups._figures import (
+    add_model_call,
+    add_review,
+    add_tool_call,
+    add_transition,
+)
 from agentstream.processors.rollups._sketch import mapping_for
 from agentstream.schemas import (
-    AgentState,
-    CallStatus,
-    Decision,
-    ErrorClass,
     ModelCall,
     Resolution,
     ReviewDecision,
@@ -123,18 +107,6 @@ ADDED: Final[Verdict] = "added"
 DUPLICATE: Final[Verdict] = "duplicate"
 TOO_LATE: Final[Verdict] = "too late"
 
-_STATUS: Final = {CallStatus.SUCCESS: SUCCESS, CallStatus.PARTIAL: PARTIAL, CallStatus.ERROR: ERROR}
-_ERROR_CLASS: Final = {
-    ErrorClass.NONE: -1,
-    ErrorClass.RETRYABLE: RETRYABLE,
-    ErrorClass.NON_RETRYABLE: NON_RETRYABLE,
-    ErrorClass.TIMEOUT: TIMEOUT,
-}
-_RUN_END: Final = {
-    AgentState.INIT: RUNS_STARTED,
-    AgentState.COMPLETED: RUNS_COMPLETED,
-    AgentState.FAILED: RUNS_FAILED,
-}
 
 RollupEvent: TypeAlias = ToolCall | ModelCall | StateTransition | ReviewDecision
 _ScopeId: TypeAlias = tuple[str, str, str, str | None]
@@ -150,6 +122,8 @@ class AggregatorMeta(TypedDict, total=False):
     #: the watermark of the last :meth:`RollupAggregator.advance`: windows ending at or
     #: before it are emitted (and merged into the next tier)
     closed: int | None
+    #: windows ending at or before it are forgotten
+    dropped: int | None
 
 
 class RollupAggregator:
@@ -173,6 +147,8 @@ class RollupAggregator:
         self._max_event: int | None = None
         self._watermark: int | None = None
         self._closed: int | None = None
+        #: windows ending at or before it are forgotten (past the horizon)
+        self._dropped: int | None = None
         #: open 1 s windows changed since the last drain
         self._dirty_seconds: set[int] = set()
         self._dirty_ids: set[int] = set()
@@ -212,28 +188,30 @@ class RollupAggregator:
         ids = (event.tenant_id, event.agent_id, event.agent_version, None)
         partition_mark = clock_us - self._lateness
         limit = partition_mark if self._watermark is None else max(partition_mark, self._watermark)
-        # a synthesized timeout is published when a clock passes its deadline, by design:
-        # never late (which clock passed it first depends on the interleaving)
+        # our own timeout, published when a clock passed its deadline, by design: never
+        # late (which clock passed it first depends on the interleaving); it counts in the
+        # deadline's window, kept while a run may still time out in it (``advance``)
         synthesized = isinstance(event, StateTransition) and event.synthesized
         late = second + _SECOND <= partition_mark and not synthesized
-        if second + _SECOND + self._horizon <= limit:
-            if not synthesized:
+        if synthesized:
+            if self._dropped is not None and second + _SECOND <= self._dropped:
                 return TOO_LATE
-            # our own timeout, published late by design: the oldest window still kept
-            floor = limit - self._horizon
-            second, late = floor - floor % _SECOND, False
+        elif second + _SECOND + self._horizon <= limit:
+            return TOO_LATE
         if isinstance(event, ToolCall):
             cells = self._cells(second, (*ids[:3], event.tool))
-            self._tool_call(event, cells, late)
+            latency = event.latency_ms
+            key = self._key(latency) if latency > self._min_latency else None
+            add_tool_call(event, cells, late, key)
         elif isinstance(event, ModelCall):
             cells = self._cells(second, ids)
-            self._model_call(event, cells, late)
+            add_model_call(event, cells, late)
         elif isinstance(event, StateTransition):
             cells = self._cells(second, ids)
-            self._transition(event, cells, late)
+            add_transition(event, cells, late)
         elif isinstance(event, ReviewDecision):
             cells = self._cells(second, ids)
-            self._review(event, cells, late)
+            add_review(event, cells, late)
         else:
             raise TypeError(f"not a rollup input: {type(event).__name__}")
         if event.redactions:
@@ -243,58 +221,6 @@ class RollupAggregator:
         seen.add(event.event_id)
         self._dirty_ids.add(second)
         return ADDED
-
-    def _tool_call(self, ev: ToolCall, cells: list[Cell], late: bool) -> None:
-        latency = ev.latency_ms
-        key = self._key(latency) if latency > self._min_latency else None
-        status = _STATUS[ev.status]
-        error_class = _ERROR_CLASS[ev.error_class]
-        for cell in cells:
-            f = cell.f
-            f[COUNT] += 1
-            f[status] += 1
-            f[LATE] += late
-            if error_class >= 0:
-                f[error_class] += 1
-            if key is None:
-                f[ZERO_LATENCY] += 1
-            else:
-                bins = cell.bins
-                bins[key] = bins.get(key, 0) + 1
-
-    def _model_call(self, ev: ModelCall, cells: list[Cell], late: bool) -> None:
-        cost = round(ev.cost_usd * NANO)
-        for cell in cells:
-            f = cell.f
-            f[MODEL_CALLS] += 1
-            f[TOKENS_IN] += ev.input_tokens
-            f[TOKENS_OUT] += ev.output_tokens
-            f[COST_NUSD] += cost
-            f[LATE] += late
-
-    def _transition(self, ev: StateTransition, cells: list[Cell], late: bool) -> None:
-        """A *validated* lifecycle transition (the lifecycle topic): runs and state time."""
-        figure = _RUN_END.get(ev.to_state)
-        dwell = ev.dwell_ms if ev.from_state is not None else None
-        left = ev.from_state.value if ev.from_state is not None else ""
-        handoff = int(figure == RUNS_STARTED and ev.parent_run_id is not None)
-        value = round(ev.value_usd * NANO) if figure == RUNS_COMPLETED and ev.value_usd else 0
-        for cell in cells:
-            cell.f[LATE] += late
-            if figure is not None:
-                cell.f[figure] += 1
-                cell.f[HANDOFFS] += handoff
-                cell.f[VALUE_NUSD] += value
-            if dwell:
-                cell.state_ms[left] = cell.state_ms.get(left, 0) + dwell
-
-    def _review(self, ev: ReviewDecision, cells: list[Cell], late: bool) -> None:
-        override = ev.decision is Decision.OVERRIDDEN
-        for cell in cells:
-            cell.f[REVIEWS] += 1
-            cell.f[LATE] += late
-            if override:
-                cell.f[OVERRIDES] += 1
 
     def _scopes(self, ids: _ScopeId) -> tuple[Scope, ...]:
         scopes = self._scope_cache.get(ids)
@@ -347,14 +273,19 @@ class RollupAggregator:
     # ------------------------------------------------------------------ output
 
     def advance(
-        self, watermark: int | None = None, computed_at: datetime | None = None
+        self,
+        watermark: int | None = None,
+        computed_at: datetime | None = None,
+        keep_from: Callable[[], int | None] | None = None,
     ) -> list[Rollup]:
         """Emit every window the watermark has passed (once) and every corrected one (again).
 
         ``watermark`` (µs) raises the watermark if it is ahead; it never goes back.
         Rollups come 1 s first, then 1 min, then 1 h, each by window start then scope
         key; only the resolutions in ``RollupSettings.resolutions`` are returned.
-        Windows ``horizon_s`` past their end are then dropped.
+        Windows ``horizon_s`` past their end are then dropped, except from ``keep_from()``
+        on (µs: the earliest deadline of a live run, whose timeout will count there;
+        asked only when a window would be dropped).
         """
         if watermark is not None and (self._watermark is None or watermark > self._watermark):
             self._watermark = watermark
@@ -369,8 +300,18 @@ class RollupAggregator:
             out.extend(self._close(resolution, parent, before, mark, stamp))
         self._closed = mark if before is None else max(before, mark)
         self._corrected.clear()
-        self._drop(mark - self._horizon)
+        through = mark - self._horizon
+        if keep_from is not None and self._droppable(through):
+            floor = keep_from()
+            if floor is not None:
+                through = min(through, floor - floor % _SECOND)
+        self._drop(through)
         return out
+
+    def _droppable(self, through: int) -> bool:
+        return any(s + RESOLUTION_US[r] <= through for r in TIERS for s in self._windows[r]) or any(
+            s + _SECOND <= through for s in self._ids
+        )
 
     def _close(
         self,
@@ -413,6 +354,8 @@ class RollupAggregator:
 
     def _drop(self, through: int) -> None:
         """Forget the windows ending at or before ``through`` (past the horizon)."""
+        if self._dropped is None or through > self._dropped:
+            self._dropped = through
         for resolution in TIERS:
             tier = self._windows[resolution]
             length = RESOLUTION_US[resolution]
@@ -471,6 +414,7 @@ class RollupAggregator:
             "max_event": self._max_event,
             "watermark": self._watermark,
             "closed": self._closed,
+            "dropped": self._dropped,
         }
 
     @classmethod
@@ -511,3 +455,7 @@ class RollupAggregator:
         self._watermark = value["watermark"]
         # version 1 kept no closed windows: everything before its watermark was closed
         self._closed = value.get("closed", self._watermark)
+        dropped = value.get("dropped")
+        if dropped is None and self._watermark is not None:
+            dropped = self._watermark - self._horizon
+        self._dropped = dropped

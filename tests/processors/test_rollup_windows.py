@@ -492,10 +492,10 @@ def test_a_duplicate_counts_once_within_the_horizon_also_after_a_restore() -> No
     assert rows[("1m", to_us(T0) - to_us(T0) % 60_000_000, "global")].count == 2
 
 
-def test_a_synthesized_timeout_past_the_horizon_counts_in_the_oldest_kept_window() -> None:
+def test_a_synthesized_timeout_counts_in_its_deadlines_window_kept_for_it() -> None:
+    # the old rule put it in the oldest window still kept: which one depended on which
+    # clock fired it. Now the deadline's window is kept while a live run may time out in it
     settings = RollupSettings(allowed_lateness_s=3, horizon_s=5, sketch_relative_accuracy=ALPHA)
-    agg = RollupAggregator(settings)
-    agg.add(tool(40.0))  # watermark 37.0; kept from [32, 33)
     ctx = {
         "tenant_id": "acme",
         "user_id": "u",
@@ -505,15 +505,31 @@ def test_a_synthesized_timeout_past_the_horizon_counts_in_the_oldest_kept_window
         "from_state": AgentState.REVIEWING,
         "to_state": AgentState.FAILED,
         "dwell_ms": 300_000,
-        "event_time": T0 + timedelta(seconds=30),  # the deadline, window long dropped
+        "event_time": T0 + timedelta(seconds=30),  # the deadline
     }
-    assert agg.add(StateTransition(**ctx, synthesized=True, error_category="TIMEOUT")) == ADDED
-    assert agg.add(StateTransition(**ctx)) == TOO_LATE  # the same, from an agent: too late
-    rest = by_key(agg.advance(FAR, computed_at=STAMP))
-    landing = rest[("1s", second(32.0), "global")]
-    assert (landing.runs_failed, landing.late_events) == (1, 0)
+    deadline = to_us(T0 + timedelta(seconds=30))
+    kept, dropped = RollupAggregator(settings), RollupAggregator(settings)
+    asked: list[int] = []
+
+    def open_deadline() -> int:
+        asked.append(1)
+        return deadline
+
+    for agg, keep_from in ((kept, open_deadline), (dropped, None)):
+        agg.add(tool(30.2))
+        agg.add(tool(40.0))  # watermark 37.0: [30, 31) ends 6 s before it, past the horizon
+        agg.advance(computed_at=STAMP, keep_from=keep_from)
+    assert asked  # asked because a window would have been dropped
+    timeout = StateTransition(**ctx, synthesized=True, error_category="TIMEOUT")
+    assert kept.add(timeout) == ADDED
+    assert kept.add(StateTransition(**ctx)) == TOO_LATE  # the same, from an agent: too late
+    rest = by_key(kept.advance(FAR, computed_at=STAMP))
+    landing = rest[("1s", second(30.0), "global")]  # emitted again, corrected
+    assert (landing.count, landing.runs_failed, landing.late_events) == (1, 1, 0)
     assert landing.state_time_ms == {AgentState.REVIEWING: 300_000}
-    assert ("1s", second(30.0), "global") not in rest
+    # without a live run there, the window went: the timeout counts nowhere else
+    assert dropped.add(timeout) == TOO_LATE
+    assert all(r.runs_failed == 0 for r in dropped.advance(FAR, computed_at=STAMP))
 
 
 def test_a_synthesized_timeout_within_the_horizon_is_never_late() -> None:

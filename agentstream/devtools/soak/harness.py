@@ -82,6 +82,9 @@ class _Soak:
         self.tag = uuid.uuid4().hex[:8]  # fresh topics and groups, even on a shared broker
         self.fault_error: BaseException | None = None
         self.drained = False
+        #: monotonic: the first event emitted, and when the pipeline was found drained
+        self.first_emit = 0.0
+        self.drained_at = 0.0
         self.arrivals: Arrivals = {}
 
     # -- producing -------------------------------------------------------------------------
@@ -199,6 +202,7 @@ class _Soak:
             status.planned = pop.sent
             emitter = Emitter(settings, replay_on_start=False)
             try:
+                self.first_emit = time.monotonic()
                 backlog = pop.phase("backlog")
                 if backlog:
                     status.phase = "backlog"
@@ -266,6 +270,7 @@ class _Soak:
                     self._flush(emitter, "closing runs")
                     status.phase = "draining"
                     self.drained = self._wait_drained(settings, fleet)
+                    self.drained_at = time.monotonic()
                 finally:
                     status.phase = "stopping the workers"
                     refresh()
@@ -370,7 +375,14 @@ def run_soak(
         raise
     finally:
         quiet.setLevel(level)
-    return SoakResult(rows, time.monotonic() - began, status.sent, home, status.log)
+    return SoakResult(
+        rows,
+        time.monotonic() - began,
+        status.sent,
+        home,
+        status.log,
+        pipeline_s=max(0.0, soak.drained_at - soak.first_emit),
+    )
 
 
 def cleanup(result: SoakResult, options: SoakOptions) -> None:

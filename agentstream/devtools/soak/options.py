@@ -66,6 +66,13 @@ class SoakResult:
     sent: int
     home: Path
     log: list[str] = field(default_factory=list)
+    #: from the first event emitted to the pipeline found drained (s)
+    pipeline_s: float = 0.0
+
+    @property
+    def events_per_s(self) -> float:
+        """Messages sent (duplicates included) per second from the first emit to drained."""
+        return self.sent / self.pipeline_s if self.pipeline_s > 0 else 0.0
 
     @property
     def ok(self) -> bool:
