@@ -1,6 +1,6 @@
 """What ``emit`` checks on the caller's thread when the encoder thread does the rest.
 
-:func:`call_site_check` validates an event's fields against a reduced form of its
+:func:`accept` validates an event's fields against a reduced form of its
 contract, derived from the model itself (one fact, written once in the schema):
 every field with its type, enum and numeric bounds and string lengths, the
 required ones required, unknown ones refused — but no function validators (the
@@ -8,9 +8,10 @@ UUID pattern, the ``params`` JSON check, the UTC conversion, the model-level rul
 which are the expensive part and run on the encoder thread with the full model.
 pydantic-core runs the reduced check in Rust without calling back into Python.
 
-:func:`placeholder` builds the event ``emit`` returns at once: an instance of the
-model holding the checked values and the defaults; the encoder thread swaps in the
-validated, redacted event as sent (:func:`settle`).
+:func:`accept` also builds the event ``emit`` returns at once: an instance of the
+model holding the checked values and the defaults (:func:`copy_of` for a built
+event); the encoder thread swaps in the validated, redacted event as sent
+(:func:`settle`).
 """
 
 from __future__ import annotations
@@ -33,10 +34,12 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from typing_extensions import TypedDict
 
+from agentstream.core.catalog import AGENT_EVENTS
 from agentstream.schemas import AgentEvent
 
-__all__ = ["CallSite", "call_site", "call_site_check", "placeholder", "settle"]
+__all__ = ["CallSite", "accept", "call_site", "copy_of", "settle"]
 
+_set: Final = object.__setattr__
 #: validators that may change a value's type: such a field is only checked off-thread
 _TRANSFORMING: Final = (BeforeValidator, WrapValidator, PlainValidator)
 
@@ -64,6 +67,8 @@ class CallSite:
     #: checks the fields given (none required: see ``required``)
     validate: Callable[[dict[str, Any]], dict[str, Any]]
     required: frozenset[str]
+    #: the fields redaction rewrites (their length bounds the encoded size)
+    free_text: tuple[str, ...]
     #: constant defaults (copied into every placeholder)
     defaults: dict[str, Any]
     #: fields whose default is a factory (called per placeholder)
@@ -93,45 +98,57 @@ def call_site(event_type: type[AgentEvent]) -> CallSite:
     shape.__pydantic_config__ = ConfigDict(extra="forbid")
     adapter: TypeAdapter[dict[str, Any]] = TypeAdapter(shape)
     required = frozenset(n for n, f in event_type.model_fields.items() if f.is_required())
-    site = CallSite(adapter.validate_python, required, defaults, tuple(factories))
+    free_text = AGENT_EVENTS[event_type].free_text
+    site = CallSite(adapter.validate_python, required, free_text, defaults, tuple(factories))
     _SITES[event_type] = site
     return site
 
 
-def call_site_check(
-    event_type: type[AgentEvent], data: dict[str, Any], trusted: frozenset[str] = frozenset()
-) -> dict[str, Any] | None:
-    """``data`` checked and normalised (enums, numbers) in place, or None when the
-    reduced contract refuses it (the caller then runs the full pipeline, which names
-    the field). Fields in ``trusted`` were made valid by the emitter itself (the run
-    context's ids, the measured latency): not checked again."""
-    site = call_site(event_type)
+def accept(
+    event_type: type[AgentEvent], data: dict[str, Any], trusted: frozenset[str], max_text: int
+) -> AgentEvent | None:
+    """Check ``data`` (normalised in place: enums, numbers) and return the placeholder
+    of its event; None when the reduced contract refuses it or its free text passes
+    ``max_text`` characters (the caller then runs the full pipeline, which names the
+    field or the size). Fields in ``trusted`` were made valid by the emitter itself
+    (the run context's ids, the measured latency): not checked again."""
+    site = _SITES.get(event_type) or call_site(event_type)
     if not site.required <= data.keys():
         return None
-    given = {name: value for name, value in data.items() if name not in trusted}
     try:
-        data.update(site.validate(given))
+        data.update(site.validate({k: v for k, v in data.items() if k not in trusted}))
     except ValidationError:
         return None
-    return data
-
-
-def placeholder(event_type: type[AgentEvent], values: dict[str, Any]) -> AgentEvent:
-    """An ``event_type`` holding ``values`` and the defaults, not validated further."""
-    site = call_site(event_type)
-    state = {**site.defaults, **values}
+    size = 0
+    for name in site.free_text:
+        value = data.get(name)
+        if type(value) is str:
+            size += len(value)
+    if size > max_text:
+        return None
+    state = site.defaults.copy()
+    state.update(data)
     for name, factory in site.factories:
         if name not in state:
             state[name] = factory()
+    return _instance(event_type, state, set(data))
+
+
+def copy_of(event: AgentEvent) -> AgentEvent:
+    """A placeholder for a built event (the caller keeps its own instance)."""
+    return _instance(type(event), event.__dict__.copy(), set(event.model_fields_set))
+
+
+def _instance(event_type: type[AgentEvent], state: dict[str, Any], given: set[str]) -> AgentEvent:
     event = object.__new__(event_type)
-    object.__setattr__(event, "__dict__", state)
-    object.__setattr__(event, "__pydantic_fields_set__", set(values))
-    object.__setattr__(event, "__pydantic_extra__", None)
-    object.__setattr__(event, "__pydantic_private__", None)
+    _set(event, "__dict__", state)
+    _set(event, "__pydantic_fields_set__", given)
+    _set(event, "__pydantic_extra__", None)
+    _set(event, "__pydantic_private__", None)
     return event
 
 
 def settle(placeholder_event: AgentEvent, sent: AgentEvent) -> None:
     """Make the placeholder ``emit`` returned equal the event as sent (one swap)."""
-    object.__setattr__(placeholder_event, "__dict__", sent.__dict__)
-    object.__setattr__(placeholder_event, "__pydantic_fields_set__", sent.model_fields_set)
+    _set(placeholder_event, "__dict__", sent.__dict__)
+    _set(placeholder_event, "__pydantic_fields_set__", sent.model_fields_set)

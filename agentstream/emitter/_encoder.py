@@ -43,7 +43,7 @@ from typing import Any, Final, TypeVar
 from pydantic_core import PydanticSerializationError, to_json
 
 from agentstream.core.catalog import AGENT_EVENTS
-from agentstream.emitter._callsite import call_site_check, placeholder, settle
+from agentstream.emitter._callsite import accept, copy_of, settle
 from agentstream.emitter._core import EmitterCore, Headers
 from agentstream.schemas import AgentEvent, InvalidEvent
 from agentstream.schemas._base import MAX_RAW_BYTES, MAX_TEXT_CHARS, new_uuid, utc_now
@@ -60,6 +60,14 @@ _CHUNK: Final = 64
 _HELP: Final = 2
 #: fields ``submit_data`` fills in itself
 _MADE_HERE: Final = frozenset({"event_id", "event_time"})
+_WITH_MADE: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _with_made(trusted: frozenset[str]) -> frozenset[str]:
+    _WITH_MADE[trusted] = found = trusted | _MADE_HERE
+    return found
+
+
 #: room left in an encoded event for the fields of bounded length (ids, names, codes)
 _BOUNDED_ROOM: Final = 2048
 
@@ -81,6 +89,8 @@ class BackgroundEncoder:
         self._invalid_topic = invalid_topic
         self._max_text = core.settings.emitter.max_event_bytes - _BOUNDED_ROOM
         self._free_text = {cls: stream.free_text for cls, stream in AGENT_EVENTS.items()}
+        #: ``params`` that JSON cannot hold: as redaction sees them (repr), or refused
+        self._fallback = repr if core.redactor is not None else None
         self._queue: deque[_Job] = deque()
         #: held while jobs are encoded, by the thread or a caller going inline
         self._lock = threading.Lock()
@@ -101,43 +111,39 @@ class BackgroundEncoder:
         """Queue the event of ``data`` and return its placeholder; None when the reduced
         contract refuses it or it is very large (the caller runs the full pipeline)."""
         if "event_id" not in data:
-            trusted = trusted | _MADE_HERE
+            trusted = _WITH_MADE.get(trusted) or _with_made(trusted)
             data["event_id"] = new_uuid()
             data["event_time"] = utc_now()
         elif "event_time" not in data:
             data["event_time"] = utc_now()
         params = data.get("params")
-        if params is not None and not isinstance(params, str):
+        if params is not None and type(params) is not str:
             if not isinstance(params, dict | list | tuple):
                 return None
             try:  # a snapshot: the caller may change its dict once emit returned
-                fallback = repr if self._core.redactor is not None else None
-                data["params"] = to_json(params, fallback=fallback, inf_nan_mode="null").decode()
+                data["params"] = to_json(
+                    params, fallback=self._fallback, inf_nan_mode="null"
+                ).decode()
             except PydanticSerializationError:
                 return None
-        values = call_site_check(event_type, data, trusted)
-        if values is None or self._large(event_type, values):
+        shown = accept(event_type, data, trusted, self._max_text)
+        if shown is None:
             return None
-        shown = placeholder(event_type, values)
-        self._submit((event_type, values, sampled, shown))
+        self._submit((event_type, data, sampled, shown))
         return shown  # type: ignore[return-value]
 
     def submit_built(self, event: E, sampled: bool) -> E | None:
         """Queue a built (validated) event; its placeholder, or None when very large."""
-        event_type = type(event)
-        if self._large(event_type, event.__dict__):
-            return None
-        shown = placeholder(event_type, dict(event.__dict__))
-        self._submit((event_type, event, sampled, shown))
-        return shown  # type: ignore[return-value]
-
-    def _large(self, event_type: type[AgentEvent], values: dict[str, Any]) -> bool:
         size = 0
-        for name in self._free_text[event_type]:
-            value = values.get(name)
+        for name in self._free_text[type(event)]:
+            value = event.__dict__.get(name)
             if type(value) is str:
                 size += len(value)
-        return size > self._max_text
+        if size > self._max_text:
+            return None
+        shown = copy_of(event)
+        self._submit((type(event), event, sampled, shown))
+        return shown  # type: ignore[return-value]
 
     def _submit(self, job: _Job) -> None:
         queue = self._queue
