@@ -40,6 +40,8 @@ from agentstream.schemas import AgentEvent
 __all__ = ["CallSite", "accept", "call_site", "copy_of", "settle"]
 
 _set: Final = object.__setattr__
+#: filled in before the check (``emit`` gives every event its id and time at the call)
+_ALWAYS_GIVEN: Final = frozenset({"event_id", "event_time"})
 #: validators that may change a value's type: such a field is only checked off-thread
 _TRANSFORMING: Final = (BeforeValidator, WrapValidator, PlainValidator)
 
@@ -88,6 +90,8 @@ def call_site(event_type: type[AgentEvent]) -> CallSite:
     factories: list[tuple[str, Callable[[], Any]]] = []
     for name, field in event_type.model_fields.items():
         fields[name] = NotRequired[_reduced(field)]
+        if name in _ALWAYS_GIVEN:
+            continue
         if field.default_factory is not None:
             factories.append((name, field.default_factory))  # type: ignore[arg-type]
         elif field.default is not PydanticUndefined:
@@ -99,7 +103,9 @@ def call_site(event_type: type[AgentEvent]) -> CallSite:
     adapter: TypeAdapter[dict[str, Any]] = TypeAdapter(shape)
     required = frozenset(n for n, f in event_type.model_fields.items() if f.is_required())
     free_text = AGENT_EVENTS[event_type].free_text
-    site = CallSite(adapter.validate_python, required, free_text, defaults, tuple(factories))
+    # the core validator itself: TypeAdapter.validate_python adds a Python frame
+    check = adapter.validator.validate_python
+    site = CallSite(check, required, free_text, defaults, tuple(factories))
     _SITES[event_type] = site
     return site
 

@@ -171,7 +171,9 @@ def test_flush_drains_the_queue_in_order_even_past_its_bound(
 def test_close_under_a_stopped_broker_spools_everything(
     tmp_path: Path, local_kafka_settings: LocalKafkaSettings
 ) -> None:
-    with temporary_broker(tmp_path / "kafka", local_kafka_settings) as broker:
+    # a bound for a loaded machine, not a measured threshold
+    local = local_kafka_settings.model_copy(update={"start_timeout_s": 180.0})
+    with temporary_broker(tmp_path / "kafka", local) as broker:
         assert broker.local is not None
         settings = _settings(broker.bootstrap, tmp_path / "spool", delivery_timeout_ms=30_000)
         topic = settings.topics.name("tool_calls")
