@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import gc
 import statistics
+import sys
 import tempfile
 import time
 import uuid
@@ -272,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=20_000, help="timed calls per loop")
     args = parser.parse_args(argv)
     result = measure_emit_overhead(args.bootstrap, n=args.n)
-    print(f"broker: {result.broker}")
+    print(f"broker: {result.broker}; GIL switch interval {sys.getswitchinterval() * 1000:.1f} ms")
     for timing in (
         result.helper,
         result.helper_inline,
