@@ -50,7 +50,7 @@ from agentstream.core.errors import ConfigError, DeliveryError
 from agentstream.core.metrics import pipeline_metrics
 from agentstream.core.redact import Redactor
 from agentstream.emitter._core import Classifier, Headers
-from agentstream.emitter._encoder import BackgroundEncoder, EncodingEmitter
+from agentstream.emitter._encoder import EncodingEmitter
 from agentstream.emitter._producer import (
     EmitterStats,
     kafka_producer_config,
@@ -166,15 +166,7 @@ class Emitter(EncodingEmitter):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="agentstream-emitter", daemon=True)
         self._thread.start()
-        #: memory durability: validation, redaction and encoding off the caller's thread
-        self._encoder: BackgroundEncoder | None = None
-        if es.durability == "memory" and es.encode_in_background:
-            self._encoder = BackgroundEncoder(
-                self,
-                self._route,
-                queue_max=es.encoder_queue_max,
-                invalid_topic=settings.topics.name("invalid"),
-            )
+        self._start_encoder(self._route)
         track(self)
         pipeline_metrics().watch(self)
 
@@ -188,10 +180,6 @@ class Emitter(EncodingEmitter):
         self.close()
 
     # -- the caller's side -------------------------------------------------------------------
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise DeliveryError("the Emitter is closed; create a new one to emit more events")
 
     def _send(
         self, topic: str, key: bytes, value: bytes, headers: Headers, event: AgentEvent

@@ -46,6 +46,7 @@ from typing import Any, Final, TypeVar
 from pydantic_core import PydanticSerializationError, to_json
 
 from agentstream.core.catalog import AGENT_EVENTS
+from agentstream.core.errors import DeliveryError
 from agentstream.emitter._callsite import accept, copy_of, settle
 from agentstream.emitter._core import EmitterCore, Headers
 from agentstream.schemas import AgentEvent, InvalidEvent
@@ -280,9 +281,22 @@ class EncodingEmitter(EmitterCore):
     has one, else (disk durability) as ``EmitterCore`` does."""
 
     _encoder: BackgroundEncoder | None = None
+    _closed: bool
+
+    def _start_encoder(self, route: Callable[[str, bytes, bytes, Headers], None]) -> None:
+        """Memory durability: validation, redaction and encoding off the caller's thread."""
+        es = self.settings.emitter
+        if es.durability == "memory" and es.encode_in_background:
+            self._encoder = BackgroundEncoder(
+                self,
+                route,
+                queue_max=es.encoder_queue_max,
+                invalid_topic=self.settings.topics.name("invalid"),
+            )
 
     def _check_open(self) -> None:
-        raise NotImplementedError
+        if self._closed:
+            raise DeliveryError("the Emitter is closed; create a new one to emit more events")
 
     def emit_data(
         self,
