@@ -6,6 +6,9 @@
 * cost per event — what the Emitter's redaction step (``EmitterCore._redacted``) takes
   for one ToolCall's free text: the bench's clean event (the common case: one scan)
   and events carrying each corpus text as ``result_summary`` (p50 and mean, µs).
+  With the default memory durability this runs on the encoder thread, not the
+  agent's: it bounds the encoder's throughput (``bench._emit`` prints both), while
+  ``emit(model)`` with and without redaction show what the agent's thread pays.
 
 Run it with ``python -m bench._redaction``.
 """

@@ -222,6 +222,17 @@ class EmitterSettings(_Section):
     wal_fsync_interval_ms: int = Field(default=100, ge=0)
     #: disk durability: a log segment is closed at this size (retired once all is acknowledged)
     wal_segment_bytes: int = Field(default=4 * 1024 * 1024, ge=4096)
+    #: memory durability: validation, redaction and Avro encoding run on a background
+    #: thread (``emit`` checks required fields and their types at the call site; an event
+    #: refused later becomes a dead letter with the reason); False: all on the caller
+    encode_in_background: bool = True
+    #: memory durability: events waiting for the encoder thread; beyond it, each caller
+    #: encodes the oldest waiting events itself before queueing its own (in order)
+    encoder_queue_max: int = Field(default=10_000, ge=1)
+    #: memory durability: how long the encoder thread lets events gather once one
+    #: waits, before it takes the GIL to encode them all (fewer interruptions of the
+    #: agent's thread; adds up to this much before an event reaches the producer)
+    encoder_linger_ms: float = Field(default=20.0, ge=0)
     #: events that could not be delivered are appended here and re-sent later
     spool_dir: Path = Path(".local/spool")
     #: a spool segment file is closed (and becomes replayable) at this size

@@ -186,11 +186,27 @@ class EmitterCore:
             if trace is not None:
                 event = event.model_copy(update={"trace_id": trace[0], "span_id": trace[1]})
                 sampled = trace[2]
+        return self.emit_built(event, sampled)
+
+    def emit_built(self, event: E, sampled: bool = True) -> E:
+        """Redact a built event (validating it again if that changed it) and dispatch it."""
+        return self.dispatch(self.completed(type(event), event), sampled)
+
+    def completed(self, event_type: type[E], data: dict[str, Any] | E) -> E:
+        """The event as sent: ``data``'s free text redacted, validated into ``event_type``.
+
+        ``data`` is the fields (redacted in place) or a built event (validated again
+        only when redaction changed it).
+        """
+        if isinstance(data, AgentEvent):
+            if self.redactor is not None:
+                changes = self._redacted(event_type, data.__dict__)
+                if changes:
+                    return event_type.model_validate({**data.__dict__, **changes})
+            return data
         if self.redactor is not None:
-            changes = self._redacted(type(event), event.__dict__)
-            if changes:
-                event = type(event).model_validate({**event.__dict__, **changes})
-        return self.dispatch(event, sampled)
+            data.update(self._redacted(event_type, data))
+        return event_type(**data)
 
     def context_fields(
         self, record: str, fields: Mapping[str, Any] | None, run_id: str | None = None
@@ -252,14 +268,22 @@ class EmitterCore:
             changes["redactions"] = counts
         return changes
 
-    def emit_data(self, event_type: type[E], data: dict[str, Any], sampled: bool = True) -> E:
-        """Redact ``data``'s free text, build the event (validating it) and dispatch it."""
-        if self.redactor is not None:
-            data.update(self._redacted(event_type, data))
-        return self.dispatch(event_type(**data), sampled)
+    def emit_data(
+        self,
+        event_type: type[E],
+        data: dict[str, Any],
+        sampled: bool = True,
+        trusted: frozenset[str] = frozenset(),
+    ) -> E:
+        """Redact ``data``'s free text, build the event (validating it) and dispatch it.
 
-    def dispatch(self, event: E, sampled: bool = True) -> E:
-        """Encode a validated, redacted event, check its size and hand it to :meth:`_send`."""
+        ``trusted``: fields the emitter made valid itself (a hint for the call-site
+        check of the encoder thread; the full validation checks every field).
+        """
+        return self.dispatch(self.completed(event_type, data), sampled)
+
+    def encoded(self, event: AgentEvent, sampled: bool = True) -> tuple[str, bytes, bytes, Headers]:
+        """Topic, key, Avro value (size checked) and headers of a validated, redacted event."""
         value = self.codec.encode_model(event)
         if len(value) > self._max_bytes:
             raise _oversize(event, len(value), self._max_bytes)
@@ -270,7 +294,12 @@ class EmitterCore:
             if _TRACE_IDS.fullmatch(ids):
                 flags = "01" if sampled else "00"
                 headers = [("traceparent", f"00-{ids}-{flags}".encode())]
-        self._send(self._topics[type(event)], event.run_id.encode(), value, headers, event)
+        return self._topics[type(event)], event.run_id.encode(), value, headers
+
+    def dispatch(self, event: E, sampled: bool = True) -> E:
+        """Encode a validated, redacted event, check its size and hand it to :meth:`_send`."""
+        topic, key, value, headers = self.encoded(event, sampled)
+        self._send(topic, key, value, headers, event)
         return event
 
     def _send(

@@ -1,8 +1,10 @@
 """The thin producer: ``Emitter`` — validate, redact, encode, enqueue; never block.
 
-The caller's thread only validates, encodes and hands the message to
-confluent-kafka's local queue (with ``emitter.durability = "disk"`` it first
-writes it to a write-ahead log, :mod:`._wal`). One background thread
+By default the caller's thread only checks the event and queues it; the encoder
+thread (:mod:`._encoder`) validates, redacts, encodes and hands the message to
+confluent-kafka's local queue. With ``emitter.durability = "disk"`` the caller's
+thread does it all and first writes the message to a write-ahead log
+(:mod:`._wal`). One background thread
 (``agentstream-emitter``) serves delivery reports and owns the spool:
 
 * a delivery that fails for a reason a retry may fix (timed out while the broker
@@ -47,7 +49,8 @@ from agentstream.core.config import Settings, get_settings
 from agentstream.core.errors import ConfigError, DeliveryError
 from agentstream.core.metrics import pipeline_metrics
 from agentstream.core.redact import Redactor
-from agentstream.emitter._core import Classifier, EmitterCore, Headers
+from agentstream.emitter._core import Classifier, Headers
+from agentstream.emitter._encoder import EncodingEmitter
 from agentstream.emitter._producer import (
     EmitterStats,
     kafka_producer_config,
@@ -81,7 +84,7 @@ _SEGMENTS_PER_ROUND: Final = 2
 _RETIRE_S: Final = 10.0
 
 
-class Emitter(EmitterCore):
+class Emitter(EncodingEmitter):
     """Sends agent events to Kafka; see the module documentation for the guarantees.
 
     ``settings`` defaults to :func:`agentstream.core.config.get_settings`; ``codec`` to
@@ -163,6 +166,7 @@ class Emitter(EmitterCore):
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="agentstream-emitter", daemon=True)
         self._thread.start()
+        self._start_encoder(self._route)
         track(self)
         pipeline_metrics().watch(self)
 
@@ -180,8 +184,11 @@ class Emitter(EmitterCore):
     def _send(
         self, topic: str, key: bytes, value: bytes, headers: Headers, event: AgentEvent
     ) -> None:
-        if self._closed:
-            raise DeliveryError("the Emitter is closed; create a new one to emit more events")
+        self._check_open()
+        self._route(topic, key, value, headers)
+
+    def _route(self, topic: str, key: bytes, value: bytes, headers: Headers) -> None:
+        """To the producer, or to the spool while diverting (and the write-ahead log)."""
         # one lock for the route decision: diverting is switched off (background thread)
         # only while no caller is between reading the flag and queueing its event
         wal = self._wal
@@ -228,16 +235,20 @@ class Emitter(EmitterCore):
 
     def stats(self) -> EmitterStats:
         """A snapshot of the counters."""
+        encoder = self._encoder
+        encoding = encoder.pending() if encoder is not None else 0
         return EmitterStats(
-            emitted=self._emitted,
+            emitted=self._emitted + encoding,
             delivered=self._delivered,
             failed=self._failures,
             spooled=self._spooled,
             replayed=self._replayed,
             rejected=self._rejected,
-            lost=self._lost,
+            lost=self._lost + (encoder.lost if encoder is not None else 0),
             queued=self._queued(),
             diverting=self._diverting,
+            encoding=encoding,
+            invalid=encoder.invalid if encoder is not None else 0,
         )
 
     def flush(self, timeout: float | None = None) -> int:
@@ -258,8 +269,10 @@ class Emitter(EmitterCore):
             time.sleep(0.005)
 
     def _pending(self) -> int:
+        encoder = self._encoder  # read first: an event leaves it before the producer counts it
         return (
-            self._queued()
+            (encoder.pending() if encoder is not None else 0)
+            + self._queued()
             + len(self._overflow)
             + len(self._failed)
             + len(self._rejected_records)
@@ -280,6 +293,8 @@ class Emitter(EmitterCore):
         untrack(self)
         if timeout is None:
             timeout = self.settings.emitter.flush_at_exit_s
+        if self._encoder is not None:
+            self._encoder.close()  # every accepted event to the producer (or the spool)
         self.flush(timeout)
         self._stop.set()
         self._thread.join()

@@ -31,7 +31,9 @@ class EmitterStats:
     (failed, diverted or left at close); ``replayed``: spooled events delivered by a
     replay; ``rejected``: refused for good by the broker (kept in the spool);
     ``lost``: could not even be spooled (disk full); ``queued``: in the producer's
-    queue now; ``diverting``: new events go to the spool while the broker is away.
+    queue now; ``diverting``: new events go to the spool while the broker is away;
+    ``encoding``: accepted, waiting for the encoder thread; ``invalid``: refused by the
+    encoder thread's full validation and sent as dead letters (counted in ``emitted``).
     """
 
     emitted: int
@@ -43,6 +45,10 @@ class EmitterStats:
     lost: int
     queued: int
     diverting: bool
+    #: accepted by ``emit``, waiting for the encoder thread (memory durability)
+    encoding: int = 0
+    #: refused by the encoder thread's full validation: sent as dead letters with the reason
+    invalid: int = 0
 
 
 def kafka_producer_config(settings: Settings) -> dict[str, Any]:

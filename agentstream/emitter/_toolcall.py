@@ -28,6 +28,14 @@ __all__ = ["ToolCallScope", "ToolSpec", "current_tool_call"]
 F = TypeVar("F", bound=Callable[..., Any])
 _log: Final = logging.getLogger("agentstream.emitter")
 
+#: fields the scope made valid itself: the run context's ids (checked by run_context),
+#: the active trace's ids, the measured latency
+_TRUSTED: Final = frozenset(
+    {"tenant_id", "user_id", "agent_id", "agent_version", "run_id", "trace_id", "span_id"}
+    | {"latency_ms"}
+)
+_TRUSTED_BUT_RUN: Final = _TRUSTED - {"run_id"}
+
 _SCOPE: contextvars.ContextVar[ToolCallScope | None] = contextvars.ContextVar(
     "agentstream_tool_call", default=None
 )
@@ -175,11 +183,12 @@ class ToolCallScope:
             data["result_summary"] = self.result_summary
         if self.params is not None:
             data["params"] = self.params
+        trusted = _TRUSTED if self._run_id is None else _TRUSTED_BUT_RUN
         if exc is None:
-            self.event = self._emitter.emit_data(ToolCall, data, self._sampled)
+            self.event = self._emitter.emit_data(ToolCall, data, self._sampled, trusted)
             return
         try:
-            self.event = self._emitter.emit_data(ToolCall, data, self._sampled)
+            self.event = self._emitter.emit_data(ToolCall, data, self._sampled, trusted)
         except Exception as problem:  # never hide the tool's own exception
             _log.error("agentstream: the ToolCall of %r was not emitted: %s", spec.tool, problem)
             exc.add_note(f"agentstream: the ToolCall event was not emitted: {problem}")

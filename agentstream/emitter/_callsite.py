@@ -1,0 +1,160 @@
+"""What ``emit`` checks on the caller's thread when the encoder thread does the rest.
+
+:func:`accept` validates an event's fields against a reduced form of its
+contract, derived from the model itself (one fact, written once in the schema):
+every field with its type, enum and numeric bounds and string lengths, the
+required ones required, unknown ones refused — but no function validators (the
+UUID pattern, the ``params`` JSON check, the UTC conversion, the model-level rules),
+which are the expensive part and run on the encoder thread with the full model.
+pydantic-core runs the reduced check in Rust without calling back into Python.
+
+:func:`accept` also builds the event ``emit`` returns at once: an instance of the
+model holding the checked values and the defaults (:func:`copy_of` for a built
+event); the encoder thread swaps in the validated, redacted event as sent
+(:func:`settle`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Annotated, Any, Final, NotRequired
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    PlainValidator,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    WrapValidator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+from typing_extensions import TypedDict
+
+from agentstream.core.catalog import AGENT_EVENTS
+from agentstream.schemas import AgentEvent
+
+__all__ = ["CallSite", "accept", "call_site", "copy_of", "settle"]
+
+_set: Final = object.__setattr__
+#: filled in before the check (``emit`` gives every event its id and time at the call)
+_ALWAYS_GIVEN: Final = frozenset({"event_id", "event_time"})
+#: validators that may change a value's type: such a field is only checked off-thread
+_TRANSFORMING: Final = (BeforeValidator, WrapValidator, PlainValidator)
+
+
+def _reduced(field: FieldInfo) -> Any:
+    """``field``'s type with its bounds, without function validators or patterns."""
+    if any(isinstance(m, _TRANSFORMING) for m in field.metadata):
+        return Any
+    kept: list[Any] = []
+    for m in field.metadata:
+        if isinstance(m, AfterValidator):
+            continue
+        if isinstance(m, StringConstraints) and m.pattern is not None:
+            m = dataclasses.replace(m, pattern=None)
+        kept.append(m)
+    if not kept:
+        return field.annotation
+    return Annotated[(field.annotation, *kept)]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CallSite:
+    """The reduced check and the defaults of one event type."""
+
+    #: checks the fields given (none required: see ``required``)
+    validate: Callable[[dict[str, Any]], dict[str, Any]]
+    required: frozenset[str]
+    #: the fields redaction rewrites (their length bounds the encoded size)
+    free_text: tuple[str, ...]
+    #: constant defaults (copied into every placeholder)
+    defaults: dict[str, Any]
+    #: fields whose default is a factory (called per placeholder)
+    factories: tuple[tuple[str, Callable[[], Any]], ...]
+
+
+_SITES: dict[type[AgentEvent], CallSite] = {}
+
+
+def call_site(event_type: type[AgentEvent]) -> CallSite:
+    """The :class:`CallSite` of ``event_type`` (built once per type)."""
+    site = _SITES.get(event_type)
+    if site is not None:
+        return site
+    fields: dict[str, Any] = {}
+    defaults: dict[str, Any] = {}
+    factories: list[tuple[str, Callable[[], Any]]] = []
+    for name, field in event_type.model_fields.items():
+        fields[name] = NotRequired[_reduced(field)]
+        if name in _ALWAYS_GIVEN:
+            continue
+        if field.default_factory is not None:
+            factories.append((name, field.default_factory))  # type: ignore[arg-type]
+        elif field.default is not PydanticUndefined:
+            defaults[name] = field.default
+    # typing_extensions' TypedDict: pydantic needs it before Python 3.12
+    make: Any = TypedDict
+    shape = make(f"{event_type.__name__}AtCallSite", fields)
+    shape.__pydantic_config__ = ConfigDict(extra="forbid")
+    adapter: TypeAdapter[dict[str, Any]] = TypeAdapter(shape)
+    required = frozenset(n for n, f in event_type.model_fields.items() if f.is_required())
+    free_text = AGENT_EVENTS[event_type].free_text
+    # the core validator itself: TypeAdapter.validate_python adds a Python frame
+    check = adapter.validator.validate_python
+    site = CallSite(check, required, free_text, defaults, tuple(factories))
+    _SITES[event_type] = site
+    return site
+
+
+def accept(
+    event_type: type[AgentEvent], data: dict[str, Any], trusted: frozenset[str], max_text: int
+) -> AgentEvent | None:
+    """Check ``data`` (normalised in place: enums, numbers) and return the placeholder
+    of its event; None when the reduced contract refuses it or its free text passes
+    ``max_text`` characters (the caller then runs the full pipeline, which names the
+    field or the size). Fields in ``trusted`` were made valid by the emitter itself
+    (the run context's ids, the measured latency): not checked again."""
+    site = _SITES.get(event_type) or call_site(event_type)
+    if not site.required <= data.keys():
+        return None
+    try:
+        data.update(site.validate({k: v for k, v in data.items() if k not in trusted}))
+    except ValidationError:
+        return None
+    size = 0
+    for name in site.free_text:
+        value = data.get(name)
+        if type(value) is str:
+            size += len(value)
+    if size > max_text:
+        return None
+    state = site.defaults.copy()
+    state.update(data)
+    for name, factory in site.factories:
+        if name not in state:
+            state[name] = factory()
+    return _instance(event_type, state, set(data))
+
+
+def copy_of(event: AgentEvent) -> AgentEvent:
+    """A placeholder for a built event (the caller keeps its own instance)."""
+    return _instance(type(event), event.__dict__.copy(), set(event.model_fields_set))
+
+
+def _instance(event_type: type[AgentEvent], state: dict[str, Any], given: set[str]) -> AgentEvent:
+    event = object.__new__(event_type)
+    _set(event, "__dict__", state)
+    _set(event, "__pydantic_fields_set__", given)
+    _set(event, "__pydantic_extra__", None)
+    _set(event, "__pydantic_private__", None)
+    return event
+
+
+def settle(placeholder_event: AgentEvent, sent: AgentEvent) -> None:
+    """Make the placeholder ``emit`` returned equal the event as sent (one swap)."""
+    _set(placeholder_event, "__dict__", sent.__dict__)
+    _set(placeholder_event, "__pydantic_fields_set__", sent.model_fields_set)
