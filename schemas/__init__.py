@@ -68,6 +68,13 @@ from agentstream.schemas._enums import (
 )
 from agentstream.schemas._events import ModelCall, ReviewDecision, StateTransition, ToolCall
 from agentstream.schemas._registry import HttpSchemaRegistry, InMemorySchemaRegistry, SchemaRegistry
+from agentstream.schemas._rollouts import (
+    ReviewRequest,
+    Rollout,
+    RolloutStatus,
+    RolloutVerdict,
+    VerdictKind,
+)
 from agentstream.schemas.errors import (
     AgentstreamError,
     CodecError,
@@ -107,6 +114,10 @@ __all__ = [
     "Resolution",
     "Retention",
     "ReviewDecision",
+    "ReviewRequest",
+    "Rollout",
+    "RolloutStatus",
+    "RolloutVerdict",
     "Rollup",
     "SchemaCompatibilityError",
     "SchemaRegistry",
@@ -116,6 +127,7 @@ __all__ = [
     "Severity",
     "StateTransition",
     "ToolCall",
+    "VerdictKind",
     "check_all_history",
     "check_compatibility",
     "check_history",

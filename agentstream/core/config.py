@@ -163,6 +163,12 @@ class TopicSettings(_Section):
     invalid: str = "invalid"
     rollups: str = "rollups"
     alerts: str = "alerts"
+    #: runs picked for human review (processor output)
+    review_requests: str = "review_requests"
+    #: rollout definitions and state, compacted, keyed by agent
+    rollouts: str = "rollouts"
+    #: PROMOTE / HOLD / ROLLBACK verdicts of the rollouts stage
+    rollout_verdicts: str = "rollout_verdicts"
 
     def name(self, stream: str) -> str:
         """The full topic name of ``stream`` (one of this section's fields)."""

@@ -113,6 +113,9 @@ def test_topic_names() -> None:
         "invalid": "prod.invalid",
         "rollups": "prod.rollups",
         "alerts": "prod.alerts",
+        "review_requests": "prod.review_requests",
+        "rollouts": "prod.rollouts",
+        "rollout_verdicts": "prod.rollout_verdicts",
     }
     with pytest.raises(ConfigError, match="unknown stream"):
         topics.name("nope")
