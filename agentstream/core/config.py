@@ -109,7 +109,9 @@ class _Section(BaseModel):
 
 
 #: the kinds of Kafka client agentstream runs (``agentstream.core.kafka``)
-KafkaRole = Literal["emitter", "processors", "restore", "sink", "alerts", "tools", "admin"]
+KafkaRole = Literal[
+    "emitter", "processors", "restore", "sink", "alerts", "rollouts", "tools", "admin"
+]
 
 
 class KafkaSettings(_Section):
@@ -414,6 +416,8 @@ class RolloutSettings(_Section):
     min_runs: int = Field(default=100, ge=1)
     #: default event-time length of a stage (``rollout start --min-stage``)
     min_stage_s: float = Field(default=86_400.0, ge=0)
+    #: run the rollouts stage in this worker (one worker of a deployment is enough)
+    enabled: bool = True
     #: the consumer group the stage reads with (it commits no offsets: its state is the
     #: compacted rollouts topic, and the rollups are re-read from the stage's start)
     consumer_group: str = "agentstream-rollouts"
