@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaException, TopicPartition
@@ -126,14 +127,19 @@ class RolloutStage:
             ]
             for p in parts
         }
-        done = {p for p, end in ends.items() if end == 0}
-        while len(done) < len(parts):
+        deadline = time.monotonic() + self.settings.worker.restore_timeout_s
+        # positions, not message offsets: a transaction's commit marker is never delivered
+        while any(
+            ends[tp.partition] > 0 and tp.offset < ends[tp.partition]
+            for tp in self._definitions.position(
+                [TopicPartition(self._rollouts_topic, p) for p in parts]
+            )
+        ):
+            if time.monotonic() > deadline:
+                raise AgentstreamError(f"rollouts: {self._rollouts_topic} not read to its end")
             for message in self._definitions.consume(500, 0.5):
-                if message.error():
-                    continue
-                self._definition(message.value())
-                if message.offset() + 1 >= ends[message.partition()]:
-                    done.add(message.partition())
+                if not message.error():
+                    self._definition(message.value())
         self._seek_rollups()
 
     def _compact(self) -> None:
