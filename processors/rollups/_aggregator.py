@@ -62,7 +62,10 @@ from agentstream.processors.rollups._cells import (
     OVERRIDES,
     PARTIAL,
     RETRYABLE,
+    REVIEW_SCORE_SUM,
     REVIEWS,
+    REVIEWS_APPROVED,
+    REVIEWS_SCORED,
     RUNS_COMPLETED,
     RUNS_FAILED,
     RUNS_STARTED,
@@ -278,11 +281,16 @@ class RollupAggregator:
 
     def _review(self, ev: ReviewDecision, cells: list[Cell], late: bool) -> None:
         override = ev.decision is Decision.OVERRIDDEN
+        approved = int(ev.decision is Decision.APPROVED)
         for cell in cells:
             cell.f[REVIEWS] += 1
             cell.f[LATE] += late
             if override:
                 cell.f[OVERRIDES] += 1
+            cell.f[REVIEWS_APPROVED] += approved
+            if ev.score is not None:
+                cell.f[REVIEW_SCORE_SUM] += ev.score
+                cell.f[REVIEWS_SCORED] += 1
 
     def _scopes(self, ids: _ScopeId) -> tuple[Scope, ...]:
         scopes = self._scope_cache.get(ids)

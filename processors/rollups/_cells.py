@@ -55,6 +55,9 @@ FIGURES: Final[tuple[str, ...]] = (
     "runs_failed",
     "reviews",
     "overrides",
+    "reviews_approved",
+    "review_score_sum",
+    "reviews_scored",
 )
 (
     COUNT,
@@ -75,6 +78,9 @@ FIGURES: Final[tuple[str, ...]] = (
     RUNS_FAILED,
     REVIEWS,
     OVERRIDES,
+    REVIEWS_APPROVED,
+    REVIEW_SCORE_SUM,
+    REVIEWS_SCORED,
 ) = range(len(FIGURES))
 
 NANO: Final = 1_000_000_000

@@ -53,3 +53,17 @@ ORDER BY (agent_id, decided_at, verdict_id)
 
 CREATE VIEW IF NOT EXISTS review_queue_dedup AS SELECT * FROM review_queue FINAL;
 CREATE VIEW IF NOT EXISTS rollouts_dedup AS SELECT * FROM rollouts FINAL;
+
+-- Rollup v3: review approval and scores per scope and window (coverage is reviews / ended runs).
+ALTER TABLE rollups_1s ADD COLUMN IF NOT EXISTS reviews_approved UInt64 AFTER overrides;
+ALTER TABLE rollups_1s ADD COLUMN IF NOT EXISTS review_score_sum UInt64 AFTER reviews_approved;
+ALTER TABLE rollups_1s ADD COLUMN IF NOT EXISTS reviews_scored UInt64 AFTER review_score_sum;
+ALTER TABLE rollups_1m ADD COLUMN IF NOT EXISTS reviews_approved UInt64 AFTER overrides;
+ALTER TABLE rollups_1m ADD COLUMN IF NOT EXISTS review_score_sum UInt64 AFTER reviews_approved;
+ALTER TABLE rollups_1m ADD COLUMN IF NOT EXISTS reviews_scored UInt64 AFTER review_score_sum;
+ALTER TABLE rollups_1h ADD COLUMN IF NOT EXISTS reviews_approved UInt64 AFTER overrides;
+ALTER TABLE rollups_1h ADD COLUMN IF NOT EXISTS review_score_sum UInt64 AFTER reviews_approved;
+ALTER TABLE rollups_1h ADD COLUMN IF NOT EXISTS reviews_scored UInt64 AFTER review_score_sum;
+CREATE OR REPLACE VIEW rollups_1s_dedup AS SELECT * FROM rollups_1s FINAL;
+CREATE OR REPLACE VIEW rollups_1m_dedup AS SELECT * FROM rollups_1m FINAL;
+CREATE OR REPLACE VIEW rollups_1h_dedup AS SELECT * FROM rollups_1h FINAL;
