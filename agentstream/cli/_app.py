@@ -26,6 +26,7 @@ _GROUPS = (
     "agentstream.cli.soak",
     "agentstream.cli.review",
     "agentstream.cli.rollout",
+    "agentstream.cli.compare",
 )
 
 Handler = Callable[[argparse.Namespace], int]

@@ -116,6 +116,8 @@ def test_topic_names() -> None:
         "review_requests": "prod.review_requests",
         "rollouts": "prod.rollouts",
         "rollout_verdicts": "prod.rollout_verdicts",
+        "eval_results": "prod.eval_results",
+        "feedback": "prod.feedback",
     }
     with pytest.raises(ConfigError, match="unknown stream"):
         topics.name("nope")

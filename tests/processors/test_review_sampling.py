@@ -11,7 +11,7 @@ import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from scipy.stats import binom  # type: ignore[import-untyped]
+from scipy.stats import binom
 
 from agentstream.devtools.localstack.testing import BrokerHandle
 from agentstream.schemas import AgentState, ReviewRequest, StateTransition, encode_model

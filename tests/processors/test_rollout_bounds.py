@@ -6,7 +6,7 @@ import math
 import random
 
 import pytest
-from scipy import stats  # type: ignore[import-untyped]
+from scipy import stats
 
 from agentstream.core.errors import ConfigError
 from agentstream.processors.rollouts import (

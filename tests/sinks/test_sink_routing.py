@@ -24,6 +24,8 @@ def test_routes_cover_raw_and_processed_topics_but_not_raw_transitions() -> None
         "x.alerts",
         "x.review_requests",
         "x.rollout_verdicts",
+        "x.eval_results",
+        "x.feedback",
     }
     assert "x.transitions" not in table  # lifecycle carries the validated ones
     assert "x.rollouts" not in table  # rollout state is read from Kafka, verdicts are stored

@@ -54,7 +54,7 @@ ORDER BY (agent_id, decided_at, verdict_id)
 CREATE VIEW IF NOT EXISTS review_queue_dedup AS SELECT * FROM review_queue FINAL;
 CREATE VIEW IF NOT EXISTS rollouts_dedup AS SELECT * FROM rollouts FINAL;
 
--- Rollup v3: review approval and scores per scope and window (coverage is reviews / ended runs).
+-- Rollup v4: review approval and scores per scope and window (coverage is reviews / ended runs).
 ALTER TABLE rollups_1s ADD COLUMN IF NOT EXISTS reviews_approved UInt64 AFTER overrides;
 ALTER TABLE rollups_1s ADD COLUMN IF NOT EXISTS review_score_sum UInt64 AFTER reviews_approved;
 ALTER TABLE rollups_1s ADD COLUMN IF NOT EXISTS reviews_scored UInt64 AFTER review_score_sum;
