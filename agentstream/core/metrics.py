@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import metrics
@@ -206,25 +206,48 @@ def pipeline_metrics() -> PipelineMetrics:
     return _default
 
 
-def consumer_lag(consumer: Any) -> dict[tuple[str, int], int | None]:
+def consumer_lag(
+    consumer: Any,
+    committed: MutableMapping[tuple[str, int], int] | None = None,
+    *,
+    timeout_s: float = 10.0,
+) -> dict[tuple[str, int], int | None]:
     """Per assigned partition of a confluent-kafka ``consumer``: records left to read.
 
-    Uses the high watermarks the consumer learnt from its last fetch (no broker
-    round trip). ``None`` where that is not known yet (nothing fetched).
+    The end is the high watermark the consumer learnt from its last fetch (no broker
+    round trip); ``None`` where that is not known yet (nothing fetched). The start is the
+    consumer's position; a partition nothing was consumed from since its assignment has
+    none: it starts at the group's committed offset, or at the low watermark when the
+    group committed none (or when retention deleted past it), never at the partition's
+    beginning (a worker that took over a partition read to its end is not "behind").
+    The committed offsets are asked from the broker for those partitions only, once per
+    partition when ``committed`` is given (a cache the caller empties on every
+    rebalance), else at each call.
     """
+    from confluent_kafka import TopicPartition
+
     assignment = consumer.assignment()
     if not assignment:
         return {}
+    positions = consumer.position(assignment)
+    cache: MutableMapping[tuple[str, int], int] = {} if committed is None else committed
+    unknown = [
+        TopicPartition(tp.topic, tp.partition)
+        for tp in positions
+        if tp.offset < 0 and (tp.topic, tp.partition) not in cache
+    ]
+    if unknown:
+        for tp in consumer.committed(unknown, timeout=timeout_s):
+            cache[(tp.topic, tp.partition)] = tp.offset
     lags: dict[tuple[str, int], int | None] = {}
-    for tp in consumer.position(assignment):
+    for tp in positions:
         low, high = consumer.get_watermark_offsets(tp, cached=True)
         key = (tp.topic, tp.partition)
         if high < 0:
             lags[key] = None
         elif high <= low:
             lags[key] = 0
-        elif tp.offset < 0:  # no position yet: everything retained is ahead
-            lags[key] = high - low
         else:
-            lags[key] = max(0, high - tp.offset)
+            start = tp.offset if tp.offset >= 0 else max(cache.get(key, -1), low)
+            lags[key] = max(0, high - start)
     return lags

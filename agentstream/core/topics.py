@@ -4,7 +4,8 @@ The local broker runs with ``auto.create.topics.enable=false``, and production
 brokers should too: a topic created on the fly by a producer gets the broker's
 default partition count (often 1), which silently caps how far the processors
 scale. :func:`ensure_topics` creates what is missing with the configured count
-and refuses a topic that exists with another count.
+and topic configuration (``cleanup.policy=compact`` for the processors' changelog) and
+refuses a topic that exists with another count.
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ def _ready(metadata: ClusterMetadata, name: str) -> bool:
 
 
 def _check_partitions(
-    metadata: ClusterMetadata, names: Iterable[str], partitions: int, setting: str
+    metadata: ClusterMetadata, names: Iterable[str], partitions: int, setting: str | None
 ) -> None:
+    if setting is None:
+        return
     for name in names:
         topic = metadata.topics.get(name)
         if topic is not None and topic.error is None and len(topic.partitions) != partitions:
@@ -56,16 +59,20 @@ def ensure_topics(
     *,
     timeout_s: float = 30.0,
     client_config: Mapping[str, str] | None = None,
-    partitions_setting: str = "AGENTSTREAM_KAFKA__PARTITIONS",
+    partitions_setting: str | None = "AGENTSTREAM_KAFKA__PARTITIONS",
+    topic_config: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Create the topics in ``names`` that do not exist yet; the names it created.
 
     A topic that exists with another partition count than ``partitions`` raises
     :class:`TopicPartitionsError` (naming ``partitions_setting``) before anything
-    is created: adding partitions would move keys. Returns once every topic is in
-    the metadata with a leader for each partition. ``client_config`` adds
-    librdkafka settings (SASL/TLS, e.g. ``KafkaSettings.confluent_config()``).
-    Raises LocalStackError on failure.
+    is created: adding partitions would move keys. ``partitions_setting=None``: no
+    setting decides the count, an existing topic is taken whatever its count. The
+    topics created get ``topic_config`` (topic-level configs such as
+    ``{"cleanup.policy": "compact"}``); existing topics are left as they are. Returns
+    once every topic is in the metadata with a leader for each partition.
+    ``client_config`` adds librdkafka settings (SASL/TLS, e.g.
+    ``KafkaSettings.confluent_config()``). Raises LocalStackError on failure.
     """
     wanted = list(dict.fromkeys(names))
     if not wanted:
@@ -84,7 +91,10 @@ def ensure_topics(
     created: list[str] = []
     if missing:
         futures = admin.create_topics(
-            [NewTopic(name, partitions, replication) for name in missing],
+            [
+                NewTopic(name, partitions, replication, config=dict(topic_config or {}))
+                for name in missing
+            ],
             operation_timeout=timeout_s,
             request_timeout=timeout_s,
         )

@@ -9,9 +9,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from agentstream.core import kafka
 from agentstream.core.config import Settings
-from agentstream.core.errors import AgentstreamError
-from agentstream.core.kafka import admin_client
 from agentstream.core.metrics import PipelineMetrics
 
 if TYPE_CHECKING:
@@ -35,23 +34,18 @@ _processors_log = logging.getLogger("agentstream.processors")
 
 
 def ensure_changelog(settings: Settings, topic: str) -> None:
-    """Create the processors' state topic (compacted) if it does not exist."""
-    from confluent_kafka.cimpl import NewTopic
+    """Create the processors' state topic (one partition, compacted) if it does not exist."""
+    from agentstream.core.topics import ensure_topics
 
-    admin = admin_client(settings)
-    futures = admin.create_topics(
-        [
-            NewTopic(
-                topic, 1, settings.kafka.replication_factor, config={"cleanup.policy": "compact"}
-            )
-        ]
+    ensure_topics(
+        settings.kafka.bootstrap_servers,
+        [topic],
+        partitions=1,
+        replication=settings.kafka.replication_factor,
+        client_config=kafka.client_config(settings, "admin", "admin"),
+        partitions_setting=None,  # the restore reads every partition: any count will do
+        topic_config={"cleanup.policy": "compact"},
     )
-    for future in futures.values():
-        try:
-            future.result(30)
-        except Exception as exc:
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise AgentstreamError(f"cannot create the state topic {topic}: {exc}") from exc
 
 
 class ProcessorsComponent:

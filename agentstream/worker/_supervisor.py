@@ -1,8 +1,10 @@
 """Components and the supervisor that keeps them running.
 
 A :class:`Component` is opened, run until a stop event is set, and closed. The
-supervisor runs each one in its own thread; a component that raises is aborted,
-counted, reported as failing by :meth:`Supervised.health`, and started again (a fresh
+supervisor runs each one in its own thread and releases it exactly once: ``close`` after
+``run`` returned, ``abort`` when ``open`` or ``run`` raised (also while stopping). One that
+fails (raises, or returns from ``run`` without being asked to stop) is counted, reported
+as failing by :meth:`Supervised.health`, and started again (a fresh
 instance from its factory) after a backoff that doubles up to a maximum. One that
 keeps failing (``worker.max_restarts`` within ``worker.restart_window_s``) is given up:
 the worker then stops with a non-zero exit status so that an orchestrator restarts it.
@@ -109,6 +111,8 @@ class Supervised:
         backoff = self._settings.restart_backoff_s
         while not self._stop.is_set():
             component: Component | None = None
+            #: close() was called (whatever it did): the component is never released again
+            released = False
             started = time.monotonic()
             try:
                 component = self.current = self._factory()
@@ -116,22 +120,20 @@ class Supervised:
                 self._state = "running"
                 self._error = None
                 component.run(self._stop)
+                released = True
                 component.close()
                 if self._stop.is_set():
                     return
                 raise RuntimeError("stopped by itself")  # run() must return only when asked
             except Exception as exc:
+                if component is not None and not released:
+                    self._abort(component)
                 if self._stop.is_set():  # failing while asked to stop is no reason to restart
                     log.warning("%s failed while stopping: %s", self.name, exc)
                     return
                 self._error = f"{type(exc).__name__}: {exc}"
                 log.exception("%s stopped on an error", self.name)
                 self._metrics.component_failures.add(1, {"component": self.name})
-                if component is not None:
-                    try:
-                        component.abort()
-                    except Exception as abort_exc:  # releasing is best effort
-                        log.warning("%s: abort failed: %s", self.name, abort_exc)
             if self._gives_up():
                 self._state = "failed"
                 self._on_give_up(f"{self.name} keeps failing: {self._error}")
@@ -144,6 +146,12 @@ class Supervised:
             if self._stop.wait(backoff):
                 return
             backoff = min(backoff * 2, self._settings.restart_backoff_max_s)
+
+    def _abort(self, component: Component) -> None:
+        try:
+            component.abort()
+        except Exception as exc:  # releasing is best effort
+            log.warning("%s: abort failed: %s", self.name, exc)
 
     def _gives_up(self) -> bool:
         now = time.monotonic()

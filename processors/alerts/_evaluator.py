@@ -1,44 +1,59 @@
-"""Rule evaluation on closed rollup windows: OK → PENDING → FIRING → RESOLVED.
+"""Alert rules on closed *and corrected* rollup windows: one notification per episode.
 
-:func:`evaluate` is pure: ``(rule, state, rollup) -> (new_state, alert | None)``.
-The state of one rule on one scope is a :class:`RuleState`, stored as the plain
-JSON-safe dict of :meth:`RuleState.to_dict` (kept in the engine's changelog), so a
-worker that restarts picks up exactly where it stopped.
+Two layers, both pure and deterministic:
 
-Per window of the rule's resolution:
+* the **timeline** (:mod:`processors.alerts._timeline`): the rule's state machine run in
+  event-time order over the latest value of every window (the rollups re-emit a window with
+  corrected totals when events arrive after it closed, up to ``rollups.horizon_s``); it says
+  which windows are FIRING, whatever order the windows and their corrections arrived in;
+* the **notifications**: after each rollup (new or corrected) the timeline is recomputed and
+  reconciled with what was already sent:
 
-* the metric's value and sample count come from the rollup; a window with fewer
-  than ``min_samples`` samples (or no value, e.g. a ratio of zero calls) is
-  *insufficient*: it never breaches;
-* a breaching window extends the streak when it directly follows the previous
-  window (``window_start`` == previous ``window_end``), else starts a new one;
-  at ``for`` consecutive breaching windows the state goes FIRING and one FIRING
-  alert is returned, unless the last FIRING of this rule and scope is less than
-  ``cooldown`` (event time) ago: then it stays PENDING and fires once the
-  cooldown has passed if it still breaches;
-* while FIRING, ``resolve_for`` consecutive non-breaching windows (insufficient
-  ones included) return one RESOLVED alert;
-* a rollup whose window does not end after the last window seen (a replay after
-  a restart, or a late re-emission of a window) is ignored: nothing is repeated.
+  - a FIRING is sent for a timeline episode that is not being paged, at its first breaching
+    window that ends after the last FIRING's window and at least ``cooldown`` (event time)
+    after it. So no FIRING is sent twice for one window, none while the last one is not
+    resolved (a correction that moves the start of the paged episode sends nothing), and
+    an episode paged, taken back by a correction and then breaching again is paged again
+    only from a later window on;
+  - a RESOLVED is sent only for the episode being paged, when the timeline no longer fires
+    (it cleared, or a correction took the breach back), or before the FIRING of a later
+    episode; an episode that began and ended between two rollups (a correction of a past
+    window) gets its FIRING and its RESOLVED at once.
 
-Alerts are deterministic: the same window on the same state gives the same
-``alert_id`` (a UUID5 of rule, scope, state and window) and ``fired_at`` (the
-window's end: the event time the decision is about, not the wall clock, which
-would differ when rollups are recomputed after a restart), so a repeated alert
-deduplicates downstream (dispatcher, webhook receivers, the ``alerts`` table).
+  The same rollup twice, a replay after a restart or a duplicate event (the rollups count it
+  once) changes no window, so sends nothing. Alerts carry the window they are about,
+  ``fired_at`` = that window's end (event time, not the wall clock) and an ``alert_id`` that
+  is a UUID5 of rule, scope, state, window and episode.
+
+A window ``rollups.horizon_s`` past the end of the newest window of its rule and scope can
+no longer be corrected (the rollups refuse events that late): it is folded into the *base*
+(the machine after the final windows) and forgotten. The state of one rule on one scope is
+a :class:`RuleState`, stored as the plain JSON-safe dict of :meth:`RuleState.to_dict` in the
+engine's changelog, so a restarted worker carries on exactly where it stopped. Version 1
+states (no windows kept) are read as a base with no windows.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping, MutableMapping
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, NamedTuple, get_args
+from typing import Any, NamedTuple
 
 from agentstream.processors.alerts._metrics import format_value
 from agentstream.processors.alerts._rules import Rule, RuleSet
-from agentstream.schemas import Alert, AlertState, ContractError, Rollup
+from agentstream.processors.alerts._state import STATE_VERSION, RuleState
+from agentstream.processors.alerts._timeline import (
+    Episode,
+    Status,
+    Step,
+    episodes,
+    run,
+    sufficient,
+    window_of,
+)
+from agentstream.schemas import Alert, AlertState, Rollup
 
 __all__ = [
     "STATE_VERSION",
@@ -52,10 +67,6 @@ __all__ = [
     "state_key",
 ]
 
-#: version of the :meth:`RuleState.to_dict` layout
-STATE_VERSION = 1
-Status = Literal["OK", "PENDING", "FIRING", "RESOLVED"]
-_STATUSES: tuple[str, ...] = get_args(Status)
 _ALERT_NAMESPACE = uuid.UUID("6f1f3c1e-8a55-5b6e-9d0a-2f7f4f1a9c11")
 
 
@@ -64,123 +75,11 @@ def state_key(rule_id: str, scope_key: str) -> str:
     return f"{rule_id}|{scope_key}"
 
 
-def _ts(value: datetime | None) -> str | None:
-    return None if value is None else value.astimezone(UTC).isoformat()
-
-
-@dataclass(frozen=True, slots=True)
-class RuleState:
-    """Where one rule stands on one scope."""
-
-    rule_id: str
-    scope_key: str
-    status: Status = "OK"
-    #: consecutive breaching windows so far
-    streak: int = 0
-    #: consecutive non-breaching windows while FIRING
-    clear_streak: int = 0
-    #: end of the last window evaluated (replays and gaps are detected with it)
-    last_window_end: datetime | None = None
-    last_value: float | None = None
-    #: window end (event time) of the last FIRING; the cooldown counts from it
-    fired_window_end: datetime | None = None
-    #: ``fired_at``, value and id of the last FIRING alert
-    fired_at: datetime | None = None
-    fired_value: float | None = None
-    fired_alert_id: str | None = None
-
-    @property
-    def idle(self) -> bool:
-        """True when nothing is pending and nothing ever fired: no need to store it."""
-        return self.status == "OK" and self.streak == 0 and self.fired_window_end is None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict (timestamps as ISO-8601 text) for the engine's changelog."""
-        return {
-            "v": STATE_VERSION,
-            "rule_id": self.rule_id,
-            "scope_key": self.scope_key,
-            "status": self.status,
-            "streak": self.streak,
-            "clear_streak": self.clear_streak,
-            "last_window_end": _ts(self.last_window_end),
-            "last_value": self.last_value,
-            "fired_window_end": _ts(self.fired_window_end),
-            "fired_at": _ts(self.fired_at),
-            "fired_value": self.fired_value,
-            "fired_alert_id": self.fired_alert_id,
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RuleState:
-        """The state :meth:`to_dict` wrote; :class:`ContractError` names a bad field."""
-        if data.get("v") != STATE_VERSION:
-            raise ContractError(f"alert state.v: unsupported version {data.get('v')!r}")
-        try:
-            status = data["status"]
-            if status not in _STATUSES:
-                raise ValueError(f"unknown status {status!r}")
-            return cls(
-                rule_id=_text(data, "rule_id"),
-                scope_key=_text(data, "scope_key"),
-                status=status,
-                streak=_count(data, "streak"),
-                clear_streak=_count(data, "clear_streak"),
-                last_window_end=_time(data, "last_window_end"),
-                last_value=_number(data, "last_value"),
-                fired_window_end=_time(data, "fired_window_end"),
-                fired_at=_time(data, "fired_at"),
-                fired_value=_number(data, "fired_value"),
-                fired_alert_id=_optional_text(data, "fired_alert_id"),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ContractError(f"alert state: {exc}") from exc
-
-
-def _text(data: Mapping[str, Any], key: str) -> str:
-    value = data[key]
-    if not isinstance(value, str):
-        raise TypeError(f"{key} must be text")
-    return value
-
-
-def _optional_text(data: Mapping[str, Any], key: str) -> str | None:
-    return None if data.get(key) is None else _text(data, key)
-
-
-def _count(data: Mapping[str, Any], key: str) -> int:
-    value = data[key]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise TypeError(f"{key} must be a non-negative integer")
-    return value
-
-
-def _number(data: Mapping[str, Any], key: str) -> float | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise TypeError(f"{key} must be a number")
-    return float(value)
-
-
-def _time(data: Mapping[str, Any], key: str) -> datetime | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise TypeError(f"{key} must be ISO-8601 text")
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        raise ValueError(f"{key} must carry a timezone")
-    return parsed.astimezone(UTC)
-
-
 class Evaluation(NamedTuple):
-    """The outcome of one evaluation: the new state and the alert to publish, if any."""
+    """The outcome of one evaluation: the new state and the alerts to publish, in order."""
 
     state: RuleState
-    alert: Alert | None
+    alerts: tuple[Alert, ...]
 
 
 def _coerce(rule: Rule, state: RuleState | Mapping[str, Any] | None, scope_key: str) -> RuleState:
@@ -203,7 +102,7 @@ def _alert(
     window: tuple[datetime, datetime],
     fired_at: datetime,
     message: str,
-    tag: str = "",
+    tag: str,
 ) -> Alert:
     seed = f"{rule.id}\n{scope_key}\n{state}\n{window[1].isoformat()}\n{tag}"
     return Alert(
@@ -233,76 +132,147 @@ def _fmt_time(value: datetime | None) -> str:
     return "?" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
-def evaluate(rule: Rule, state: RuleState | Mapping[str, Any] | None, rollup: Rollup) -> Evaluation:
-    """Advance ``state`` (None: a fresh one) of ``rule`` on ``rollup``'s scope by one window.
+def evaluate(
+    rule: Rule,
+    state: RuleState | Mapping[str, Any] | None,
+    rollup: Rollup,
+    *,
+    horizon_s: float = 0.0,
+) -> Evaluation:
+    """Take ``rollup`` (a new window or a corrected one) into the state of ``rule`` on its
+    scope (None: a fresh state); the alerts it causes.
 
-    A rollup the rule does not read (other resolution or scope) leaves the state as is.
+    ``horizon_s`` (``rollups.horizon_s``): how long past the newest window a window may still
+    be corrected (0: never; a re-emitted window is then ignored). A rollup the rule does not
+    read (other resolution or scope) leaves the state as is.
     """
     st = _coerce(rule, state, rollup.scope_key)
     if not rule.matches(rollup):
-        return Evaluation(st, None)
-    if st.last_window_end is not None and rollup.window_end <= st.last_window_end:
-        return Evaluation(st, None)  # a replay or a re-emitted window: already decided
+        return Evaluation(st, ())
+    final = st.base.last_window_end
+    if final is not None and rollup.window_end <= final:
+        return Evaluation(st, ())  # past the horizon: it cannot change any more
+    new = window_of(rule, rollup)
+    if new in st.windows:
+        return Evaluation(st, ())  # the same window again (a replay): nothing changes
+    kept = [w for w in st.windows if w.end != new.end]
+    corrected = len(kept) < len(st.windows)  # a window already seen, re-emitted
+    windows = sorted([*kept, new], key=lambda w: w.end)
+    steps = run(rule, st.base, windows)
+    st = replace(st, windows=tuple(windows), head=steps[-1].machine)
+    st, alerts = _reconcile(rule, st, steps, rollup if corrected else None)
+    return Evaluation(_fold(st, steps, horizon_s), tuple(alerts))
 
-    metric = rule.metric_info
-    value = metric.value(rollup)
-    samples = metric.samples(rollup)
-    sufficient = value is not None and samples >= rule.min_samples
-    breach = value if sufficient and value is not None and rule.breached(value) else None
-    follows = st.last_window_end == rollup.window_start
-    window = (rollup.window_start, rollup.window_end)
-    st = replace(st, last_window_end=rollup.window_end, last_value=value)
-    scope = rollup.scope_key
-    shown = "no data" if value is None else format_value(metric, value)
 
-    if breach is not None:
-        streak = st.streak + 1 if follows and st.streak > 0 else 1
-        if st.status == "FIRING":
-            return Evaluation(replace(st, streak=streak, clear_streak=0), None)
-        cooled = st.fired_window_end is None or (
-            rollup.window_end - st.fired_window_end >= timedelta(seconds=rule.cooldown_s)
+def _fold(st: RuleState, steps: Sequence[Step], horizon_s: float) -> RuleState:
+    """Fold the windows that can no longer be corrected into the base."""
+    limit = steps[-1].window.end - timedelta(seconds=horizon_s)
+    final = [s for s in steps if s.window.end <= limit]
+    if not final:
+        return st
+    return replace(st, base=final[-1].machine, windows=st.windows[len(final) :])
+
+
+def _reconcile(
+    rule: Rule, st: RuleState, steps: Sequence[Step], corrected: Rollup | None
+) -> tuple[RuleState, list[Alert]]:
+    """Send what the timeline says and was not sent yet (see the module docstring);
+    ``corrected``: the re-emitted window that changed the timeline, if it is one."""
+    alerts: list[Alert] = []
+    cooldown = timedelta(seconds=rule.cooldown_s)
+    for ep in episodes(st.base, steps):
+        last = st.fired_at
+        if st.paging and last is not None and ep.start <= last:
+            continue  # the episode being paged (its start may have moved earlier)
+        if st.paging:  # the paged episode ended before this one began
+            st, alert = _resolve(rule, st, steps, corrected)
+            alerts.append(alert)
+        point = next(
+            (
+                s
+                for s in ep.steps
+                if s.machine.streak > 0
+                and (last is None or (s.window.end > last and s.window.end - last >= cooldown))
+            ),
+            None,
         )
-        if streak < rule.for_windows or not cooled:
-            return Evaluation(replace(st, status="PENDING", streak=streak), None)
-        message = (
-            f"{rule.metric} is {shown} ({_condition(rule)}) on {scope} for {streak} "
-            f"consecutive {rule.resolution} window(s); {samples} {metric.sample_noun} "
-            f"in the last one"
-        )
-        if rule.description:
-            message += f". {rule.description}"
-        alert = _alert(rule, scope, AlertState.FIRING, breach, window, rollup.window_end, message)
-        fired = replace(
+        if point is None:
+            continue  # within the cooldown of the last FIRING sent
+        alert = _firing(rule, st.scope_key, ep, point, corrected)
+        alerts.append(alert)
+        st = replace(
             st,
-            status="FIRING",
-            streak=streak,
-            clear_streak=0,
-            fired_window_end=rollup.window_end,
+            paging=True,
             fired_at=alert.fired_at,
-            fired_value=breach,
+            fired_value=alert.value,
             fired_alert_id=alert.alert_id,
         )
-        return Evaluation(fired, alert)
+        if ep.resolved is not None:
+            st, alert = _resolve(rule, st, steps, corrected)
+            alerts.append(alert)
+    if st.paging and st.head.status != "FIRING":
+        st, alert = _resolve(rule, st, steps, corrected)
+        alerts.append(alert)
+    return st, alerts
 
-    if st.status != "FIRING":
-        status: Status = "RESOLVED" if st.status == "RESOLVED" else "OK"
-        return Evaluation(replace(st, status=status, streak=0, clear_streak=0), None)
-    clear_streak = st.clear_streak + 1 if follows else 1
-    if clear_streak < rule.resolve_for:
-        return Evaluation(replace(st, streak=0, clear_streak=clear_streak), None)
+
+def _correction_note(rule: Rule, corrected: Rollup | None) -> str:
+    if corrected is None:
+        return ""
+    ended = _fmt_time(corrected.window_end)
+    return f"; after a correction of the {rule.resolution} window ending {ended}"
+
+
+def _firing(rule: Rule, scope: str, ep: Episode, point: Step, corrected: Rollup | None) -> Alert:
+    w, metric = point.window, rule.metric_info
+    value = w.value if w.value is not None else 0.0
+    message = (
+        f"{rule.metric} is {format_value(metric, value)} ({_condition(rule)}) on {scope} for "
+        f"{point.machine.streak} consecutive {rule.resolution} window(s); {w.samples} "
+        f"{metric.sample_noun} in the last one"
+        f"{_correction_note(rule, corrected)}"
+    )
+    if rule.description:
+        message += f". {rule.description}"
+    return _alert(rule, scope, AlertState.FIRING, value, (w.start, w.end), w.end, message, "")
+
+
+def _resolve(
+    rule: Rule, st: RuleState, steps: Sequence[Step], corrected: Rollup | None
+) -> tuple[RuleState, Alert]:
+    """The RESOLVED of the FIRING sent last, at the first window from the FIRING's on where
+    the timeline does not fire (or the newest window)."""
+    since = st.fired_at
+    point = next(
+        (
+            s
+            for s in steps
+            if (since is None or s.window.end >= since) and s.machine.status != "FIRING"
+        ),
+        None,
+    )
+    w = point.window if point is not None else steps[-1].window
+    metric = rule.metric_info
     why = (
-        f"back to {shown}"
-        if sufficient
-        else f"not enough data ({samples} {metric.sample_noun} < {rule.min_samples})"
+        f"back to {'no data' if w.value is None else format_value(metric, w.value)}"
+        if sufficient(rule, w)
+        else f"not enough data ({w.samples} {metric.sample_noun} < {rule.min_samples})"
     )
     message = (
-        f"{rule.metric} {why} on {scope} (alert condition {_condition(rule)}); "
-        f"firing since {_fmt_time(st.fired_at)}"
+        f"{rule.metric} {why} on {st.scope_key} (alert condition {_condition(rule)}); "
+        f"firing since {_fmt_time(st.fired_at)}{_correction_note(rule, corrected)}"
     )
     alert = _alert(
-        rule, scope, AlertState.RESOLVED, value or 0.0, window, rollup.window_end, message
+        rule,
+        st.scope_key,
+        AlertState.RESOLVED,
+        w.value or 0.0,
+        (w.start, w.end),
+        w.end,
+        message,
+        f"resolves {st.fired_alert_id}",
     )
-    return Evaluation(replace(st, status="RESOLVED", streak=0, clear_streak=0), alert)
+    return replace(st, paging=False), alert
 
 
 def expire(rule: Rule, state: RuleState | Mapping[str, Any], now: datetime) -> Evaluation:
@@ -311,16 +281,17 @@ def expire(rule: Rule, state: RuleState | Mapping[str, Any], now: datetime) -> E
     ``now`` is the current (event or wall-clock) time; call it from a timer.
     """
     st = state if isinstance(state, RuleState) else RuleState.from_dict(state)
+    last = st.last_window_end
     if (
         rule.stale_after_s is None
-        or st.status != "FIRING"
-        or st.last_window_end is None
-        or now - st.last_window_end < timedelta(seconds=rule.stale_after_s)
+        or not st.paging
+        or last is None
+        or now - last < timedelta(seconds=rule.stale_after_s)
     ):
-        return Evaluation(st, None)
+        return Evaluation(st, ())
     message = (
         f"{rule.metric} on {st.scope_key}: no {rule.resolution} rollup since "
-        f"{_fmt_time(st.last_window_end)}; resolved for lack of data "
+        f"{_fmt_time(last)}; resolved for lack of data "
         f"(firing since {_fmt_time(st.fired_at)})"
     )
     alert = _alert(
@@ -328,12 +299,12 @@ def expire(rule: Rule, state: RuleState | Mapping[str, Any], now: datetime) -> E
         st.scope_key,
         AlertState.RESOLVED,
         st.last_value if st.last_value is not None else 0.0,
-        (st.last_window_end, now),
+        (last, now),
         now,
         message,
-        tag="stale",
+        tag=f"stale, resolves {st.fired_alert_id}",
     )
-    return Evaluation(replace(st, status="RESOLVED", streak=0, clear_streak=0), alert)
+    return Evaluation(replace(st, paging=False), (alert,))
 
 
 def sample_alert(rule: Rule, *, scope_key: str = "test", now: datetime | None = None) -> Alert:
@@ -365,25 +336,29 @@ def sample_alert(rule: Rule, *, scope_key: str = "test", now: datetime | None = 
 class AlertEvaluator:
     """Every rule of a :class:`RuleSet` over a state store (the engine's changelogged dict).
 
-    The store maps :func:`state_key` to :meth:`RuleState.to_dict` values; idle
-    states (nothing pending, never fired) are not stored, so steady traffic
-    causes no writes.
+    The store maps :func:`state_key` to :meth:`RuleState.to_dict` values; idle states
+    (nothing kept, nothing pending, nothing ever sent) are not stored. Windows are kept for
+    correction for ``rules.horizon_s`` (``rollups.horizon_s``).
     """
 
     def __init__(self, rules: RuleSet, store: MutableMapping[str, Any] | None = None) -> None:
         self.rules = rules
         self.store: MutableMapping[str, Any] = store if store is not None else {}
+        #: per key, the dict last written to the store and its state (not parsed again)
+        self._parsed: dict[str, tuple[Any, RuleState]] = {}
 
     def process(self, rollup: Rollup) -> list[Alert]:
-        """Evaluate every rule reading ``rollup``; the alerts to publish, in rule order."""
+        """Evaluate every rule reading ``rollup`` (new or corrected); the alerts to publish,
+        in rule order."""
         alerts: list[Alert] = []
         for rule in self.rules.matching(rollup):
             key = state_key(rule.id, rollup.scope_key)
             before = self.store.get(key)
-            result = evaluate(rule, before, rollup)
+            cached = self._parsed.get(key)
+            state = cached[1] if cached is not None and cached[0] is before else before
+            result = evaluate(rule, state, rollup, horizon_s=self.rules.horizon_s)
             self._save(key, before, result.state)
-            if result.alert is not None:
-                alerts.append(result.alert)
+            alerts.extend(result.alerts)
         return alerts
 
     def expire(self, now: datetime) -> list[Alert]:
@@ -395,9 +370,9 @@ class AlertEvaluator:
             if rule is None:
                 continue
             result = expire(rule, state, now)
-            if result.alert is not None:
+            if result.alerts:
                 self.store[key] = result.state.to_dict()
-                alerts.append(result.alert)
+                alerts.extend(result.alerts)
         return alerts
 
     def state(self, rule_id: str, scope_key: str) -> RuleState:
@@ -412,7 +387,14 @@ class AlertEvaluator:
 
     def _save(self, key: str, before: Any, state: RuleState) -> None:
         if state.idle:
+            self._parsed.pop(key, None)
             if before is not None:
                 del self.store[key]
             return
-        self.store[key] = state.to_dict()
+        cached = self._parsed.get(key)
+        if cached is not None and cached[0] is before and cached[1] is state:
+            return  # unchanged: not written again (no changelog record)
+        data = state.to_dict()
+        if data != before:
+            self.store[key] = data
+        self._parsed[key] = (self.store[key], state)

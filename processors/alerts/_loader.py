@@ -80,11 +80,13 @@ def parse_rules(
     *,
     known_channels: Collection[str] | None = None,
     resolutions: Collection[str] | None = None,
+    horizon_s: float = 0.0,
 ) -> RuleSet:
     """Validate a parsed rule document (``{"defaults": ..., "rules": [...]}``).
 
     ``known_channels`` / ``resolutions``: when given, a rule routing to another
     channel or reading a resolution the rollups do not produce is refused.
+    ``horizon_s``: how long a window may still be corrected (see :class:`RuleSet`).
     Raises :class:`AlertRuleError` listing every problem.
     """
     problems: list[tuple[str, str, str]] = []
@@ -139,7 +141,7 @@ def parse_rules(
         rules.append(rule)
     if problems:
         raise AlertRuleError(source, problems)
-    return RuleSet(rules, source)
+    return RuleSet(rules, source, horizon_s=horizon_s)
 
 
 def load_rules(
@@ -147,6 +149,7 @@ def load_rules(
     *,
     known_channels: Collection[str] | None = None,
     resolutions: Collection[str] | None = None,
+    horizon_s: float = 0.0,
 ) -> RuleSet:
     """Read and validate a rule file (None: the packaged ``default_rules.yaml``)."""
     if path is None:
@@ -162,7 +165,13 @@ def load_rules(
         data = yaml.load(text, Loader=_NoDuplicatesLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         raise AlertRuleError(source, [("", "", _yaml_problem(exc))]) from exc
-    return parse_rules(data, source, known_channels=known_channels, resolutions=resolutions)
+    return parse_rules(
+        data,
+        source,
+        known_channels=known_channels,
+        resolutions=resolutions,
+        horizon_s=horizon_s,
+    )
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -180,9 +189,11 @@ def known_channels(settings: AlertSettings) -> set[str]:
 
 def rules_from_settings(settings: Settings) -> RuleSet:
     """The rules ``settings.alerts.rules_path`` names (or the packaged defaults), checked
-    against the configured channels and the rollup resolutions."""
+    against the configured channels and the rollup resolutions, evaluated on windows the
+    rollups may correct for ``rollups.horizon_s``."""
     return load_rules(
         settings.alerts.rules_path,
         known_channels=known_channels(settings.alerts),
         resolutions=settings.rollups.resolutions,
+        horizon_s=settings.rollups.horizon_s,
     )

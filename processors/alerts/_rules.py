@@ -233,10 +233,17 @@ class Rule(_Strict):
 
 
 class RuleSet:
-    """The rules of one file, by id, with a lookup of the rules reading a rollup."""
+    """The rules of one file, by id, with a lookup of the rules reading a rollup.
 
-    def __init__(self, rules: Iterable[Rule], source: str = "<rules>") -> None:
+    ``horizon_s``: how long (event time, past the newest window of a rule and scope) a
+    window may still be corrected by the rollups (``rollups.horizon_s``); 0: never.
+    """
+
+    def __init__(
+        self, rules: Iterable[Rule], source: str = "<rules>", *, horizon_s: float = 0.0
+    ) -> None:
         self.source = source
+        self.horizon_s = horizon_s
         self.rules: tuple[Rule, ...] = tuple(rules)
         self._by_id = {rule.id: rule for rule in self.rules}
         self._by_kind: dict[tuple[str, ScopeKind], list[Rule]] = {}

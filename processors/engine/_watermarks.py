@@ -226,7 +226,7 @@ def partition_lags(
     predecessor had read a partition to its end "behind" forever: the wall clock never
     took over and due timeouts never fired.
     """
-    lags = consumer_lag(consumer)
+    lags = consumer_lag(consumer, started)  # started: asked once per assignment
     unknown = [TopicPartition(t, p) for t, p in lags if (t, p) not in started]
     if unknown:
         for tp in consumer.committed(unknown, timeout=10):

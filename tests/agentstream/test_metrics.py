@@ -102,8 +102,12 @@ def test_sink_batches_are_a_histogram_in_seconds(recorded: RecordedMetrics) -> N
 class _Consumer:
     """confluent-kafka's consumer surface ``consumer_lag`` reads (a pure-logic double)."""
 
-    def __init__(self, parts: dict[int, tuple[int, int, int]]) -> None:
+    def __init__(
+        self, parts: dict[int, tuple[int, int, int]], committed: dict[int, int] | None = None
+    ) -> None:
         self.parts = parts  # partition → (position, low, high)
+        self.commits = committed or {}  # partition → the group's committed offset
+        self.asked: list[int] = []
 
     def assignment(self) -> list[TopicPartition]:
         return [TopicPartition("t", p) for p in self.parts]
@@ -111,8 +115,14 @@ class _Consumer:
     def position(self, tps: list[TopicPartition]) -> list[TopicPartition]:
         return [TopicPartition("t", tp.partition, self.parts[tp.partition][0]) for tp in tps]
 
+    def committed(self, tps: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        self.asked += [tp.partition for tp in tps]
+        return [
+            TopicPartition("t", tp.partition, self.commits.get(tp.partition, -1001)) for tp in tps
+        ]
+
     def get_watermark_offsets(self, tp: TopicPartition, cached: bool) -> tuple[int, int]:
-        assert cached  # never a broker round trip
+        assert cached  # never a broker round trip for the ends
         _, low, high = self.parts[tp.partition]
         return low, high
 
@@ -121,17 +131,34 @@ def test_consumer_lag_per_partition() -> None:
     consumer: Any = _Consumer(
         {
             0: (10, 0, 25),  # 15 behind
-            1: (-1001, 5, 9),  # no position yet: all retained records ahead
+            1: (-1001, 5, 9),  # no position yet, committed at 7: 2 ahead
             2: (-1001, -1001, -1001),  # nothing fetched: unknown
             3: (7, 7, 7),  # empty
             4: (40, 0, 30),  # the cached end lags the position: not negative
-        }
+            5: (-1001, 5, 9),  # no position, nothing committed: from the low watermark
+            6: (-1001, 20, 30),  # committed below what retention kept: from the low watermark
+            7: (-1001, 0, 30),  # committed at the end (a predecessor read it all): 0
+        },
+        {1: 7, 6: 3, 7: 30},
     )
     assert consumer_lag(consumer) == {
         ("t", 0): 15,
-        ("t", 1): 4,
+        ("t", 1): 2,
         ("t", 2): None,
         ("t", 3): 0,
         ("t", 4): 0,
+        ("t", 5): 4,
+        ("t", 6): 10,
+        ("t", 7): 0,
     }
+    assert sorted(consumer.asked) == [1, 2, 5, 6, 7]  # only where there is no position
+
+
+def test_consumer_lag_asks_the_committed_offsets_once_with_a_cache() -> None:
+    consumer: Any = _Consumer({0: (-1001, 0, 30), 1: (12, 0, 30)}, {0: 30})
+    cache: dict[tuple[str, int], int] = {}
+    for _ in range(3):
+        assert consumer_lag(consumer, cache) == {("t", 0): 0, ("t", 1): 18}
+    assert consumer.asked == [0]
+    assert cache == {("t", 0): 30}
     assert consumer_lag(_Consumer({})) == {}

@@ -104,3 +104,54 @@ def test_a_component_that_keeps_failing_is_given_up(max_restarts: int) -> None:
     assert gave_up == ["processors keeps failing: RuntimeError: boom"]
     assert log.count("open") == max_restarts + 1
     assert supervised.health().state == "failed"
+
+
+class Quitter(Scripted):
+    """Returns from ``run`` by itself while ``early`` remain, then runs until stopped; or,
+    with ``fail_on_stop``, raises once asked to stop."""
+
+    def __init__(self, early: list[str], log: list[str], *, fail_on_stop: bool = False) -> None:
+        super().__init__([], log)
+        self._early = early
+        self._fail_on_stop = fail_on_stop
+
+    def run(self, stop: threading.Event) -> None:
+        if self._early:
+            self._early.pop()
+            return
+        self.log.append("running")
+        stop.wait()
+        if self._fail_on_stop:
+            raise RuntimeError("consumer closed under us")
+
+
+def test_a_component_that_returns_by_itself_is_closed_once_and_restarted() -> None:
+    log: list[str] = []
+    early = ["quit"]  # shared by the instances: only the first one quits
+    recorded = RecordedMetrics()
+    supervised = Supervised(
+        "processors", lambda: Quitter(early, log), FAST, recorded.metrics, lambda _r: None
+    )
+    supervised.start()
+    try:
+        _wait(lambda: "running" in log)
+        # the first instance: opened, closed once (never aborted after its close); a fresh one
+        assert log == ["open", "close", "open", "running"]
+        assert supervised.health().restarts == 1
+        assert recorded.total("agentstream.worker.component_failures", component="processors") == 1
+    finally:
+        supervised.stop()
+    assert log == ["open", "close", "open", "running", "close"]
+
+
+def test_a_component_failing_while_stopping_is_aborted_once() -> None:
+    log: list[str] = []
+    supervised = Supervised(
+        "sink", lambda: Quitter([], log, fail_on_stop=True), FAST, RecordedMetrics().metrics,
+        lambda _r: None,
+    )  # fmt: skip
+    supervised.start()
+    _wait(lambda: "running" in log)
+    supervised.stop()
+    assert log == ["open", "running", "abort"]
+    assert supervised.health().state == "stopped"
