@@ -75,6 +75,13 @@ from agentstream.schemas._events import (
     ToolCall,
 )
 from agentstream.schemas._registry import HttpSchemaRegistry, InMemorySchemaRegistry, SchemaRegistry
+from agentstream.schemas._rollouts import (
+    ReviewRequest,
+    Rollout,
+    RolloutStatus,
+    RolloutVerdict,
+    VerdictKind,
+)
 from agentstream.schemas.errors import (
     AgentstreamError,
     CodecError,
@@ -116,6 +123,10 @@ __all__ = [
     "Resolution",
     "Retention",
     "ReviewDecision",
+    "ReviewRequest",
+    "Rollout",
+    "RolloutStatus",
+    "RolloutVerdict",
     "Rollup",
     "SchemaCompatibilityError",
     "SchemaRegistry",
@@ -125,6 +136,7 @@ __all__ = [
     "Severity",
     "StateTransition",
     "ToolCall",
+    "VerdictKind",
     "check_all_history",
     "check_compatibility",
     "check_history",

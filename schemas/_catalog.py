@@ -27,6 +27,7 @@ from agentstream.schemas._events import (
     StateTransition,
     ToolCall,
 )
+from agentstream.schemas._rollouts import ReviewRequest, Rollout, RolloutVerdict
 from agentstream.schemas.errors import CodecError
 
 __all__ = [
@@ -50,6 +51,9 @@ MODELS: tuple[type[Record], ...] = (
     InvalidEvent,
     Rollup,
     Alert,
+    ReviewRequest,
+    Rollout,
+    RolloutVerdict,
     EvalResult,
     Feedback,
 )

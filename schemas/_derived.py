@@ -97,6 +97,9 @@ class Rollup(Record):
     runs_failed: Count = 0
     reviews: Count = 0
     overrides: Count = 0
+    reviews_approved: Count = 0
+    review_score_sum: Count = 0
+    reviews_scored: Count = 0
     state_time_ms: dict[AgentState, Count] = Field(default_factory=dict)
     computed_at: UtcDatetime = Field(default_factory=utc_now)
     redactions: Redactions = Field(default_factory=dict)

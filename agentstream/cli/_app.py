@@ -24,6 +24,8 @@ _GROUPS = (
     "agentstream.cli.alerts",
     "agentstream.cli.simulate",
     "agentstream.cli.soak",
+    "agentstream.cli.review",
+    "agentstream.cli.rollout",
     "agentstream.cli.compare",
 )
 

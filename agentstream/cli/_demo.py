@@ -272,6 +272,9 @@ def run_demo(options: DemoOptions) -> int:
         "lifecycle": {"reviewing_budget_s": 8, "executing_budget_s": 60},
         "rollups": {"allowed_lateness_s": 2},
         "alerts": {"rules_path": rules},
+        # the demo's rollouts are judged on 1 s windows: stages of seconds, not hours
+        "rollouts": {"resolution": "1s", "channels": ["log"]},
+        "review": {"sample_rate": 0.01},
         "worker": {
             "app_id": f"agentstream-demo-{run_id}",
             "web_port": free_ports("127.0.0.1", 1)[0],
@@ -314,6 +317,7 @@ def run_demo(options: DemoOptions) -> int:
             with console.status("starting the worker (processors, ClickHouse sink, alerts)"):
                 _wait_ready(proc, ready, log, timeout=120)
             console.print(f"[green]✓[/] worker running (log: {log})")
+            _start_rollouts(settings, options, console)
             live = _Live()
             stop = threading.Event()
             watcher = threading.Thread(target=_watch, args=(settings, live, stop), daemon=True)
@@ -348,6 +352,44 @@ def run_demo(options: DemoOptions) -> int:
     return 0
 
 
+def demo_rollouts(options: DemoOptions) -> list[Any]:
+    """Two canaries of the incident version against the other one: ``agent-2`` with short
+    stages (promoted through every stage before the incident), ``agent-1`` with longer ones
+    (still rolling out when the incident version slows down: rolled back)."""
+    from agentstream.schemas import Rollout
+
+    baseline = "1.0.0" if options.incident_version != "1.0.0" else "1.1.0"
+    quick = max(2.0, options.duration_s * 0.1)
+    slow = max(quick * 2, options.duration_s * 0.22)
+    return [
+        Rollout(
+            agent_id=agent,
+            baseline=baseline,
+            candidate=options.incident_version,
+            stages=(5, 10, 25, 50, 100),
+            min_stage_s=stage_s,
+            guards=("error_rate <= +10pp", "p50_latency <= +100%"),
+            min_runs=20,
+            created_by="demo",
+        )
+        for agent, stage_s in (("agent-2", quick), ("agent-1", slow))
+    ]
+
+
+def _start_rollouts(settings: Settings, options: DemoOptions, console: Any) -> None:
+    from agentstream.core import kafka
+    from agentstream.schemas import encode_model
+
+    producer = kafka.producer(settings, "tools")
+    for r in demo_rollouts(options):
+        producer.produce(settings.topics.name("rollouts"), encode_model(r), r.agent_id.encode())
+        console.print(
+            f"[green]✓[/] rollout {r.agent_id}: {r.baseline} -> {r.candidate}, stages "
+            f"{','.join(map(str, r.stages))}%, {r.min_stage_s:g} s each"
+        )
+    producer.flush(30)
+
+
 def _summary(settings: Settings, console: Any, report: Any) -> None:
     from rich.table import Table
 
@@ -378,6 +420,17 @@ def _summary(settings: Settings, console: Any, report: Any) -> None:
                 f"'{_NO_INIT_SQL}', 'run has no INIT') "
                 "AS why, count() AS events FROM invalid_events FINAL "
                 "GROUP BY why ORDER BY events DESC LIMIT 10"
+            ),
+            "rollout verdicts": (
+                "SELECT agent_id, verdict, stage_percent, next_percent, "
+                "substring(reason, 1, 90) AS why FROM rollouts FINAL "
+                "WHERE verdict != 'HOLD' ORDER BY agent_id, decided_at"
+            ),
+            "review queue (1 % of finished runs, plus rules)": (
+                "SELECT (SELECT count() FROM review_queue FINAL) AS requested, "
+                "(SELECT count() FROM state_transitions FINAL "
+                "WHERE to_state IN ('COMPLETED', 'FAILED')) AS finished_runs, "
+                "round(requested / finished_runs, 4) AS share"
             ),
             "runs": (
                 "SELECT to_state, count() AS runs, "

@@ -23,6 +23,9 @@ from agentstream.schemas import (
     ModelCall,
     Record,
     ReviewDecision,
+    ReviewRequest,
+    Rollout,
+    RolloutVerdict,
     Rollup,
     StateTransition,
     ToolCall,
@@ -100,6 +103,19 @@ STREAMS: Final[tuple[Stream, ...]] = (
     Stream("invalid", InvalidEvent, "processors", "invalid_events", ("reason",), "drop"),
     Stream("rollups", Rollup, "processors", "rollups", (), "dead_letter"),
     Stream("alerts", Alert, "processors", "alerts", ("message",), "dead_letter"),
+    Stream(
+        "review_requests",
+        ReviewRequest,
+        "processors",
+        "review_queue",
+        ("error_category",),
+        "dead_letter",
+    ),
+    # rollout definitions and state (compacted, keyed by agent): read from Kafka, not stored
+    Stream("rollouts", Rollout, "processors", None, ("reason",)),
+    Stream(
+        "rollout_verdicts", RolloutVerdict, "processors", "rollouts", ("reason",), "dead_letter"
+    ),
 )
 
 _BY_NAME: Final[Mapping[str, Stream]] = MappingProxyType({s.name: s for s in STREAMS})

@@ -62,6 +62,9 @@ __all__ = [
     "LifecycleSettings",
     "LocalKafkaSettings",
     "RetentionSettings",
+    "ReviewRule",
+    "ReviewSettings",
+    "RolloutSettings",
     "RollupSettings",
     "Settings",
     "SinkSettings",
@@ -106,7 +109,9 @@ class _Section(BaseModel):
 
 
 #: the kinds of Kafka client agentstream runs (``agentstream.core.kafka``)
-KafkaRole = Literal["emitter", "processors", "restore", "sink", "alerts", "tools", "admin"]
+KafkaRole = Literal[
+    "emitter", "processors", "restore", "sink", "alerts", "rollouts", "tools", "admin"
+]
 
 
 class KafkaSettings(_Section):
@@ -163,6 +168,12 @@ class TopicSettings(_Section):
     invalid: str = "invalid"
     rollups: str = "rollups"
     alerts: str = "alerts"
+    #: runs picked for human review (processor output)
+    review_requests: str = "review_requests"
+    #: rollout definitions and state, compacted, keyed by agent
+    rollouts: str = "rollouts"
+    #: PROMOTE / HOLD / ROLLBACK verdicts of the rollouts stage
+    rollout_verdicts: str = "rollout_verdicts"
     #: pre-deployment benchmark results (EvalResult) and end-user feedback (Feedback)
     eval_results: str = "eval_results"
     feedback: str = "feedback"
@@ -379,6 +390,57 @@ class AlertChannelSettings(_Section):
     secret: SecretStr | None = None
 
 
+class ReviewRule(_Section):
+    """A rule that sends every matching finished run to human review, sampled or not.
+
+    ``agent_id`` and ``agent_version`` are shell-style globs (``fnmatch``, case-sensitive);
+    ``outcome`` None matches both COMPLETED and FAILED runs.
+    """
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    outcome: Literal["COMPLETED", "FAILED"] | None = None
+    agent_id: str = "*"
+    agent_version: str = "*"
+
+
+class ReviewSettings(_Section):
+    """Review sampling (processors/review): which finished runs go to human review.
+
+    A run is sampled when the blake2b hash of its ``run_id`` (8-byte digest, big-endian,
+    divided by 2**64) is below ``sample_rate``; a run matching any rule is requested too.
+    """
+
+    #: fraction of finished runs sampled for review (0.01 = 1 %)
+    sample_rate: float = Field(default=0.01, ge=0, le=1)
+    #: rules that always request a review, e.g. every FAILED run of a canary version:
+    #: ``[{"name": "canary-failures", "outcome": "FAILED", "agent_version": "*-rc*"}]``
+    rules: tuple[ReviewRule, ...] = ()
+    #: a YAML file with more rules (a list of the same mappings), read at start
+    rules_path: Path | None = None
+
+
+class RolloutSettings(_Section):
+    """The rollouts stage (processors/rollouts): verdicts per stage from the rollups."""
+
+    #: which rollup resolution the stage reads (its figures are summed over a stage)
+    resolution: Literal["1s", "1m", "1h"] = "1m"
+    #: two-sided confidence of the bounds a guard is judged at
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    #: default finished runs each side needs in a stage (``rollout start --min-runs``)
+    min_runs: int = Field(default=100, ge=1)
+    #: default event-time length of a stage (``rollout start --min-stage``)
+    min_stage_s: float = Field(default=86_400.0, ge=0)
+    #: run the rollouts stage in this worker (one worker of a deployment is enough)
+    enabled: bool = True
+    #: the consumer group the stage reads with (it commits no offsets: its state is the
+    #: compacted rollouts topic, and the rollups are re-read from the stage's start)
+    consumer_group: str = "agentstream-rollouts"
+    #: alert channels verdicts are sent to (through the alerts topic); empty: the defaults
+    channels: tuple[str, ...] = ("log",)
+    #: how far before a stage's start the rollups are re-read at start-up (Kafka timestamps)
+    reread_margin_s: float = Field(default=3_600.0, ge=0)
+
+
 class AlertSettings(_Section):
     """Alert rules and channels."""
 
@@ -568,6 +630,8 @@ class Settings(BaseSettings):
     clock: ClockSettings = ClockSettings()
     sink: SinkSettings = SinkSettings()
     alerts: AlertSettings = AlertSettings()
+    review: ReviewSettings = ReviewSettings()
+    rollouts: RolloutSettings = RolloutSettings()
     worker: WorkerSettings = WorkerSettings()
     analyst: AnalystSettings = AnalystSettings()
     evaluation: EvaluationSettings = EvaluationSettings()

@@ -15,11 +15,18 @@ from agentstream.core.metrics import PipelineMetrics
 
 if TYPE_CHECKING:
     from agentstream.processors.engine import ProcessorEngine
+    from agentstream.processors.rollouts import RolloutStage
     from agentstream.sinks.alerting import AlertDispatcher, Notifier
     from agentstream.sinks.clickhouse import ClickHouseBackend
     from agentstream.sinks.consumer import SinkWorker
 
-__all__ = ["AlertsComponent", "ProcessorsComponent", "SinkComponent", "ensure_changelog"]
+__all__ = [
+    "AlertsComponent",
+    "ProcessorsComponent",
+    "RolloutsComponent",
+    "SinkComponent",
+    "ensure_changelog",
+]
 
 log = logging.getLogger("agentstream.worker")
 #: the processors' own messages keep their logger name
@@ -127,3 +134,25 @@ class AlertsComponent:
 
     def abort(self) -> None:
         self.close()
+
+
+class RolloutsComponent:
+    """The rollouts stage (:class:`~agentstream.processors.rollouts.RolloutStage`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        from agentstream.processors.rollouts import RolloutStage
+
+        self.stage: RolloutStage = RolloutStage(settings)
+
+    def open(self) -> None:
+        self.stage.open()
+        _processors_log.info("rollouts stage judging %d rollout(s)", len(self.stage.judge.rollouts))
+
+    def run(self, stop: threading.Event) -> None:
+        self.stage.run(stop)
+
+    def close(self) -> None:
+        self.stage.close()
+
+    def abort(self) -> None:
+        self.stage.close()

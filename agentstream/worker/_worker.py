@@ -16,7 +16,12 @@ from agentstream.core.config import Settings
 from agentstream.core.errors import StorageError
 from agentstream.core.http import HttpReply
 from agentstream.core.metrics import PipelineMetrics, pipeline_metrics
-from agentstream.worker._components import AlertsComponent, ProcessorsComponent, SinkComponent
+from agentstream.worker._components import (
+    AlertsComponent,
+    ProcessorsComponent,
+    RolloutsComponent,
+    SinkComponent,
+)
 from agentstream.worker._supervisor import Component, Supervised
 from agentstream.worker._web import Handler, HttpRequest, Routes, WebServer
 
@@ -84,6 +89,8 @@ class Worker:
             self._supervise("sink", lambda: SinkComponent(settings, backend, self.metrics))
         if self._want_alerts:
             self._supervise("alerts", lambda: AlertsComponent(settings, self.metrics))
+        if settings.rollouts.enabled:
+            self._supervise("rollouts", lambda: RolloutsComponent(settings))
         self.web = WebServer(settings.worker, self._routes(backend))
         self.web.start()
         self._stack.callback(self.web.stop)

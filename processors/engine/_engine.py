@@ -61,6 +61,7 @@ from agentstream.processors.lifecycle import (
     apply,
     observe_tool_call,
 )
+from agentstream.processors.review import ReviewSampler
 from agentstream.processors.rollups import DUPLICATE, TOO_LATE, RollupAggregator
 from agentstream.schemas import (
     ModelCall,
@@ -120,7 +121,11 @@ class ProcessorEngine:
         self._tallies = Tallies()
         topics = settings.topics
         self._topic_stream = {topics.name(stream): stream for stream in _INPUTS}
-        self._out = {s: topics.name(s) for s in ("lifecycle", "invalid", "rollups", "alerts")}
+        self._out = {
+            s: topics.name(s)
+            for s in ("lifecycle", "invalid", "rollups", "alerts", "review_requests")
+        }
+        self._review = ReviewSampler(settings.review)
         worker = settings.worker
         self._state_topic = f"{topics.prefix}{worker.app_id}-state"
         self._batch_size = batch_size
@@ -293,6 +298,8 @@ class ProcessorEngine:
         topic = self._out[stream]
         self._producer.produce(topic, encode_model(record), key.encode(), headers=headers)
         self._tallies.count_out(topic)
+        if stream == "lifecycle" and (request := self._review.request(record)) is not None:
+            self._send("review_requests", key, request)
 
     def _handle(self, message: Any) -> None:
         if message.error():

@@ -57,6 +57,9 @@ FIGURES: Final[tuple[str, ...]] = (
     "runs_failed",
     "reviews",
     "overrides",
+    "reviews_approved",
+    "review_score_sum",
+    "reviews_scored",
     "handoffs",
     "value_nusd",
 )
@@ -79,6 +82,9 @@ FIGURES: Final[tuple[str, ...]] = (
     RUNS_FAILED,
     REVIEWS,
     OVERRIDES,
+    REVIEWS_APPROVED,
+    REVIEW_SCORE_SUM,
+    REVIEWS_SCORED,
     HANDOFFS,
     VALUE_NUSD,
 ) = range(len(FIGURES))

@@ -16,7 +16,10 @@ from agentstream.processors.rollups._cells import (
     OVERRIDES,
     PARTIAL,
     RETRYABLE,
+    REVIEW_SCORE_SUM,
     REVIEWS,
+    REVIEWS_APPROVED,
+    REVIEWS_SCORED,
     RUNS_COMPLETED,
     RUNS_FAILED,
     RUNS_STARTED,
@@ -105,8 +108,13 @@ def add_transition(ev: StateTransition, cells: list[Cell], late: bool) -> None:
 def add_review(ev: ReviewDecision, cells: list[Cell], late: bool) -> None:
     """A review decision."""
     override = ev.decision is Decision.OVERRIDDEN
+    approved = int(ev.decision is Decision.APPROVED)
     for cell in cells:
         cell.f[REVIEWS] += 1
         cell.f[LATE] += late
         if override:
             cell.f[OVERRIDES] += 1
+        cell.f[REVIEWS_APPROVED] += approved
+        if ev.score is not None:
+            cell.f[REVIEW_SCORE_SUM] += ev.score
+            cell.f[REVIEWS_SCORED] += 1

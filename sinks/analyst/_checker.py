@@ -54,6 +54,7 @@ _TENANT_TABLES = (
     "model_calls",
     "state_transitions",
     "review_decisions",
+    "review_queue",
     "invalid_events",
     "rollups_1s",
     "rollups_1m",
@@ -69,6 +70,8 @@ ANALYST_TABLES: Mapping[str, frozenset[str]] = MappingProxyType(
         **{f"{t}_dedup": frozenset({"admin", "oncall", "tenant"}) for t in _TENANT_TABLES},
         "alerts": frozenset({"admin", "oncall"}),
         "alerts_dedup": frozenset({"admin", "oncall"}),
+        "rollouts": frozenset({"admin", "oncall"}),
+        "rollouts_dedup": frozenset({"admin", "oncall"}),
         "query_audit": frozenset({"admin"}),
     }
 )

@@ -17,7 +17,15 @@ from typing import Any, get_args
 from agentstream.core.catalog import STREAMS
 from agentstream.core.errors import StorageError
 from agentstream.core.redact import Counts, Redactor
-from agentstream.schemas import Alert, InvalidEvent, Record, Resolution, Rollup
+from agentstream.schemas import (
+    Alert,
+    InvalidEvent,
+    Record,
+    Resolution,
+    ReviewRequest,
+    RolloutVerdict,
+    Rollup,
+)
 
 __all__ = ["REDACTED_FIELDS", "SINK_REDACTIONS", "TABLES", "TableSpec", "table_for"]
 
@@ -100,6 +108,8 @@ _TIME_COLUMN: dict[type[Record], str] = {
     InvalidEvent: "detected_time",
     Alert: "fired_at",
     Rollup: "window_start",
+    ReviewRequest: "requested_at",
+    RolloutVerdict: "decided_at",
 }
 
 

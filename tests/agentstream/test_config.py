@@ -113,6 +113,9 @@ def test_topic_names() -> None:
         "invalid": "prod.invalid",
         "rollups": "prod.rollups",
         "alerts": "prod.alerts",
+        "review_requests": "prod.review_requests",
+        "rollouts": "prod.rollouts",
+        "rollout_verdicts": "prod.rollout_verdicts",
         "eval_results": "prod.eval_results",
         "feedback": "prod.feedback",
     }

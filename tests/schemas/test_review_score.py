@@ -59,3 +59,18 @@ def test_score_round_trips(score: int) -> None:
 def test_score_out_of_range_names_the_field(score: int) -> None:
     with pytest.raises(EventValidationError, match=r"ReviewDecision\.score"):
         _review(score=score)
+
+
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_rollups_written_before_v4_read_with_no_review_figures(version: int) -> None:
+    writer = RECORD_TYPES["Rollup"].history[version - 1]
+    fields = {f["name"] for f in writer.schema["fields"]}
+    assert not fields & {"reviews_approved", "review_score_sum", "reviews_scored"}
+    sample = records.rollup(count=3, success=3, reviews=2, overrides=1)
+    datum = {k: v for k, v in sample.to_avro().items() if k in fields}
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, writer.parsed, datum)
+    data = SINGLE_OBJECT_MAGIC + writer.fingerprint + out.getvalue()
+    model = decode_model(data)
+    assert (model.reviews, model.overrides) == (2, 1)  # type: ignore[attr-defined]
+    assert (model.reviews_approved, model.review_score_sum, model.reviews_scored) == (0, 0, 0)  # type: ignore[attr-defined]

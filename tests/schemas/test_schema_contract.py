@@ -56,6 +56,12 @@ GENERATED = {
     ("Rollup", "computed_at"),
     ("Alert", "alert_id"),
     ("Alert", "fired_at"),
+    ("Rollout", "rollout_id"),
+    ("Rollout", "stage_started_at"),
+    ("Rollout", "created_at"),
+    ("Rollout", "updated_at"),
+    ("RolloutVerdict", "verdict_id"),
+    ("RolloutVerdict", "decided_at"),
 }
 
 
@@ -197,6 +203,9 @@ def test_every_schema_file_has_a_model_and_back() -> None:
                 "InvalidEvent",
                 "Rollup",
                 "Alert",
+                "ReviewRequest",
+                "Rollout",
+                "RolloutVerdict",
                 "EvalResult",
                 "Feedback",
             ]

@@ -48,9 +48,9 @@ def _sample(name: str) -> Record:
 @pytest.mark.parametrize("name", sorted(NEW_FIELDS))
 def test_every_older_version_reads_with_the_new_fields_at_their_defaults(name: str) -> None:
     rt = RECORD_TYPES[name]
-    assert rt.current.version == 3
+    assert rt.current.version >= 3  # the fields came in v3 (Rollup v4 added review figures)
     sample = _sample(name)
-    for version in rt.history[:-1]:
+    for version in rt.history[:2]:
         fields = {f["name"] for f in version.schema["fields"]}
         assert not fields & set(NEW_FIELDS[name]), f"v{version.version} has a new field"
         datum = {k: v for k, v in sample.to_avro().items() if k in fields}

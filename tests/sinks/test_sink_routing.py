@@ -22,10 +22,13 @@ def test_routes_cover_raw_and_processed_topics_but_not_raw_transitions() -> None
         "x.invalid",
         "x.rollups",
         "x.alerts",
+        "x.review_requests",
+        "x.rollout_verdicts",
         "x.eval_results",
         "x.feedback",
     }
     assert "x.transitions" not in table  # lifecycle carries the validated ones
+    assert "x.rollouts" not in table  # rollout state is read from Kafka, verdicts are stored
     assert table["x.lifecycle"].model is StateTransition
     assert table["x.reviews"].model is ReviewDecision
     assert {t: r.on_bad for t, r in table.items() if r.on_bad != "dead_letter"} == {

@@ -109,7 +109,7 @@ def test_a_healthy_worker_is_live_ready_and_serves_analysts(
         status, body = _until(all_running, 60, proc)
         assert status == 200
         assert body["status"] == "ok"
-        assert set(body["components"]) == {"processors", "sink", "alerts"}
+        assert set(body["components"]) == {"processors", "sink", "alerts", "rollouts"}
         assert all(c["state"] == "running" for c in body["components"].values())
 
         # the same port speaks ClickHouse's HTTP interface to analysts with a key
