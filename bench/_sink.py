@@ -138,7 +138,8 @@ class _Raw:
         self.file = scratch / "raw-insert.arrows"
 
     def _sql(self, token: str) -> str:
-        return f"INSERT INTO {self.target} ({self.columns}) SETTINGS insert_deduplication_token = '{token}'"
+        settings = f"SETTINGS insert_deduplication_token = '{token}'"
+        return f"INSERT INTO {self.target} ({self.columns}) {settings}"
 
     def tsv(self, records: Sequence[ToolCall], token: str) -> None:
         rows = [self.getter(r) for r in records]
