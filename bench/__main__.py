@@ -2,7 +2,8 @@
 
 Starts its own broker on free ports in a scratch folder (the jar cache is
 shared), measures, prints a table, writes ``bench-results/bench.json`` and,
-with ``--chart``, a PNG of the timeline (needs matplotlib).
+with ``--chart``, a PNG: each figure beside its baseline and peer, timelines as lines
+(needs matplotlib).
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.chart is not None:
         from bench._chart import draw
 
-        draw(ctx.timeline, args.chart)
+        draw(figures, ctx.timeline, args.chart)
         console.print(f"wrote {args.chart}")
     return 0
 

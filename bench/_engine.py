@@ -37,6 +37,8 @@ class WorkerBench:
     events: int
     worker_events_per_s: float
     decode_only_events_per_s: float
+    #: the input topics the records are on (a peer reads the same ones)
+    topics: tuple[str, ...] = ()
 
     def timeline_point(self) -> dict[str, float]:
         return {
@@ -117,4 +119,7 @@ def bench_worker(bootstrap: str, *, events: int = 50_000) -> WorkerBench:
     finally:
         engine.close()
     rate = engine.stats.consumed / elapsed if elapsed else 0.0
-    return WorkerBench(len(workload), rate, baseline)
+    # the topics the workload wrote to (a peer's job over empty topics only lengthens its
+    # internal topic names: Quix names its repartition topic after all of them)
+    inputs = tuple(sorted({settings.topics.name(_STREAM[type(e)]) for e in workload}))
+    return WorkerBench(len(workload), rate, baseline, inputs)

@@ -19,7 +19,8 @@ __all__ = ["BenchContext", "Figure", "percentile", "render", "timed_percentiles"
 class Figure:
     """One measured figure beside the baseline measured in the same run.
 
-    ``higher_is_better`` tells how to read the ratio (figure / baseline).
+    ``higher_is_better`` tells how to read the ratio (figure / baseline). A ``peer``
+    (another library doing the same job, same run) is shown beside them when named.
     """
 
     name: str
@@ -30,10 +31,17 @@ class Figure:
     higher_is_better: bool
     target: str = ""
     note: str = ""
+    peer_name: str = ""
+    peer: float = float("nan")
 
     @property
     def ratio(self) -> float:
         return self.value / self.baseline if self.baseline else float("nan")
+
+    @property
+    def peer_ratio(self) -> float:
+        """figure / peer (NaN without a peer)."""
+        return self.value / self.peer if self.peer_name and self.peer else float("nan")
 
 
 @dataclass
@@ -93,6 +101,8 @@ def render(figures: Sequence[Figure]) -> None:
         ("baseline (same run)", "left"),
         ("baseline value", "right"),
         ("ratio", "right"),
+        ("peer (same run)", "left"),
+        ("x peer", "right"),
         ("target", "left"),
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
@@ -105,6 +115,8 @@ def render(figures: Sequence[Figure]) -> None:
             f.baseline_name,
             f"{f.baseline:,.1f} {f.unit}",
             ratio,
+            f"{f.peer_name} {f.peer:,.1f} {f.unit}" if f.peer_name else "",
+            f"x{f.peer_ratio:.2f}" if f.peer_name else "",
             f.target,
         )
     Console().print(table)
@@ -116,7 +128,7 @@ def write_json(path: Path, figures: Sequence[Figure], timeline: list[dict[str, A
     payload = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"python": platform.python_version(), "cpus": _cpus(), "node": platform.node()},
-        "figures": [asdict(f) | {"ratio": f.ratio} for f in figures],
+        "figures": [asdict(f) | {"ratio": f.ratio, "peer_ratio": f.peer_ratio} for f in figures],
         "timeline": timeline,
     }
     path.write_text(json.dumps(payload, indent=2))

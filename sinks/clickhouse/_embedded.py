@@ -2,6 +2,12 @@
 
 One process can hold one chdb folder at a time; while a worker runs it owns
 the folder and analysts go through the worker.
+
+Inserts are columnar: the rows become an Arrow table typed from the table's
+columns (:mod:`agentstream.sinks.clickhouse._arrow`), read by the engine through
+chdb's ``Python()`` table function, several times cheaper than parsing text.
+A table with a column type the Arrow mapping does not know, or an install
+without pyarrow, is inserted as TabSeparated text.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from agentstream.core.errors import StorageError
+from agentstream.sinks.clickhouse._arrow import arrow_schema, arrow_table
 from agentstream.sinks.clickhouse._backend import QueryResult
 from agentstream.sinks.clickhouse._tsv import encode_param, encode_rows
 
@@ -29,6 +36,11 @@ def _identifier(name: str, what: str) -> str:
     if not _IDENTIFIER.match(name):
         raise StorageError(f"invalid {what} name {name!r}")
     return name
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else repr(exc)
 
 
 def _convert(value: Any, ch_type: str) -> Any:
@@ -73,6 +85,9 @@ class EmbeddedClickHouse:
         self.database = _identifier(database, "database")
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        #: (table, columns) -> the Arrow schema of an insert (None: insert as text);
+        #: emptied by every command (a migration may change a column's type)
+        self._schemas: dict[tuple[str, tuple[str, ...]], Any] = {}
         session_cls: Any = session.Session  # chdb ships no type hints
         try:
             self._session: Any = session_cls(str(self.path))
@@ -93,8 +108,7 @@ class EmbeddedClickHouse:
                     return self._session.query(sql, fmt, params=escaped)
                 return self._session.query(sql, fmt)
             except Exception as exc:
-                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-                raise StorageError(f"ClickHouse (embedded): {first_line}") from exc
+                raise StorageError(f"ClickHouse (embedded): {_first_line(exc)}") from exc
 
     def ping(self) -> bool:
         try:
@@ -106,6 +120,7 @@ class EmbeddedClickHouse:
         return str(self.query("SELECT version()").scalar())
 
     def command(self, sql: str, params: Mapping[str, Any] | None = None) -> None:
+        self._schemas.clear()
         self._run(sql, "CSV", params)
 
     def query(self, sql: str, params: Mapping[str, Any] | None = None) -> QueryResult:
@@ -126,8 +141,7 @@ class EmbeddedClickHouse:
                 else:
                     result = self._session.query(sql, fmt)
             except Exception as exc:
-                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-                raise StorageError(f"ClickHouse (embedded): {first_line}") from exc
+                raise StorageError(f"ClickHouse (embedded): {_first_line(exc)}") from exc
         return bytes(result.bytes() or b""), int(result.rows_read())
 
     def insert(
@@ -140,17 +154,50 @@ class EmbeddedClickHouse:
     ) -> int:
         if not rows:
             return 0
+        name = _identifier(table, "table")
         cols = ", ".join(_identifier(c, "column") for c in columns)
-        settings = ""
+        settings: list[str] = []
         if dedup_token is not None:
             token = dedup_token.replace("\\", "\\\\").replace("'", "\\'")
-            settings = f" SETTINGS insert_deduplication_token = '{token}'"
-        sql = (
-            f"INSERT INTO {self.database}.{_identifier(table, 'table')} ({cols}){settings} "
-            f"FORMAT TabSeparated\n{encode_rows(rows)}"
-        )
-        self._run(sql)
+            settings.append(f"insert_deduplication_token = '{token}'")
+        schema = self._insert_schema(name, tuple(columns))
+        head = f"INSERT INTO {self.database}.{name} ({cols})"
+        if schema is None:
+            clause = f" SETTINGS {', '.join(settings)}" if settings else ""
+            self._run(f"{head}{clause} FORMAT TabSeparated\n{encode_rows(rows)}")
+            return len(rows)
+        # an INSERT SELECT is deduplicated like an INSERT ... FORMAT (by token, else by the
+        # block's hash) only when asked: the Arrow table is read in order, so it is stable
+        settings.append("deduplicate_insert_select = 'enable_even_for_bad_queries'")
+        # chdb's Python() table function finds the Arrow table by its variable name
+        _agentstream_insert = arrow_table(schema, rows)
+        sql = f"{head} SETTINGS {', '.join(settings)} SELECT * FROM Python(_agentstream_insert)"
+        with self._lock:
+            try:
+                self._session.query(sql, "CSV")
+            except Exception as exc:
+                raise StorageError(f"ClickHouse (embedded): {_first_line(exc)}") from exc
         return len(rows)
+
+    def _insert_schema(self, table: str, columns: tuple[str, ...]) -> Any:
+        """The Arrow schema of an insert into ``columns`` of ``table`` (None: as text)."""
+        key = (table, columns)
+        if key in self._schemas:
+            return self._schemas[key]
+        schema = None
+        try:
+            import pyarrow  # noqa: F401  (chdb-core depends on it; optional here all the same)
+        except ImportError:  # pragma: no cover - depends on the install
+            pass
+        else:
+            types = self.query(
+                "SELECT name, type FROM system.columns "
+                "WHERE database = {db:String} AND table = {t:String}",
+                {"db": self.database, "t": table},
+            )
+            schema = arrow_schema(columns, {str(n): str(t) for n, t in types.rows})
+        self._schemas[key] = schema
+        return schema
 
     def close(self) -> None:
         with self._lock:

@@ -24,16 +24,15 @@ import datetime as dt
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from agentstream.core.config import SinkSettings
 from agentstream.core.errors import StorageError
 from agentstream.core.redact import Counts, Redactor
-from agentstream.schemas import Record
+from agentstream.schemas import Record, Rollup
 from agentstream.sinks._base import Batch, BatchingSink, Position, Rejected
 from agentstream.sinks.clickhouse._backend import ClickHouseBackend
-from agentstream.sinks.clickhouse._tables import TABLES, TableSpec, table_for
+from agentstream.sinks.clickhouse._tables import SINK_REDACTIONS, TABLES, TableSpec, table_for
 
 __all__ = ["ClickHouseSink", "Row", "is_rejection", "spans_too_many_partitions"]
 
@@ -93,9 +92,11 @@ def _reason(exc: BaseException) -> str:
     return text[:1000] or type(exc).__name__
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """One row to insert, with what a dead letter needs if ClickHouse refuses it."""
+class Row(NamedTuple):
+    """One row to insert, with what a dead letter needs if ClickHouse refuses it.
+
+    A named tuple: one is built per record on the sink's hot path.
+    """
 
     values: tuple[Any, ...]
     raw: bytes | None = None
@@ -130,10 +131,13 @@ class ClickHouseSink(BatchingSink[Row]):
         #: replacements the sink's own redaction pass made, per table and kind, not yet
         #: taken by :meth:`take_redactions`
         self._redactions: dict[str, Counts] = {name: {} for name in tables}
-        self._builders = {
-            name: spec.row_builder(redactor, self._redactions[name])
-            for name, spec in tables.items()
-        }
+        self._builders = {name: spec.row_builder(redactor) for name, spec in tables.items()}
+        #: tables whose rows end with what the sink's redaction replaced (``sink_redactions``)
+        self._counted = frozenset(
+            name for name, spec in tables.items() if spec.columns[-1] == SINK_REDACTIONS
+        )
+        #: model -> (table, row builder) for models stored in one table (not rollups)
+        self._routes: dict[type[Record], tuple[str, Callable[[Record], tuple[Any, ...]]]] = {}
         #: rows inserted and batches per table since start
         self.inserted: dict[str, int] = {}
 
@@ -146,20 +150,37 @@ class ClickHouseSink(BatchingSink[Row]):
         key: bytes | None = None,
     ) -> str:
         """Buffer ``record`` for its table; returns the table. May raise ``BackPressure``."""
+        route = self._routes.get(record.__class__)
+        if route is None:
+            route = self._route(record)
+        table, builder = route
+        values = builder(record)
+        self.add(
+            table,
+            Row(
+                values,
+                raw,
+                key,
+                getattr(record, "event_id", None),
+                getattr(record, "run_id", None),
+                getattr(record, "tenant_id", None),
+            ),
+            position,
+        )
+        if table in self._counted and values[-1]:  # counted once the row is buffered
+            counts = self._redactions[table]
+            for kind, n in values[-1].items():
+                counts[kind] = counts.get(kind, 0) + n
+        return table
+
+    def _route(self, record: Record) -> tuple[str, Callable[[Record], tuple[Any, ...]]]:
         table = table_for(record)
         builder = self._builders.get(table)
         if builder is None:
             raise StorageError(f"the sink has no table {table!r}")
-        row = Row(
-            builder(record),
-            raw,
-            key,
-            getattr(record, "event_id", None),
-            getattr(record, "run_id", None),
-            getattr(record, "tenant_id", None),
-        )
-        self.add(table, row, position)
-        return table
+        if not isinstance(record, Rollup):  # a rollup's table depends on its resolution
+            self._routes[record.__class__] = (table, builder)
+        return table, builder
 
     def take_redactions(self) -> dict[str, Counts]:
         """What the sink's redaction pass replaced since the last call: table -> kind -> n."""

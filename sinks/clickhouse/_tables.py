@@ -82,23 +82,28 @@ class TableSpec:
                 return (*getter(record), {})
 
             return unredacted
+        # text() and json_text() screen a value cheaply before any pattern runs: a clean
+        # value costs one call and comes back as the same object, and the row stays a tuple
         passes = [
             (i, redactor.json_text if fields[i] == "params" else redactor.text) for i in redact_at
         ]
-        may_match = redactor.may_match
 
         def redacted(record: Record) -> tuple[Any, ...]:
-            values = list(getter(record))
+            values: tuple[Any, ...] = getter(record)
             found: Counts = {}
+            changed: list[Any] | None = None
             for i, redact in passes:
                 value = values[i]
-                if isinstance(value, str) and value and may_match(value):
-                    values[i] = redact(value, found)
+                if isinstance(value, str) and value:
+                    new = redact(value, found)
+                    if new is not value:
+                        if changed is None:
+                            changed = list(values)
+                        changed[i] = new
             if found and counts is not None:
                 for kind, n in found.items():
                     counts[kind] = counts.get(kind, 0) + n
-            values.append(found)
-            return tuple(values)
+            return (*(values if changed is None else changed), found)
 
         return redacted
 

@@ -1,0 +1,157 @@
+"""The peer: the rollup job written for Quix Streams, on the processors' bench topics.
+
+Same records, same broker, same run as :func:`bench._engine.bench_worker`: the
+mixed workload's four input topics. The job is the core of our rollups, in
+Quix's idiom, exactly once (Kafka transactions, as ours):
+
+* decode each record with the same Avro codec (single-object framing);
+* event time from the record (``timestamp_extractor``);
+* ``group_by`` the tenant/agent scope (Quix repartitions through a topic);
+* 1 s tumbling windows on event time, with our allowed lateness as grace: count,
+  errors (status ERROR), mean and max latency (tool and model calls); each closed
+  window goes to an output topic.
+
+Smaller than ours (no lifecycle, one resolution, one scope, no sketches, no
+alerts): the ratio flatters the peer. Needs the ``bench`` extra
+(``pip install 'agentstream[bench]'``); without it the bench says it skipped the peer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["QuixBench", "bench_quix", "quix_available"]
+
+#: the peer stops when no record came for this long (it is then behind: an error)
+_IDLE_S = 60.0
+
+
+@dataclass(frozen=True)
+class QuixBench:
+    """Events/s of the Quix Streams job over the same input records."""
+
+    events: int
+    events_per_s: float
+
+
+def quix_available() -> str | None:
+    """``None`` when Quix Streams can run here, else why not (one line)."""
+    try:
+        import quixstreams  # noqa: F401
+    except ImportError:
+        return "Quix Streams peer skipped: pip install 'agentstream[bench]' to run it"
+    return None
+
+
+def _deserializer() -> Any:
+    from quixstreams.models.serializers import Deserializer
+
+    from agentstream.schemas import decode_dict
+
+    class AvroRecords(Deserializer):  # type: ignore[misc, unused-ignore]  # untyped if absent
+        """Framed Avro (either framing) → the record as a dict, by our codec."""
+
+        def __init__(self) -> None:  # the base's takes and keeps nothing
+            pass
+
+        def __call__(self, value: bytes, ctx: Any) -> Any:
+            return decode_dict(value)[1]
+
+    return AvroRecords()
+
+
+def _event_time_ms(value: Any, headers: Any, timestamp: float, timestamp_type: Any) -> int:
+    when = value.get("event_time") if isinstance(value, dict) else None
+    if isinstance(when, dt.datetime):
+        return int(when.timestamp() * 1000)
+    return int(timestamp)
+
+
+def bench_quix(bootstrap: str, topics: Sequence[str], events: int, *, grace_s: float) -> QuixBench:
+    """Run the job over ``topics`` (``events`` records in all) from the start; time it.
+
+    ``grace_s``: how late (event time) a record may come for its window: ours, so that
+    both jobs keep the same records (the inputs are read in an order of their own).
+    """
+    from quixstreams import Application
+    from quixstreams.dataframe.windows import Count, Max, Mean, Sum
+
+    state = Path(tempfile.mkdtemp(prefix="agentstream-quix-"))
+    run = uuid.uuid4().hex[:8]
+    inputs = set(topics)
+    seen = 0
+    first: float | None = None
+    last = 0.0
+    app: Any = None
+
+    def processed(topic: str, partition: int, offset: int) -> None:
+        nonlocal seen, first, last
+        if topic not in inputs:
+            return
+        now = time.perf_counter()
+        first = first or now
+        last = now
+        seen += 1
+        if seen >= events:
+            app.stop()
+
+    app = Application(
+        broker_address=bootstrap,
+        consumer_group=f"bench-quix-{run}",
+        auto_offset_reset="earliest",
+        processing_guarantee="exactly-once",
+        state_dir=state,
+        # a record later than the grace is dropped with a warning each: logging is not the job
+        loglevel="ERROR",
+        on_message_processed=processed,
+    )
+    deserializer = _deserializer()
+    frames = [
+        app.dataframe(
+            app.topic(
+                name,
+                value_deserializer=deserializer,
+                timestamp_extractor=_event_time_ms,
+            )
+        )
+        for name in topics
+    ]
+    sdf = frames[0]
+    for frame in frames[1:]:
+        sdf = sdf.concat(frame)
+    sdf = sdf.apply(
+        lambda v: {
+            "scope": f"{v['tenant_id']}/{v['agent_id']}",
+            "error": 1 if v.get("status") == "ERROR" else 0,
+            "latency_ms": v.get("latency_ms"),
+        }
+    )
+    sdf = sdf.group_by("scope", name=f"scope-{run}")
+    sdf = (
+        sdf.tumbling_window(duration_ms=1000, grace_ms=int(grace_s * 1000))
+        .agg(
+            count=Count(),
+            errors=Sum("error"),
+            latency_mean=Mean("latency_ms"),
+            latency_max=Max("latency_ms"),
+        )
+        .final()
+    )
+    sdf.to_topic(app.topic(f"bench-quix-rollups-{run}"))
+    try:
+        # stops when every input record is processed (``processed``), or when idle too long
+        app.run(timeout=_IDLE_S, collect=False)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    if seen < events:
+        raise RuntimeError(f"the Quix Streams job read {seen} of {events} records")
+    elapsed = last - (first or last)
+    return QuixBench(seen, seen / elapsed if elapsed else 0.0)
