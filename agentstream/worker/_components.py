@@ -27,15 +27,19 @@ log = logging.getLogger("agentstream.worker")
 _processors_log = logging.getLogger("agentstream.processors")
 
 
-def ensure_changelog(settings: Settings, topic: str) -> None:
-    """Create the processors' state topic (compacted) if it does not exist."""
+def ensure_changelog(settings: Settings, topic: str, partitions: int = 1) -> None:
+    """Create the processors' state topic (compacted, ``partitions``: the input topics'
+    count) if it does not exist."""
     from confluent_kafka.cimpl import NewTopic
 
     admin = admin_client(settings)
     futures = admin.create_topics(
         [
             NewTopic(
-                topic, 1, settings.kafka.replication_factor, config={"cleanup.policy": "compact"}
+                topic,
+                partitions,
+                settings.kafka.replication_factor,
+                config={"cleanup.policy": "compact"},
             )
         ]
     )
@@ -60,7 +64,7 @@ class ProcessorsComponent:
         self._on_ready = on_ready
 
     def open(self) -> None:
-        self.engine.open(lambda topic: ensure_changelog(self._settings, topic))
+        self.engine.open(lambda topic, n: ensure_changelog(self._settings, topic, n))
 
     def run(self, stop: threading.Event) -> None:
         def ready() -> None:

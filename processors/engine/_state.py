@@ -9,20 +9,27 @@ store      id                                     value
 ``cell``   rollup entry (``1s|<start>|<scope>``,  rollup cell, ids seen, meta
            ``ids|<start>``, ``meta``)
 ``alert``  ``<rule>|<scope>``                     alert rule state
-``clock``  ``partitions``                         the event clocks (``_watermarks``)
+``clock``  ``<p>`` (per partition index), ``low`` the event clocks (``_watermarks``)
 =========  =====================================  ===============================
+
+**Layout.** The changelog has as many partitions as every input topic: a run's state
+(and the event clock of partition index ``p``) lives on changelog partition ``p``, the
+partition its input records come from, so a worker restores only the partitions it was
+assigned (:mod:`processors.engine._assignment`). The rollup cells, the alert states and
+the low watermark (``clock:low``) live on partition 0 (:data:`GLOBAL_PARTITION`).
 
 Values are JSON; a tombstone (``None``) deletes a key. Changes are written in the same
 Kafka transaction as the outputs and the consumer offsets, so after a crash the restored
-state, the outputs and the positions agree exactly. Today's release's singleton
-``tracker`` key is read once (:data:`LEGACY_TRACKER`) and deleted by the first commit.
+state, the outputs and the positions agree exactly. Older layouts (the singleton
+``tracker`` key, :data:`LEGACY_TRACKER`; the single ``clock:partitions`` entry,
+:data:`LEGACY_CLOCKS`) are read once and deleted by the first commit.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Collection, Iterable, Iterator, MutableMapping
 from typing import Any, Final
 
 from confluent_kafka import KafkaException, TopicPartition
@@ -35,7 +42,10 @@ __all__ = [
     "ALERTS",
     "CELLS",
     "CLOCKS",
+    "GLOBAL_PARTITION",
+    "LEGACY_CLOCKS",
     "LEGACY_TRACKER",
+    "LOW_CLOCK",
     "RUNS",
     "Store",
     "TrackedDict",
@@ -43,8 +53,14 @@ __all__ = [
     "read_changelog",
 ]
 
-#: the changelog key of today's release's event clock (migrated, then deleted)
+#: the changelog key of an older release's event clock (migrated, then deleted)
 LEGACY_TRACKER: Final = "tracker"
+#: the id (in the ``clock`` store) of the single-partition layout's clocks entry
+LEGACY_CLOCKS: Final = "partitions"
+#: the id (``clock`` store) of the low watermark, on the global partition
+LOW_CLOCK: Final = "low"
+#: the changelog partition of the state not partitioned by run (rollups, alerts, low mark)
+GLOBAL_PARTITION: Final = 0
 
 
 class Store:
@@ -101,6 +117,16 @@ class TrackedDict(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return len(self._data)
 
+    def absorb(self, data: dict[str, Any]) -> None:
+        """Add restored entries (not changes: nothing to write back)."""
+        self._data.update(data)
+
+    def forget(self, keys: Iterable[str]) -> None:
+        """Drop entries without deleting them (their partition went to another worker)."""
+        for key in keys:
+            self._data.pop(key, None)
+            self.changed.pop(key, None)
+
     def drain(self) -> dict[str, Any]:
         changed, self.changed = self.changed, {}
         return changed
@@ -111,8 +137,14 @@ def encode(value: Any) -> bytes | None:
     return None if value is None else json.dumps(value, separators=(",", ":")).encode()
 
 
-def read_changelog(settings: Settings, topic: str, timeout_s: float = 60.0) -> dict[str, Any]:
-    """Every live key of the changelog topic (committed records only), read to its end.
+def read_changelog(
+    settings: Settings,
+    topic: str,
+    timeout_s: float = 60.0,
+    partitions: Collection[int] | None = None,
+) -> dict[str, Any]:
+    """Every live key of the changelog topic (committed records only), read to its end;
+    ``partitions``: only those (default: all).
 
     Raises :class:`AgentstreamError` naming the topic and how far the read got when it
     cannot reach the end of every partition within ``timeout_s``: a worker never runs
@@ -124,8 +156,9 @@ def read_changelog(settings: Settings, topic: str, timeout_s: float = 60.0) -> d
     io_timeout = max(timeout_s, 10.0)  # one metadata or offsets request
     try:
         metadata = consumer.list_topics(topic, timeout=io_timeout)
-        partitions = metadata.topics[topic].partitions if topic in metadata.topics else {}
-        for partition in sorted(partitions):
+        existing = metadata.topics[topic].partitions if topic in metadata.topics else {}
+        wanted = existing if partitions is None else set(partitions) & set(existing)
+        for partition in sorted(wanted):
             tp = TopicPartition(topic, partition)
             low, high = consumer.get_watermark_offsets(tp, timeout=io_timeout)
             if high <= low:
