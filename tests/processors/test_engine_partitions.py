@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewPartitions
 
@@ -129,7 +129,10 @@ def _committed_lag(settings: Settings) -> int:
 def _members_with_partitions(settings: Settings) -> int:
     admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
     group = settings.worker.processors_group
-    description = admin.describe_consumer_groups([group])[group].result(10)
+    try:
+        description = admin.describe_consumer_groups([group])[group].result(10)
+    except KafkaException:  # the coordinator is still loading: ask again
+        return 0
     return sum(1 for m in description.members if m.assignment.topic_partitions)
 
 
@@ -159,10 +162,12 @@ def test_two_workers_a_sigkill_and_a_third_joining(
     total = len(events) + len(orphans)
     command = [sys.executable, "-m", "agentstream", "worker", "--no-sink", "--no-alerts"]
 
+    logs: list[Any] = []
+
     def worker(name: str) -> subprocess.Popen[bytes]:
-        log = (tmp_path / f"{name}.log").open("wb")  # kept for a failure's post-mortem
+        logs.append((tmp_path / f"{name}.log").open("wb"))  # for a failure's post-mortem
         env = _worker_env(settings, tmp_path, name)
-        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(command, env=env, stdout=logs[-1], stderr=subprocess.STDOUT)
 
     procs = {name: worker(name) for name in ("a", "b")}
     try:
@@ -194,6 +199,8 @@ def test_two_workers_a_sigkill_and_a_third_joining(
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(30)
+        for log in logs:
+            log.close()
     dead = check_lifecycle(settings, truth, extra_dead=len(orphans))
     assert {d.run_id for d in dead} == {o.run_id for o in orphans}
 
