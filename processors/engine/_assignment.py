@@ -72,6 +72,10 @@ def prepare_changelog(
     if ensure_topic is not None:
         ensure_topic(changelog, partitions)
     have = partition_counts(settings, [changelog])[changelog]
+    deadline = time.monotonic() + 30
+    while have < 0 and time.monotonic() < deadline:  # just created: not in the metadata yet
+        time.sleep(0.1)
+        have = partition_counts(settings, [changelog])[changelog]
     if have == 1 and partitions > 1:
         migrate_changelog(settings, producer, changelog, partitions)
     elif have != partitions:

@@ -211,7 +211,10 @@ class ProcessorEngine(Rebalancing):
     def close(self) -> None:
         self.metrics.forget_group(self._group)
         self._consumer.close()
-        self._producer.flush(10)
+        try:
+            self._producer.flush(10)
+        except KafkaException as exc:  # fenced by a successor: nothing of ours to deliver
+            log.warning("processors: closing: %s", exc)
 
     # -- the loop --------------------------------------------------------------
 

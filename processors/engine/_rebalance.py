@@ -59,6 +59,7 @@ class Rebalancing:
     _active: set[int]
     _closed_through: int
     _restored: bool
+    _partitions: int
     _drop_legacy: bool
 
     def _assigned(self, consumer: Any, partitions: list[Any]) -> None:
@@ -70,6 +71,13 @@ class Rebalancing:
         self._held = set(got)
         self._active = set(got)
         self._restored = True
+        if got and len(got) < self._partitions:
+            log.warning(
+                "processors: this worker holds partitions %s of %d: its rollups and alerts "
+                "cover only those until the two-stage rollups land (run one worker for them)",
+                sorted(got),
+                self._partitions,
+            )
 
     def _revoked(self, consumer: Any, partitions: list[Any]) -> None:
         # eager protocol: everything is revoked; the state is kept until the assignment
