@@ -6,9 +6,9 @@ field for field; the Avro file is the source of truth.
 
 from __future__ import annotations
 
-from typing import Self
+from typing import Annotated, Self
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from agentstream.schemas._base import (
     INT32_MAX,
@@ -26,7 +26,21 @@ from agentstream.schemas._base import (
 )
 from agentstream.schemas._enums import AgentState, CallStatus, Decision, ErrorClass, Retention
 
-__all__ = ["ModelCall", "ReviewDecision", "StateTransition", "ToolCall"]
+__all__ = ["MAX_REVIEW_SCORE", "ModelCall", "ReviewDecision", "StateTransition", "ToolCall"]
+
+
+#: the highest review score (scores run from 1, poor, to this, excellent)
+MAX_REVIEW_SCORE = 5
+
+
+def _score_in_range(score: int) -> int:
+    if score > MAX_REVIEW_SCORE:
+        raise ValueError(f"a review score runs from 1 to {MAX_REVIEW_SCORE}, not {score}")
+    return score
+
+
+#: a review score: an Avro int (so bounded like one), 1 to MAX_REVIEW_SCORE
+ReviewScore = Annotated[int, Field(ge=1, le=INT32_MAX), AfterValidator(_score_in_range)]
 
 
 def _check_outcome(status: CallStatus, error_class: ErrorClass) -> None:
@@ -115,12 +129,16 @@ class StateTransition(AgentEvent):
 
 
 class ReviewDecision(AgentEvent):
-    """A human reviewed a run: APPROVED, REJECTED or OVERRIDDEN (human override)."""
+    """A human reviewed a run: APPROVED, REJECTED or OVERRIDDEN (human override).
+
+    ``score`` (v3) is the reviewer's quality score, 1 to 5; None when not given.
+    """
 
     avro_name = "ReviewDecision"
 
     reviewer: Id
     decision: Decision
     comment: Text | None = None
+    score: ReviewScore | None = None
     retention: Retention = Retention.BUSINESS
     redactions: Redactions = Field(default_factory=dict)

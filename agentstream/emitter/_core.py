@@ -392,14 +392,17 @@ class EmitterCore:
         decision: Decision | str,
         comment: str | None = None,
         *,
+        score: int | None = None,
         retention: Retention | str = Retention.BUSINESS,
         run_id: str | None = None,
     ) -> ReviewDecision:
-        """A human reviewed the run: APPROVED, REJECTED or OVERRIDDEN."""
+        """A human reviewed the run: APPROVED, REJECTED or OVERRIDDEN, with an optional
+        quality ``score`` from 1 to 5."""
         fields: dict[str, Any] = {
             "reviewer": reviewer,
             "decision": decision,
             "comment": comment,
+            "score": score,
             "retention": retention,
         }
         data, sampled = self.context_fields("ReviewDecision", fields, run_id)

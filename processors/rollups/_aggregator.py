@@ -22,7 +22,10 @@ How it works
   so the verdict depends on the order of that partition only, not on how partitions
   interleave; or the aggregator's watermark, when a window is already dropped.
 * ``late_events`` of a window counts its accepted events that arrived after their
-  partition's watermark passed the window's end (a per-partition, deterministic figure).
+  partition's watermark passed the window's end: read from their own input partition
+  after an event dated ``allowed_lateness`` or more past the window's end. A function of
+  each partition's order only (never of the interleaving, batching or restarts);
+  synthesized timeouts are never late.
 * **Duplicates.** The event ids of every kept 1 s window are remembered: an event id seen
   before in its window (a redelivery has the same event time, so the same window) is
   refused (:data:`DUPLICATE`). The dedup window is therefore the horizon.
@@ -207,9 +210,12 @@ class RollupAggregator:
         ids = (event.tenant_id, event.agent_id, event.agent_version, None)
         partition_mark = clock_us - self._lateness
         limit = partition_mark if self._watermark is None else max(partition_mark, self._watermark)
-        late = second + _SECOND <= partition_mark
+        # a synthesized timeout is published when a clock passes its deadline, by design:
+        # never late (which clock passed it first depends on the interleaving)
+        synthesized = isinstance(event, StateTransition) and event.synthesized
+        late = second + _SECOND <= partition_mark and not synthesized
         if second + _SECOND + self._horizon <= limit:
-            if not (isinstance(event, StateTransition) and event.synthesized):
+            if not synthesized:
                 return TOO_LATE
             # our own timeout, published late by design: the oldest window still kept
             floor = limit - self._horizon

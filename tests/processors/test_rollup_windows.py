@@ -516,6 +516,33 @@ def test_a_synthesized_timeout_past_the_horizon_counts_in_the_oldest_kept_window
     assert ("1s", second(30.0), "global") not in rest
 
 
+def test_a_synthesized_timeout_within_the_horizon_is_never_late() -> None:
+    # published when a clock passes its deadline: which clock first depends on the
+    # interleaving of partitions, so its lateness would too; it counts in its own window
+    settings = RollupSettings(allowed_lateness_s=3, sketch_relative_accuracy=ALPHA)
+    agg = RollupAggregator(settings)
+    agg.add(tool(40.0))
+    timeout = StateTransition(
+        tenant_id="acme",
+        user_id="u",
+        agent_id="planner",
+        agent_version="1.0",
+        run_id="r",
+        from_state=AgentState.INIT,
+        to_state=AgentState.FAILED,
+        dwell_ms=10_000,
+        event_time=T0 + timedelta(seconds=30),
+        synthesized=True,
+        error_category="TIMEOUT",
+    )
+    assert agg.add(timeout, clock_us=to_us(T0 + timedelta(seconds=40))) == ADDED
+    straggler = tool(30.5)
+    assert agg.add(straggler, clock_us=to_us(T0 + timedelta(seconds=40))) == ADDED
+    rows = by_key(agg.advance(FAR, computed_at=STAMP))
+    window = rows[("1s", second(30.0), "global")]
+    assert (window.runs_failed, window.count, window.late_events) == (1, 1, 1)
+
+
 def test_state_of_the_previous_release_restores() -> None:
     # version 1 (today's release): open 1 s cells not merged yet, 1 min cells holding the
     # merged closed seconds; it reads as is and goes on exactly

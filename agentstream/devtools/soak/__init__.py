@@ -4,7 +4,9 @@
 * :mod:`.truth` - what must be stored, computed without the engine or the sink;
 * :mod:`.compare` - the table (figure, truth, stored, difference);
 * :mod:`.stored` - what ClickHouse holds, in the truth's terms;
-* :mod:`.harness` - broker, worker processes, faults, drain, comparison.
+* :mod:`.harness` - the run: population, workers, live traffic, drain, comparison;
+* :mod:`.options`, :mod:`.fleet` (worker processes, display), :mod:`.faults`,
+  :mod:`.wiring` (settings, group lags), :mod:`.arrivals` (the input's order).
 """
 
 from agentstream.devtools.soak.compare import Row, Stored, compare, differences

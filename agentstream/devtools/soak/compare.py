@@ -11,11 +11,29 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Final
 
-from agentstream.devtools.soak.truth import FIGURES, QUANTILES, RESOLUTIONS, Timeout, Truth
+from agentstream.devtools.soak.truth import (
+    FIGURES,
+    QUANTILES,
+    RESOLUTIONS,
+    CellTruth,
+    Timeout,
+    Truth,
+)
 
-__all__ = ["Row", "Stored", "StoredCell", "compare", "differences"]
+__all__ = [
+    "CellDifference",
+    "Row",
+    "Stored",
+    "StoredCell",
+    "cell_differences",
+    "compare",
+    "differences",
+    "write_cell_differences",
+]
 
 _KINDS: Final = ("GLOBAL", "TENANT", "AGENT", "TOOL")
 _STATES: Final = ("INIT", "PREPARING", "EXECUTING", "REVIEWING")
@@ -79,6 +97,28 @@ class Row:
 def differences(rows: Iterable[Row]) -> list[Row]:
     """The rows that differ."""
     return [row for row in rows if not row.ok]
+
+
+@dataclass(frozen=True)
+class CellDifference:
+    """One figure of one rollup cell that differs (``None``: the cell is absent)."""
+
+    resolution: str
+    window_start_us: int
+    scope: str
+    figure: str
+    truth: float | None
+    stored: float | None
+
+    def line(self) -> str:
+        start = datetime.fromtimestamp(self.window_start_us / 1e6, UTC).isoformat()
+        return "\t".join(
+            [self.resolution, start, self.scope, self.figure, _fmt(self.truth), _fmt(self.stored)]
+        )
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
 
 
 def _quantile_ok(stored: float | None, exact: float | None, accuracy: float) -> bool:
@@ -151,9 +191,7 @@ def compare(truth: Truth, stored: Stored, *, cutoff_us: int, accuracy: float) ->
         )
     add(Row("dead letters: unexpected", 0, unexpected))
     # -- rollups
-    truth_cells = {
-        key: cell for key, cell in truth.cells.items() if key[1] + RESOLUTIONS[key[0]] <= cutoff_us
-    }
+    truth_cells = _compared_cells(truth, cutoff_us)
     for resolution in ("1m",):  # the cells below check every window of every resolution
         for figure in FIGURES:
             add(
@@ -200,3 +238,49 @@ def compare(truth: Truth, stored: Stored, *, cutoff_us: int, accuracy: float) ->
             add(Row(f"{name} p50/p95/p99 off by >{accuracy:.0%}", 0, bad_quantiles[kind]))
     add(Row("rollup windows in absurd years", 0, stored.absurd_windows))
     return rows
+
+
+def _compared_cells(truth: Truth, cutoff_us: int) -> dict[tuple[str, int, str], CellTruth]:
+    return {
+        key: cell for key, cell in truth.cells.items() if key[1] + RESOLUTIONS[key[0]] <= cutoff_us
+    }
+
+
+def cell_differences(
+    truth: Truth, stored: Stored, *, cutoff_us: int, accuracy: float
+) -> list[CellDifference]:
+    """Every differing figure of every compared rollup cell, by resolution, window, scope.
+
+    A figure is a count (exact), a state's dwell (``state_ms:<STATE>``, exact) or a
+    latency quantile (within ``accuracy`` of the exact one).
+    """
+    wanted = _compared_cells(truth, cutoff_us)
+    out: list[CellDifference] = []
+    for key in sorted(set(wanted) | set(stored.cells)):
+        resolution, start, scope = key
+        want, got = wanted.get(key), stored.cells.get(key)
+        want_f = _nonzero(want.figures) if want else {}
+        got_f = _nonzero(got.figures) if got else {}
+        want_s = {f"state_ms:{k}": v for k, v in (_nonzero(want.state_ms) if want else {}).items()}
+        got_s = {f"state_ms:{k}": v for k, v in (_nonzero(got.state_ms) if got else {}).items()}
+        for name in sorted(set(want_f) | set(got_f) | set(want_s) | set(got_s)):
+            a = want_f.get(name, want_s.get(name, 0))
+            b = got_f.get(name, got_s.get(name, 0))
+            if a != b:
+                out.append(CellDifference(resolution, start, scope, name, a, b))
+        exact = want.quantiles() if want else dict.fromkeys(QUANTILES)
+        found = got.quantiles if got else dict.fromkeys(QUANTILES)
+        for name in QUANTILES:
+            if not _quantile_ok(found.get(name), exact[name], accuracy):
+                out.append(
+                    CellDifference(resolution, start, scope, name, exact[name], found.get(name))
+                )
+    return out
+
+
+def write_cell_differences(path: Path, found: Iterable[CellDifference]) -> int:
+    """Write ``found`` as tab-separated lines (with a header); the number of lines written."""
+    lines = [d.line() for d in found]
+    header = "resolution\twindow_start\tscope\tfigure\ttruth\tstored"
+    path.write_text("\n".join([header, *lines]) + "\n")
+    return len(lines)

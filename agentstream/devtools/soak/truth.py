@@ -27,12 +27,16 @@ Rules (issue #11, with the budgets of :class:`~agentstream.core.config.Lifecycle
   error class split, latency; model calls: calls, tokens, cost (integer nano-dollars);
   accepted and synthesized transitions: runs started (→INIT), completed, failed, and
   the dwell of the state left; reviews: reviews, overrides.
+* **Late events.** ``late_events`` of a window counts its counted events (synthesized
+  timeouts never) that were read from their input partition after an event dated
+  ``allowed_lateness`` or more past the window's end: a function of each partition's
+  order (given as ``arrivals``, read from the input topics), never of the interleaving.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Final
@@ -312,8 +316,26 @@ def _sane(event: AgentEvent) -> bool:
     return _SANE_FROM <= event.event_time < _SANE_UNTIL
 
 
-def compute_truth(events: Iterable[AgentEvent], lifecycle: LifecycleSettings) -> Truth:
-    """The truth of ``events`` (in production order; duplicates may be included)."""
+def compute_truth(
+    events: Iterable[AgentEvent],
+    lifecycle: LifecycleSettings,
+    arrivals: Mapping[str, int] | None = None,
+    lateness_s: float = 0.0,
+) -> Truth:
+    """The truth of ``events`` (in production order; duplicates may be included).
+
+    ``arrivals``: per event id, the newest event time (µs) read on its input partition
+    before it (:mod:`.arrivals`); an event counts in ``late_events`` when its 1 s
+    window ended ``lateness_s`` or more before that. None: no event is late.
+    """
+    lateness = round(lateness_s * 1_000_000)
+    read_at = arrivals or {}
+
+    def is_late(event: AgentEvent, at_us: int) -> int:
+        before = read_at.get(event.event_id)
+        end = at_us - at_us % 1_000_000 + 1_000_000
+        return int(before is not None and end <= before - lateness)
+
     truth = Truth(records={"tool_calls": set(), "model_calls": set(), "review_decisions": set()})
     machine = _Lifecycle(lifecycle, truth)
     seen: set[str] = set()
@@ -350,6 +372,9 @@ def compute_truth(events: Iterable[AgentEvent], lifecycle: LifecycleSettings) ->
 
     for event in counted:
         at = to_us(event.event_time)
+        late = is_late(event, at)
+        for cell in cells_of(event, at, event.tool if isinstance(event, ToolCall) else None):
+            cell.figures["late_events"] += late
         if isinstance(event, ToolCall):
             truth.records["tool_calls"].add(event.event_id)
             for cell in cells_of(event, at, event.tool):
@@ -376,7 +401,12 @@ def compute_truth(events: Iterable[AgentEvent], lifecycle: LifecycleSettings) ->
                     cell.figures["overrides"] += 1
 
     def count_transition(
-        tr: StateTransition, at: int, to: AgentState, source: AgentState | None, dwell: int | None
+        tr: StateTransition,
+        at: int,
+        to: AgentState,
+        source: AgentState | None,
+        dwell: int | None,
+        late: int = 0,
     ) -> None:
         figure = {
             S.INIT: "runs_started",
@@ -384,14 +414,16 @@ def compute_truth(events: Iterable[AgentEvent], lifecycle: LifecycleSettings) ->
             S.FAILED: "runs_failed",
         }.get(to)
         for cell in cells_of(tr, at):
+            cell.figures["late_events"] += late
             if figure is not None:
                 cell.figures[figure] += 1
             if dwell and source is not None:
                 cell.state_ms[source.value] = cell.state_ms.get(source.value, 0) + dwell
 
     for tr, dwell in machine.accepted:
-        count_transition(tr, to_us(tr.event_time), tr.to_state, tr.from_state, dwell)
+        at = to_us(tr.event_time)
+        count_transition(tr, at, tr.to_state, tr.from_state, dwell, is_late(tr, at))
     for tr, deadline, dwell in machine.synthesized:
         source = AgentState(truth.timeouts[tr.run_id].from_state)
-        count_transition(tr, deadline, S.FAILED, source, dwell)
+        count_transition(tr, deadline, S.FAILED, source, dwell)  # never late
     return truth

@@ -11,7 +11,15 @@ import pytest
 
 import agentstream.devtools.soak as soak_package
 from agentstream.core.config import LifecycleSettings
-from agentstream.devtools.soak.compare import Stored, StoredCell, compare, differences
+from agentstream.devtools.soak.arrivals import newest_before
+from agentstream.devtools.soak.compare import (
+    Stored,
+    StoredCell,
+    cell_differences,
+    compare,
+    differences,
+    write_cell_differences,
+)
 from agentstream.devtools.soak.population import (
     PopulationConfig,
     generate,
@@ -261,6 +269,41 @@ def test_absurd_event_times_are_only_dead_letters() -> None:
     assert truth.cells == {}
 
 
+def test_late_events_follow_each_partitions_order() -> None:
+    events = complete_run()
+    tool = events[3]  # 300 ms: its 1 s window [0, 1 s) ends at 1 s
+    # read on its partition after an event dated 4.5 s: 4.5 - 3 (lateness) >= 1: late
+    late = newest_before([[("other", at(4_500)), (tool.event_id, tool.event_time)]])
+    # after one dated 3.5 s: 3.5 - 3 < 1: on time
+    on_time = newest_before([[("other", at(3_500)), (tool.event_id, tool.event_time)]])
+    # absurd times move no clock; a duplicate keeps its first reading
+    absurd = newest_before(
+        [
+            [
+                (tool.event_id, tool.event_time),
+                ("clock", datetime(9999, 1, 1, tzinfo=UTC)),
+                ("other", at(9_000)),
+                (tool.event_id, tool.event_time),
+            ]
+        ]
+    )
+    assert late[tool.event_id] == T0_US + 4_500_000
+    assert absurd == {tool.event_id: T0_US + 300_000, "other": T0_US + 9_000_000}
+
+    def late_events(arrivals: dict[str, int] | None) -> dict[str, int]:
+        truth = compute_truth(events, SETTINGS, arrivals, lateness_s=3)
+        return {
+            r: c.figures["late_events"] for (r, _, key), c in truth.cells.items() if key == "global"
+        }
+
+    assert late_events(late) == {"1s": 1, "1m": 1, "1h": 1}
+    assert late_events(on_time) == {"1s": 0, "1m": 0, "1h": 0}
+    assert late_events(None) == {"1s": 0, "1m": 0, "1h": 0}
+    # a transition counts too (an accepted one: its own window's late_events)
+    init = events[0]
+    assert late_events({init.event_id: T0_US + 60_000_000})["1m"] == 1
+
+
 def test_quantiles_are_the_lower_quantile_at_rank_q_times_n_minus_1() -> None:
     values = [float(v) for v in range(1, 101)]  # 1..100
     assert exact_quantile(values, 0.5) == 50.0  # rank 49.5 -> index 49
@@ -336,6 +379,24 @@ def test_the_table_shows_each_kind_of_difference() -> None:
     }
 
 
+def test_the_differing_cells_are_written_figure_by_figure(tmp_path: Path) -> None:
+    events = complete_run()
+    truth = compute_truth(events, SETTINGS)
+    stored = _stored_from(events)
+    stored.cells[("1s", T0_US, "global")].figures["count"] = 3
+    stored.cells[("1s", T0_US, "global")].quantiles["latency_p50"] = 130.0
+    del stored.cells[("1h", T0_US, "tenant=acme")]
+    found = cell_differences(truth, stored, cutoff_us=T0_US + 7_200_000_000, accuracy=0.01)
+    lines = (tmp_path / "cells.tsv", write_cell_differences(tmp_path / "cells.tsv", found))
+    text = lines[0].read_text().splitlines()
+    assert lines[1] == len(text) - 1 == len(found)
+    assert "1s\t2026-01-01T12:00:00+00:00\tglobal\tcount\t1\t3" in text
+    assert "1s\t2026-01-01T12:00:00+00:00\tglobal\tlatency_p50\t120\t130" in text
+    missing = {d.figure for d in found if d.resolution == "1h" and d.scope == "tenant=acme"}
+    assert {"count", "latency_p50", "runs_completed"} <= missing
+    assert all(d.stored in (0, None) for d in found if d.scope == "tenant=acme")
+
+
 def test_windows_past_the_cutoff_are_left_out() -> None:
     events = complete_run()
     truth = compute_truth(events, SETTINGS)
@@ -397,7 +458,7 @@ def test_the_population_is_seeded_and_unambiguous() -> None:
     assert sum(p.kind == "clock" for p in one.events) == config.absurd_events
 
 
-TRUTH_MODULES = ("population.py", "truth.py", "compare.py")
+TRUTH_MODULES = ("population.py", "truth.py", "compare.py", "arrivals.py")
 
 
 @pytest.mark.parametrize("module", TRUTH_MODULES)
