@@ -259,7 +259,10 @@ class ProcessorEngine(Rebalancing):
             self._close_windows(now)
             self._write_state()
             self._at.update(self._positions)
-            offsets = [TopicPartition(t, p, o) for (t, p), o in self._at.items()]
+            # every assigned partition's offset (its committed one until read from): the
+            # group refuses the whole transaction of a worker it has moved on from
+            at = {k: o for k, o in self._started.items() if o >= 0} | self._at
+            offsets = [TopicPartition(t, p, o) for (t, p), o in at.items()]
             if offsets:
                 self._producer.send_offsets_to_transaction(
                     offsets, self._consumer.consumer_group_metadata(), 30
