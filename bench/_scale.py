@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from agentstream.core.config import Settings, load_settings, settings_env
 from agentstream.core.topics import ensure_topics
@@ -89,10 +89,17 @@ class _Offsets:
         ]
 
     def committed(self) -> dict[tuple[str, int], int]:
-        return {
-            (tp.topic, tp.partition): max(tp.offset, 0)
-            for tp in self._consumer.committed(self._parts, timeout=10)
-        }
+        # a dead worker's open transaction holds its partitions' offsets unstable (KIP-447)
+        # until the broker aborts it: the fetch times out meanwhile, ask again
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                parts = self._consumer.committed(self._parts, timeout=10)
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                continue
+            return {(tp.topic, tp.partition): max(tp.offset, 0) for tp in parts}
 
     def ends(self) -> dict[tuple[str, int], int]:
         out = {}
@@ -235,7 +242,7 @@ def bench_rebalance(bootstrap: str, workdir: Path) -> RebalanceBench:
 
 def _has_members(settings: Settings, n: int) -> bool:
     """The processors' group is stable with ``n`` members holding partitions."""
-    from confluent_kafka import ConsumerGroupState, KafkaException
+    from confluent_kafka import ConsumerGroupState
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})

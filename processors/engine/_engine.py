@@ -241,9 +241,15 @@ class ProcessorEngine(Rebalancing):
                 f"processors: a batch failed ({self._failed!r}); start a new engine"
             )
         if not self._active:
-            return  # rebalancing: nothing may be decided, nothing committed
-        if any(m.partition() not in self._active for m in messages):
-            messages = [m for m in messages if m.partition() in self._active]
+            # rebalancing: nothing may be decided, nothing committed; a fatal error stops
+            for message in messages:
+                if message.error() and message.error().fatal():
+                    raise AgentstreamError(f"processors: consumer failed: {message.error().str()}")
+            return
+        active = self._active
+        if any(m.partition() not in active for m in messages):
+            # revoked in this very consume: another worker has them now (errors stay)
+            messages = [m for m in messages if m.error() or m.partition() in active]
         now = time.monotonic()
         timer_due = now >= self._next_timer
         if not messages and not timer_due:
