@@ -32,7 +32,7 @@ import time
 from collections.abc import Collection, Iterable, Iterator, MutableMapping
 from typing import Any, Final
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from agentstream.core import kafka
 from agentstream.core.config import Settings
@@ -160,7 +160,7 @@ def read_changelog(
         wanted = existing if partitions is None else set(partitions) & set(existing)
         for partition in sorted(wanted):
             tp = TopicPartition(topic, partition)
-            low, high = consumer.get_watermark_offsets(tp, timeout=io_timeout)
+            low, high = _watermarks(consumer, tp, io_timeout, deadline)
             if high <= low:
                 continue
             consumer.assign([TopicPartition(topic, partition, low)])
@@ -199,3 +199,27 @@ def read_changelog(
     finally:
         consumer.close()
     return state
+
+
+_NO_LEADER_YET: Final = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
+
+
+def _watermarks(consumer: Any, tp: TopicPartition, timeout: float, deadline: float) -> Any:
+    """A partition's low and high offsets; a just created topic's partition may not have
+    its leader yet (a retriable error): asked again until ``deadline``."""
+    while True:
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=timeout)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if time.monotonic() > deadline or not (
+                error.retriable() or error.code() in _NO_LEADER_YET
+            ):
+                raise
+            time.sleep(0.1)
