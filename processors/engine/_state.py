@@ -158,42 +158,52 @@ def read_changelog(
         metadata = consumer.list_topics(topic, timeout=io_timeout)
         existing = metadata.topics[topic].partitions if topic in metadata.topics else {}
         wanted = existing if partitions is None else set(partitions) & set(existing)
+        ends: dict[int, int] = {}
+        at: dict[int, int] = {}
         for partition in sorted(wanted):
             tp = TopicPartition(topic, partition)
             low, high = _watermarks(consumer, tp, io_timeout, deadline)
-            if high <= low:
-                continue
-            consumer.assign([TopicPartition(topic, partition, low)])
+            if high > low:
+                ends[partition], at[partition] = high, low
+        # all at once: one assignment, each record applied to its own partition's keys (a
+        # key moved by the migration has a tombstone on partition 0 and its value elsewhere)
+        per: dict[int, dict[str, Any]] = {p: {} for p in ends}
+        consumer.assign([TopicPartition(topic, p, o) for p, o in at.items()])
+        read = 0
+        while True:
             # ``high`` may point past a transaction marker: stop at the last stable offset
-            position, read = low, 0
-            while position < high:
-                if time.monotonic() > deadline:
-                    raise AgentstreamError(
-                        f"cannot restore processor state from {topic}: partition {partition} "
-                        f"read to offset {position} of {high} ({read} records, {len(state)} "
-                        f"keys) in {timeout_s:g} s; the worker stops rather than run on part "
-                        "of its state"
-                    )
-                message = consumer.poll(0.5)
-                if message is None:
-                    # past the last record there may only be transaction markers
-                    at = consumer.position([tp])[0].offset
-                    if at >= high:
-                        break
-                    position = max(position, at)
-                    continue
-                if message.error():
-                    if message.error().fatal():
-                        raise KafkaException(message.error())
-                    continue
-                position = (message.offset() or 0) + 1
-                read += 1
-                key = (message.key() or b"").decode()
-                value = message.value()
-                if value is None:
-                    state.pop(key, None)
-                else:
-                    state[key] = json.loads(value)
+            left = [p for p in ends if at[p] < ends[p]]
+            if not left:
+                break
+            if time.monotonic() > deadline:
+                p = left[0]
+                raise AgentstreamError(
+                    f"cannot restore processor state from {topic}: partition {p} read to "
+                    f"offset {at[p]} of {ends[p]} ({read} records, "
+                    f"{sum(len(v) for v in per.values())} keys) in {timeout_s:g} s; the "
+                    "worker stops rather than run on part of its state"
+                )
+            message = consumer.poll(0.5)
+            if message is None:
+                # past the last record there may only be transaction markers
+                for tp in consumer.position([TopicPartition(topic, p) for p in left]):
+                    at[tp.partition] = max(at[tp.partition], tp.offset)
+                continue
+            if message.error():
+                if message.error().fatal():
+                    raise KafkaException(message.error())
+                continue
+            p = message.partition()
+            at[p] = max(at[p], (message.offset() or 0) + 1)
+            read += 1
+            key = (message.key() or b"").decode()
+            value = message.value()
+            if value is None:
+                per[p].pop(key, None)
+            else:
+                per[p][key] = json.loads(value)
+        for p in sorted(per):
+            state.update(per[p])
     except KafkaException as exc:
         raise AgentstreamError(f"cannot restore processor state from {topic}: {exc}") from exc
     finally:
