@@ -143,8 +143,8 @@ def _add_partitions(settings: Settings, topic: str, partitions: int) -> None:
     admin = admin_client(settings)
     future = admin.create_partitions([NewPartitions(topic, partitions)])[topic]
     try:
-        future.result(30)
-    except KafkaException as exc:
+        future.result(120)
+    except (KafkaException, TimeoutError) as exc:
         raise AgentstreamError(
             f"cannot add partitions to the processors' changelog {topic} (1 -> {partitions}): {exc}"
         ) from exc

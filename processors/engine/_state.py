@@ -151,6 +151,14 @@ def read_changelog(
     on part of its state.
     """
     consumer = kafka.consumer(settings, "restore", {"group.id": f"{topic}-restore"})
+    # the log's true end: a read_committed client's offsets query answers the last stable
+    # offset, which leaves out a transaction the previous owner committed a moment ago
+    # whose markers are not written yet (the read below waits for them instead)
+    ends_of = kafka.consumer(
+        settings,
+        "restore",
+        {"group.id": f"{topic}-restore", "isolation.level": "read_uncommitted"},
+    )
     state: dict[str, Any] = {}
     deadline = time.monotonic() + timeout_s
     io_timeout = max(timeout_s, 10.0)  # one metadata or offsets request
@@ -162,7 +170,7 @@ def read_changelog(
         at: dict[int, int] = {}
         for partition in sorted(wanted):
             tp = TopicPartition(topic, partition)
-            low, high = _watermarks(consumer, tp, io_timeout, deadline)
+            low, high = _watermarks(ends_of, tp, io_timeout, deadline)
             if high > low:
                 ends[partition], at[partition] = high, low
         # all at once: one assignment, each record applied to its own partition's keys (a
@@ -208,6 +216,7 @@ def read_changelog(
         raise AgentstreamError(f"cannot restore processor state from {topic}: {exc}") from exc
     finally:
         consumer.close()
+        ends_of.close()
     return state
 
 

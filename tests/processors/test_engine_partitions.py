@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewPartitions
 
 from agentstream.core.config import Settings, settings_env
-from agentstream.core.errors import PartitionCountMismatch
+from agentstream.core.errors import AgentstreamError, PartitionCountMismatch
 from agentstream.devtools.localstack.testing import BrokerHandle
 from agentstream.devtools.soak import partition_of as truth_partition_of
 from agentstream.processors.engine import ProcessorEngine
@@ -68,7 +68,7 @@ def test_input_and_changelog_partition_counts_must_match(kafka_broker: BrokerHan
         assert f"{settings.topics.name('transitions')}: 2" in str(info.value)
         tool_calls = settings.topics.name("tool_calls")
         admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
-        admin.create_partitions([NewPartitions(tool_calls, 4)])[tool_calls].result(30)
+        admin.create_partitions([NewPartitions(tool_calls, 4)])[tool_calls].result(120)
         engine.close()
         engine = ProcessorEngine(settings)
         with pytest.raises(PartitionCountMismatch, match=f"{tool_calls}: 4"):
@@ -303,3 +303,29 @@ def test_a_restore_reads_every_key_of_the_partitions_it_was_given(
     state = read_changelog(settings, topic, partitions=[0, 2, 3])
     assert set(state) == written[0] | written[2] | written[3] | {"run:moved"}
     assert state["run:moved"] == {"new": 1}
+
+
+@pytest.mark.integration
+def test_a_restore_never_ends_before_a_transaction_on_its_partitions(
+    kafka_broker: BrokerHandle,
+) -> None:
+    """The previous owner's last transaction (committed a moment ago, or still open) is
+    part of the state: the restore reads to the log's end, not to the last stable offset
+    (which leaves such a transaction out), or stops with an error."""
+    settings = engine_settings(kafka_broker, partitions=2)
+    topic = _state_topic(settings)
+    ensure_changelog(settings, topic, 2)
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "transactional.id": f"{topic}-previous-owner",
+        }
+    )
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce(topic, b'{"state": "REVIEWING"}', b"run:a", partition=1)
+    producer.flush(30)
+    with pytest.raises(AgentstreamError, match="partition 1 read to offset 0 of 1"):
+        read_changelog(settings, topic, timeout_s=2, partitions=[1])
+    producer.commit_transaction(30)
+    assert read_changelog(settings, topic, partitions=[1]) == {"run:a": {"state": "REVIEWING"}}
