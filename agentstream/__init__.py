@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from agentstream.schemas import CallStatus as CallStatus
     from agentstream.schemas import Decision as Decision
     from agentstream.schemas import ErrorClass as ErrorClass
+    from agentstream.schemas import EvalResult as EvalResult
+    from agentstream.schemas import Feedback as Feedback
     from agentstream.schemas import ModelCall as ModelCall
     from agentstream.schemas import Retention as Retention
     from agentstream.schemas import ReviewDecision as ReviewDecision

@@ -66,7 +66,14 @@ from agentstream.schemas._enums import (
     ScopeKind,
     Severity,
 )
-from agentstream.schemas._events import ModelCall, ReviewDecision, StateTransition, ToolCall
+from agentstream.schemas._events import (
+    EvalResult,
+    Feedback,
+    ModelCall,
+    ReviewDecision,
+    StateTransition,
+    ToolCall,
+)
 from agentstream.schemas._registry import HttpSchemaRegistry, InMemorySchemaRegistry, SchemaRegistry
 from agentstream.schemas.errors import (
     AgentstreamError,
@@ -96,7 +103,9 @@ __all__ = [
     "Decision",
     "Decoded",
     "ErrorClass",
+    "EvalResult",
     "EventValidationError",
+    "Feedback",
     "Framing",
     "HttpSchemaRegistry",
     "InMemorySchemaRegistry",

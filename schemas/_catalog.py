@@ -19,7 +19,14 @@ from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
 from agentstream.schemas._base import Record
 from agentstream.schemas._derived import Alert, InvalidEvent, Rollup
-from agentstream.schemas._events import ModelCall, ReviewDecision, StateTransition, ToolCall
+from agentstream.schemas._events import (
+    EvalResult,
+    Feedback,
+    ModelCall,
+    ReviewDecision,
+    StateTransition,
+    ToolCall,
+)
 from agentstream.schemas.errors import CodecError
 
 __all__ = [
@@ -43,6 +50,8 @@ MODELS: tuple[type[Record], ...] = (
     InvalidEvent,
     Rollup,
     Alert,
+    EvalResult,
+    Feedback,
 )
 
 _VERSION_FILE = re.compile(r"^v([1-9][0-9]*)\.avsc$")

@@ -100,6 +100,8 @@ class Rollup(Record):
     state_time_ms: dict[AgentState, Count] = Field(default_factory=dict)
     computed_at: UtcDatetime = Field(default_factory=utc_now)
     redactions: Redactions = Field(default_factory=dict)
+    handoffs: Count = 0
+    value_usd: NonNegativeFloat = 0.0
 
     @model_validator(mode="after")
     def _window(self) -> Self:

@@ -1,4 +1,5 @@
-"""The events agents emit: tool calls, model calls, state transitions, reviews.
+"""The events agents emit: tool calls, model calls, state transitions, reviews,
+benchmark results and end-user feedback.
 
 Each model mirrors the Avro schema of the same name (``schemas/<Name>.avsc``)
 field for field; the Avro file is the source of truth.
@@ -26,7 +27,15 @@ from agentstream.schemas._base import (
 )
 from agentstream.schemas._enums import AgentState, CallStatus, Decision, ErrorClass, Retention
 
-__all__ = ["MAX_REVIEW_SCORE", "ModelCall", "ReviewDecision", "StateTransition", "ToolCall"]
+__all__ = [
+    "MAX_REVIEW_SCORE",
+    "EvalResult",
+    "Feedback",
+    "ModelCall",
+    "ReviewDecision",
+    "StateTransition",
+    "ToolCall",
+]
 
 
 #: the highest review score (scores run from 1, poor, to this, excellent)
@@ -114,6 +123,11 @@ class StateTransition(AgentEvent):
     Whether the move is allowed is the processor's business (lifecycle rules), not
     the contract's; ``dwell_ms`` is filled in by the processor and ``synthesized``
     marks transitions the processor emitted itself (e.g. a TIMEOUT failure).
+
+    A hand-off (one agent passes a task to the next) is a run whose transitions carry
+    ``parent_run_id`` (the handing run) and ``handoff_from_agent``; the rollups count
+    one hand-off per receiving run, at its INIT. ``value_usd`` is the business value of
+    the task, meaningful on COMPLETED (ROI = value / cost).
     """
 
     avro_name = "StateTransition"
@@ -126,6 +140,9 @@ class StateTransition(AgentEvent):
     synthesized: bool = False
     retention: Retention = Retention.BUSINESS
     redactions: Redactions = Field(default_factory=dict)
+    parent_run_id: Id | None = None
+    handoff_from_agent: Id | None = None
+    value_usd: NonNegativeFloat | None = None
 
 
 class ReviewDecision(AgentEvent):
@@ -140,5 +157,36 @@ class ReviewDecision(AgentEvent):
     decision: Decision
     comment: Text | None = None
     score: ReviewScore | None = None
+    retention: Retention = Retention.BUSINESS
+    redactions: Redactions = Field(default_factory=dict)
+
+
+class EvalResult(AgentEvent):
+    """One task of a pre-deployment benchmark ``suite``, run by one agent version.
+
+    ``expected`` and ``got`` are free text (redacted); ``correct`` is the judgement.
+    """
+
+    avro_name = "EvalResult"
+
+    suite: Name
+    task_id: Id
+    expected: Text | None = None
+    got: Text | None = None
+    correct: bool
+    latency_ms: NonNegativeFloat
+    cost_usd: NonNegativeFloat = 0.0
+    retention: Retention = Retention.BUSINESS
+    redactions: Redactions = Field(default_factory=dict)
+
+
+class Feedback(AgentEvent):
+    """An end user rated a run: ``satisfaction`` 1 (worst) to 5 (best), optional comment."""
+
+    avro_name = "Feedback"
+
+    #: the reviewers' scale: 1 (worst) to MAX_REVIEW_SCORE (best)
+    satisfaction: ReviewScore
+    comment: Text | None = None
     retention: Retention = Retention.BUSINESS
     redactions: Redactions = Field(default_factory=dict)

@@ -24,6 +24,7 @@ _GROUPS = (
     "agentstream.cli.alerts",
     "agentstream.cli.simulate",
     "agentstream.cli.soak",
+    "agentstream.cli.compare",
 )
 
 Handler = Callable[[argparse.Namespace], int]

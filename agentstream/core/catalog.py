@@ -17,6 +17,8 @@ from agentstream.core.config import TopicSettings
 from agentstream.schemas import (
     AgentEvent,
     Alert,
+    EvalResult,
+    Feedback,
     InvalidEvent,
     ModelCall,
     Record,
@@ -77,6 +79,16 @@ STREAMS: Final[tuple[Stream, ...]] = (
     Stream("model_calls", ModelCall, "agent", "model_calls", ("error_code",), "skip"),
     Stream("transitions", StateTransition, "agent", None, ("reason", "error_category")),
     Stream("reviews", ReviewDecision, "agent", "review_decisions", ("comment",), "skip"),
+    # no processor reads these two: the sink is their only gate, so it dead-letters bad records
+    Stream(
+        "eval_results",
+        EvalResult,
+        "agent",
+        "eval_results",
+        ("expected", "got"),
+        "dead_letter",
+    ),
+    Stream("feedback", Feedback, "agent", "feedback", ("comment",), "dead_letter"),
     Stream(
         "lifecycle",
         StateTransition,

@@ -163,6 +163,9 @@ class TopicSettings(_Section):
     invalid: str = "invalid"
     rollups: str = "rollups"
     alerts: str = "alerts"
+    #: pre-deployment benchmark results (EvalResult) and end-user feedback (Feedback)
+    eval_results: str = "eval_results"
+    feedback: str = "feedback"
 
     def name(self, stream: str) -> str:
         """The full topic name of ``stream`` (one of this section's fields)."""
@@ -484,6 +487,22 @@ class AnalystSettings(_Section):
         return limits
 
 
+class EvaluationSettings(_Section):
+    """Comparisons with significance (``agentstream compare``, ``eval report``)."""
+
+    #: confidence of the intervals; the tests are two-sided at 1 - confidence
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    #: the power a sample must have to detect ``--mde`` (the small-sample warning)
+    power: float = Field(default=0.8, gt=0.5, lt=1)
+    #: resamples of the (run-level) bootstrap behind percentile comparisons
+    bootstrap_iterations: int = Field(default=2000, ge=100)
+    #: seed of the bootstrap's random generator: the same data gives the same interval
+    bootstrap_seed: int = 16
+    #: below this many successes or failures on a side the normal approximation of a
+    #: proportion test is flagged as unreliable
+    min_expected_count: int = Field(default=5, ge=1)
+
+
 class TelemetrySettings(_Section):
     """OpenTelemetry export (traces, pipeline metrics) and log format."""
 
@@ -540,6 +559,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     worker: WorkerSettings = WorkerSettings()
     analyst: AnalystSettings = AnalystSettings()
+    evaluation: EvaluationSettings = EvaluationSettings()
     telemetry: TelemetrySettings = TelemetrySettings()
 
     @field_validator("*", mode="before")

@@ -1,7 +1,8 @@
 """What every emitter does before a message leaves: context, trace, redaction, encoding, size.
 
 :class:`EmitterCore` holds the pipeline and the helpers (``tool_call``,
-``traced``, ``transition``, ``model_call``, ``review``); subclasses decide where
+``traced``, ``transition``, ``model_call``, ``review``, ``eval_result``, ``feedback``);
+subclasses decide where
 an encoded message goes (:class:`~agentstream.Emitter`: Kafka;
 :class:`~agentstream.testing.InMemoryEmitter`: a list).
 """
@@ -30,6 +31,8 @@ from agentstream.schemas import (
     CallStatus,
     Decision,
     ErrorClass,
+    EvalResult,
+    Feedback,
     ModelCall,
     Retention,
     ReviewDecision,
@@ -336,17 +339,29 @@ class EmitterCore:
         error_category: str | None = None,
         run_id: str | None = None,
         retention: Retention | str = Retention.BUSINESS,
+        parent_run_id: str | None = None,
+        handoff_from_agent: str | None = None,
+        value_usd: float | None = None,
     ) -> StateTransition:
         """The run moved to ``to_state``; ``from_state`` defaults to the run's last state.
 
         The emitter remembers each run's last state (until COMPLETED/FAILED), so a
         run's first transition has ``from_state`` None and later ones are filled in.
+        A run that receives a task from another agent (a hand-off) names the handing
+        run in ``parent_run_id`` (and its agent in ``handoff_from_agent``) on its INIT;
+        ``value_usd`` is the business value of a COMPLETED run.
         """
         fields: dict[str, Any] = {"to_state": to_state, "retention": retention}
         if reason is not None:
             fields["reason"] = reason
         if error_category is not None:
             fields["error_category"] = error_category
+        if parent_run_id is not None:
+            fields["parent_run_id"] = parent_run_id
+        if handoff_from_agent is not None:
+            fields["handoff_from_agent"] = handoff_from_agent
+        if value_usd is not None:
+            fields["value_usd"] = value_usd
         data, sampled = self.context_fields("StateTransition", fields, run_id)
         run = data["run_id"]
         with self._runs.lock:
@@ -407,3 +422,47 @@ class EmitterCore:
         }
         data, sampled = self.context_fields("ReviewDecision", fields, run_id)
         return self.emit_data(ReviewDecision, data, sampled)
+
+    def eval_result(
+        self,
+        suite: str,
+        task_id: str,
+        *,
+        correct: bool,
+        latency_ms: float,
+        cost_usd: float = 0.0,
+        expected: str | None = None,
+        got: str | None = None,
+        retention: Retention | str = Retention.BUSINESS,
+        run_id: str | None = None,
+    ) -> EvalResult:
+        """One benchmark task of ``suite`` run by this agent version (pre-deployment)."""
+        fields: dict[str, Any] = {
+            "suite": suite,
+            "task_id": task_id,
+            "expected": expected,
+            "got": got,
+            "correct": correct,
+            "latency_ms": latency_ms,
+            "cost_usd": cost_usd,
+            "retention": retention,
+        }
+        data, sampled = self.context_fields("EvalResult", fields, run_id)
+        return self.emit_data(EvalResult, data, sampled)
+
+    def feedback(
+        self,
+        satisfaction: int,
+        comment: str | None = None,
+        *,
+        retention: Retention | str = Retention.BUSINESS,
+        run_id: str | None = None,
+    ) -> Feedback:
+        """The end user rated the run: ``satisfaction`` 1 (worst) to 5 (best)."""
+        fields: dict[str, Any] = {
+            "satisfaction": satisfaction,
+            "comment": comment,
+            "retention": retention,
+        }
+        data, sampled = self.context_fields("Feedback", fields, run_id)
+        return self.emit_data(Feedback, data, sampled)

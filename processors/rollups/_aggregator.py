@@ -58,6 +58,7 @@ from agentstream.processors.rollups._cells import (
     COST_NUSD,
     COUNT,
     ERROR,
+    HANDOFFS,
     LATE,
     MODEL_CALLS,
     NANO,
@@ -73,6 +74,7 @@ from agentstream.processors.rollups._cells import (
     TIMEOUT,
     TOKENS_IN,
     TOKENS_OUT,
+    VALUE_NUSD,
     ZERO_LATENCY,
     Cell,
     CellJson,
@@ -275,10 +277,14 @@ class RollupAggregator:
         figure = _RUN_END.get(ev.to_state)
         dwell = ev.dwell_ms if ev.from_state is not None else None
         left = ev.from_state.value if ev.from_state is not None else ""
+        handoff = int(figure == RUNS_STARTED and ev.parent_run_id is not None)
+        value = round(ev.value_usd * NANO) if figure == RUNS_COMPLETED and ev.value_usd else 0
         for cell in cells:
             cell.f[LATE] += late
             if figure is not None:
                 cell.f[figure] += 1
+                cell.f[HANDOFFS] += handoff
+                cell.f[VALUE_NUSD] += value
             if dwell:
                 cell.state_ms[left] = cell.state_ms.get(left, 0) + dwell
 

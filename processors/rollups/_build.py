@@ -10,6 +10,7 @@ from agentstream.processors.rollups._cells import (
     COST_NUSD,
     COUNT,
     ERROR,
+    HANDOFFS,
     LATE,
     MODEL_CALLS,
     NANO,
@@ -25,6 +26,7 @@ from agentstream.processors.rollups._cells import (
     TIMEOUT,
     TOKENS_IN,
     TOKENS_OUT,
+    VALUE_NUSD,
     ZERO_LATENCY,
     Cell,
 )
@@ -100,4 +102,6 @@ def build_rollup(
         state_time_ms={AgentState(s): ms for s, ms in sorted(cell.state_ms.items())},
         computed_at=computed_at or utc_now(),
         redactions=dict(sorted(cell.redactions.items())),
+        handoffs=f[HANDOFFS],
+        value_usd=f[VALUE_NUSD] / NANO,
     )

@@ -19,7 +19,9 @@ Figures: tool calls give ``count``, the status and error-class splits and the
 latency sketch; model calls give ``model_calls``, tokens and cost; lifecycle
 transitions give runs started (→INIT), completed and failed, and time in each
 state (``dwell_ms`` of the state a transition leaves); review decisions give
-``reviews`` and ``overrides``. Cost is kept in integer nano-dollars so sums are
+``reviews`` and ``overrides``; a run that starts (INIT) with a ``parent_run_id`` counts one
+``handoffs``, and a COMPLETED transition adds its ``value_usd``. Cost and value are kept in
+integer nano-dollars so sums are
 exact whatever the merge order. Every event adds its ``redactions`` (what the
 Emitter's redaction replaced, by kind) to the cell's ``redactions``.
 """
@@ -55,6 +57,8 @@ FIGURES: Final[tuple[str, ...]] = (
     "runs_failed",
     "reviews",
     "overrides",
+    "handoffs",
+    "value_nusd",
 )
 (
     COUNT,
@@ -75,6 +79,8 @@ FIGURES: Final[tuple[str, ...]] = (
     RUNS_FAILED,
     REVIEWS,
     OVERRIDES,
+    HANDOFFS,
+    VALUE_NUSD,
 ) = range(len(FIGURES))
 
 NANO: Final = 1_000_000_000

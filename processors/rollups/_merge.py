@@ -19,6 +19,7 @@ from agentstream.processors.rollups._cells import (
     COST_NUSD,
     FIGURES,
     NANO,
+    VALUE_NUSD,
     ZERO_LATENCY,
     Cell,
     Scope,
@@ -29,7 +30,9 @@ from agentstream.schemas import Resolution, Rollup
 __all__ = ["merge_rollups"]
 
 _SUMMED = tuple(
-    (i, name) for i, name in enumerate(FIGURES) if name not in ("cost_nusd", "zero_latency")
+    (i, name)
+    for i, name in enumerate(FIGURES)
+    if name not in ("cost_nusd", "value_nusd", "zero_latency")
 )
 
 
@@ -78,6 +81,7 @@ def merge_rollups(
         for index, name in _SUMMED:
             cell.f[index] += getattr(part, name)
         cell.f[COST_NUSD] += round(part.cost_usd * NANO)
+        cell.f[VALUE_NUSD] += round(part.value_usd * NANO)
         for state, ms in part.state_time_ms.items():
             cell.state_ms[state.value] = cell.state_ms.get(state.value, 0) + ms
         if part.latency_sketch is not None:

@@ -58,6 +58,8 @@ _TENANT_TABLES = (
     "rollups_1s",
     "rollups_1m",
     "rollups_1h",
+    "eval_results",
+    "feedback",
 )
 
 #: table/view → the roles that may read it; tenant keys read only tables with ``tenant_id``

@@ -25,6 +25,7 @@ covarSamp corr topK topKWeighted simpleLinearRegression skewPop skewSamp kurtPop
 histogram sequenceMatch sequenceCount windowFunnel retention first_value last_value nth_value
 row_number rank dense_rank percent_rank cume_dist lagInFrame leadInFrame ntile
 boundingRatio deltaSum entropy maxIntersections
+welchTTest studentTTest
 """
 
 _SCALARS = """
@@ -32,6 +33,7 @@ abs ceil ceiling floor round roundBankers roundDown roundToExp2 trunc truncate e
 log ln log2 log10 log1p sqrt cbrt pow power sign sin cos tan asin acos atan atan2 pi e
 intDiv intDivOrZero modulo moduloOrZero negate gcd lcm greatest least plus minus multiply divide
 isNaN isFinite isInfinite ifNotFinite
+proportionsZTest
 if multiIf coalesce ifNull nullIf assumeNotNull toNullable isNull isNotNull isZeroOrNull
 and or not xor equals notEquals less greater lessOrEquals greaterOrEquals
 toInt8 toInt16 toInt32 toInt64 toUInt8 toUInt16 toUInt32 toUInt64 toFloat32 toFloat64

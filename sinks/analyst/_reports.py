@@ -15,6 +15,14 @@ tenant is given, on ``tenant_id``. Definitions:
   (the events' ``redactions``) and what the sink's second pass replaced on top
   (``sink_redactions``: what an Emitter missed, or an Emitter with redaction off).
   Counts only: the values are never stored.
+* business (the daily tier): per UTC day and agent, from the 1 h rollups of the agent
+  scopes (tasks = runs started, completed, failed, hand-offs, model cost, value of
+  completed runs, ROI = value / cost), the end users' ``Feedback`` (how many, mean
+  satisfaction 1-5) and the reviewers' scores (how many, mean 1-5); computed at query
+  time, so it reaches as far back as the 1 h rollups (``retention.rollups_1h_days``) and,
+  for satisfaction and scores, the raw events (``retention.business_days``/``legal_days``);
+* handoffs: per hour and agent, runs started as a hand-off from another run
+  (``parent_run_id`` set) and their share of the runs started.
 """
 
 from __future__ import annotations
@@ -165,8 +173,46 @@ _REDACTIONS = Report(
     + ") GROUP BY tenant_id, stream, kind ORDER BY tenant_id, stream, total DESC, kind",
 )
 
+#: the agent-scope 1 h rollups, with their window start as the time the filters read
+_AGENT_HOURS = (
+    "(SELECT *, window_start AS event_time FROM rollups_1h_dedup WHERE scope_kind = 'AGENT')"
+)
+
+_BUSINESS = Report(
+    "business",
+    "Daily business tier per agent: tasks, cost, value, ROI, satisfaction, hand-offs",
+    "SELECT day, tenant_id, agent_id, r.tasks AS tasks, r.completed AS completed, "
+    "r.failed AS failed, r.handoffs AS handoffs, r.cost_usd AS cost_usd, "
+    "r.value_usd AS value_usd, if(r.cost_usd > 0, r.value_usd / r.cost_usd, NULL) AS roi, "
+    "f.feedback AS feedback, if(f.feedback = 0, NULL, f.satisfaction) AS satisfaction, "
+    "v.scored AS scored_reviews, if(v.scored = 0, NULL, v.review_score) AS review_score "
+    "FROM (SELECT toDate(event_time) AS day, tenant_id, agent_id, sum(runs_started) AS tasks, "
+    "sum(runs_completed) AS completed, sum(runs_failed) AS failed, sum(handoffs) AS handoffs, "
+    "sum(cost_usd) AS cost_usd, sum(value_usd) AS value_usd "
+    f"FROM {_AGENT_HOURS} WHERE {{where}} GROUP BY day, tenant_id, agent_id) AS r "
+    "FULL OUTER JOIN (SELECT toDate(event_time) AS day, tenant_id, agent_id, "
+    "count() AS feedback, avg(satisfaction) AS satisfaction "
+    "FROM feedback_dedup WHERE {where} GROUP BY day, tenant_id, agent_id) AS f "
+    "USING (day, tenant_id, agent_id) "
+    "FULL OUTER JOIN (SELECT toDate(event_time) AS day, tenant_id, agent_id, "
+    "count(score) AS scored, avg(score) AS review_score "
+    "FROM review_decisions_dedup WHERE {where} GROUP BY day, tenant_id, agent_id) AS v "
+    "USING (day, tenant_id, agent_id) ORDER BY day, tenant_id, agent_id",
+)
+
+_HANDOFFS = Report(
+    "handoffs",
+    "Hourly hand-offs per agent: runs started as a hand-off, and their share",
+    "SELECT event_time AS hour, tenant_id, agent_id, sum(runs_started) AS runs_started, "
+    "sum(handoffs) AS handoffs, if(runs_started = 0, NULL, handoffs / runs_started) AS "
+    f"handoff_rate FROM {_AGENT_HOURS} WHERE {{where}} "
+    "GROUP BY hour, tenant_id, agent_id ORDER BY hour, tenant_id, agent_id",
+)
+
 #: every canned report by name
-REPORTS: Mapping[str, Report] = {report.name: report for report in (*_REPORTS, _REDACTIONS)}
+REPORTS: Mapping[str, Report] = {
+    report.name: report for report in (*_REPORTS, _REDACTIONS, _BUSINESS, _HANDOFFS)
+}
 
 
 def duration_option(text: str, *, option: str = "--bucket") -> float:

@@ -113,6 +113,8 @@ def test_topic_names() -> None:
         "invalid": "prod.invalid",
         "rollups": "prod.rollups",
         "alerts": "prod.alerts",
+        "eval_results": "prod.eval_results",
+        "feedback": "prod.feedback",
     }
     with pytest.raises(ConfigError, match="unknown stream"):
         topics.name("nope")

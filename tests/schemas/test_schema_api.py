@@ -16,6 +16,8 @@ EXPECTED = {
     "Record",
     "AgentEvent",
     "ToolCall",
+    "EvalResult",
+    "Feedback",
     "ModelCall",
     "StateTransition",
     "ReviewDecision",

@@ -47,6 +47,10 @@ GENERATED = {
     ("StateTransition", "event_time"),
     ("ReviewDecision", "event_id"),
     ("ReviewDecision", "event_time"),
+    ("EvalResult", "event_id"),
+    ("EvalResult", "event_time"),
+    ("Feedback", "event_id"),
+    ("Feedback", "event_time"),
     ("InvalidEvent", "invalid_id"),
     ("InvalidEvent", "detected_time"),
     ("Rollup", "computed_at"),
@@ -193,6 +197,8 @@ def test_every_schema_file_has_a_model_and_back() -> None:
                 "InvalidEvent",
                 "Rollup",
                 "Alert",
+                "EvalResult",
+                "Feedback",
             ]
         )
         == RECORD_NAMES

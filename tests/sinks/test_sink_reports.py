@@ -417,5 +417,8 @@ def test_every_report_is_covered() -> None:
         "cost-agent",
         "cost-tenant",
         "redactions",
+        # tests/sinks/test_evaluation_business.py
+        "business",
+        "handoffs",
     }
     assert tested == set(REPORTS)

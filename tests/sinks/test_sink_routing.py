@@ -22,6 +22,8 @@ def test_routes_cover_raw_and_processed_topics_but_not_raw_transitions() -> None
         "x.invalid",
         "x.rollups",
         "x.alerts",
+        "x.eval_results",
+        "x.feedback",
     }
     assert "x.transitions" not in table  # lifecycle carries the validated ones
     assert table["x.lifecycle"].model is StateTransition

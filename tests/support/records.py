@@ -8,6 +8,8 @@ from typing import Any
 
 from agentstream.schemas import (
     Alert,
+    EvalResult,
+    Feedback,
     InvalidEvent,
     ModelCall,
     ReviewDecision,
@@ -20,6 +22,8 @@ __all__ = [
     "CONTEXT",
     "alert",
     "context",
+    "eval_result",
+    "feedback",
     "invalid_event",
     "model_call",
     "review",
@@ -103,3 +107,12 @@ def alert(**overrides: Any) -> Alert:
         "channels": ("log", "webhook"),
     }
     return Alert(**{**fields, **window(), **overrides})
+
+
+def eval_result(**overrides: Any) -> EvalResult:
+    fields = {"suite": "smoke", "task_id": "t-1", "correct": True, "latency_ms": 120.0}
+    return EvalResult(**{**CONTEXT, **fields, **overrides})
+
+
+def feedback(**overrides: Any) -> Feedback:
+    return Feedback(**{**CONTEXT, "satisfaction": 4, **overrides})
