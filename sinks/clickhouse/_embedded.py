@@ -12,6 +12,7 @@ without pyarrow, is inserted as TabSeparated text.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import re
@@ -101,13 +102,25 @@ class EmbeddedClickHouse:
         self._run(f"USE {self.database}")
 
     def _run(self, sql: str, fmt: str = "CSV", params: Mapping[str, Any] | None = None) -> Any:
+        escaped = {k: encode_param(v) for k, v in params.items()} if params else None
+        return self._session_query(sql, fmt, escaped)
+
+    def _session_query(self, sql: str, fmt: str, params: dict[str, str] | None) -> Any:
+        """One query on the session, under the lock.
+
+        A query that fails part-way leaves its output format's opening (e.g. JSON's
+        ``meta`` block) in chdb's session buffer, where the *next* query's result would
+        start with it: another caller's column names, and JSON that no longer parses.
+        So a failure is followed by a throw-away query that takes the leftover with it.
+        """
         with self._lock:
             try:
                 if params:
-                    escaped = {k: encode_param(v) for k, v in params.items()}
-                    return self._session.query(sql, fmt, params=escaped)
+                    return self._session.query(sql, fmt, params=params)
                 return self._session.query(sql, fmt)
             except Exception as exc:
+                with contextlib.suppress(Exception):
+                    self._session.query("SELECT 1", "TabSeparated")
                 raise StorageError(f"ClickHouse (embedded): {_first_line(exc)}") from exc
 
     def ping(self) -> bool:
@@ -134,14 +147,7 @@ class EmbeddedClickHouse:
         ``params`` are ``{name:Type}`` values already in the engine's escaped text form
         (as the HTTP interface's ``param_<name>`` arguments carry them).
         """
-        with self._lock:
-            try:
-                if params:
-                    result = self._session.query(sql, fmt, params=dict(params))
-                else:
-                    result = self._session.query(sql, fmt)
-            except Exception as exc:
-                raise StorageError(f"ClickHouse (embedded): {_first_line(exc)}") from exc
+        result = self._session_query(sql, fmt, dict(params) if params else None)
         return bytes(result.bytes() or b""), int(result.rows_read())
 
     def insert(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from agentstream.core.config import ClickHouseSettings
 from agentstream.core.errors import StorageError
 from agentstream.sinks.clickhouse import ClickHouseBackend, open_backend
+from agentstream.sinks.clickhouse._embedded import EmbeddedClickHouse
 
 pytestmark = pytest.mark.integration
 
@@ -71,3 +73,25 @@ def test_data_survives_reopening_the_folder(chdb_path: Path) -> None:
 def test_bad_sql_is_a_storage_error_naming_the_problem(clickhouse: ClickHouseBackend) -> None:
     with pytest.raises(StorageError, match=r"SYNTAX_ERROR|Syntax error"):
         clickhouse.query("SELEC 1")
+
+
+def test_a_failed_query_leaves_nothing_in_the_next_result(clickhouse: ClickHouseBackend) -> None:
+    """chdb keeps a failed query's opening output (JSON's ``meta``) for the next query's
+    result: another caller's column names, and JSON that no longer parses."""
+    clickhouse.command(
+        "CREATE TABLE leak (secret_column UInt64) ENGINE = MergeTree ORDER BY tuple()"
+    )
+    clickhouse.command("INSERT INTO leak SELECT number FROM numbers(3000)")
+    overflow = (
+        "SELECT secret_column FROM leak "
+        "SETTINGS max_result_rows = 5, result_overflow_mode = 'throw'"
+    )
+    with pytest.raises(StorageError, match=r"TOO_MANY_ROWS|Limit for result exceeded"):
+        clickhouse.query(overflow)
+    assert clickhouse.query("SELECT 7 AS a").scalar() == 7
+    assert isinstance(clickhouse, EmbeddedClickHouse)  # the analyst HTTP interface's path
+    with pytest.raises(StorageError, match=r"TOO_MANY_ROWS|Limit for result exceeded"):
+        clickhouse.query_raw(overflow, "JSONCompact")
+    body, _rows = clickhouse.query_raw("SELECT 8 AS b", "JSONCompact")
+    assert b"secret_column" not in body
+    assert json.loads(body)["data"] == [[8]]
