@@ -2,7 +2,7 @@
 
 Rule keys (YAML): ``id``, ``description``, ``metric`` (see the metric catalogue),
 ``scope`` (``per agent`` or ``{per: tool, tenant: acme, agent: "planner*"}``),
-``resolution`` (1s, 1m, 1h), ``comparator`` (> >= < <= == !=), ``threshold``
+``resolution`` (1s, 1m, 1h, 1d), ``comparator`` (> >= < <= == !=), ``threshold``
 (ratios are fractions, also ``"5%"``; latencies are ms, also ``"10s"``), ``for``
 (consecutive breaching windows before FIRING), ``resolve_for``, ``min_samples``,
 ``cooldown`` (``5m``), ``stale_after``, ``severity``, ``channels``, ``enabled``.
