@@ -55,7 +55,15 @@ from agentstream.schemas._compat import (
     check_history,
     compatibility_problems,
 )
-from agentstream.schemas._derived import Alert, Comparator, InvalidEvent, Resolution, Rollup
+from agentstream.schemas._derived import (
+    RESOLUTION_SECONDS,
+    RESOLUTIONS,
+    Alert,
+    Comparator,
+    InvalidEvent,
+    Resolution,
+    Rollup,
+)
 from agentstream.schemas._enums import (
     AgentState,
     AlertState,
@@ -96,6 +104,8 @@ __all__ = [
     "DEFAULT_CODEC",
     "MODELS",
     "RECORD_TYPES",
+    "RESOLUTIONS",
+    "RESOLUTION_SECONDS",
     "SINGLE_OBJECT_MAGIC",
     "AgentEvent",
     "AgentState",

@@ -6,7 +6,9 @@ field for field; the Avro file is the source of truth.
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Final, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -30,10 +32,25 @@ from agentstream.schemas._base import (
 )
 from agentstream.schemas._enums import AgentState, AlertState, ScopeKind, Severity
 
-__all__ = ["Alert", "Comparator", "InvalidEvent", "Resolution", "Rollup"]
+__all__ = [
+    "RESOLUTIONS",
+    "RESOLUTION_SECONDS",
+    "Alert",
+    "Comparator",
+    "InvalidEvent",
+    "Resolution",
+    "Rollup",
+]
 
-#: rollup window lengths
-Resolution = Literal["1s", "1m", "1h"]
+#: rollup window lengths: THE definition of the resolution set (everything else derives
+#: from ``Resolution`` / :data:`RESOLUTION_SECONDS`)
+Resolution = Literal["1s", "1m", "1h", "1d"]
+#: the length of each resolution's window in seconds, finest first
+RESOLUTION_SECONDS: Final[Mapping[Resolution, int]] = MappingProxyType(
+    {"1s": 1, "1m": 60, "1h": 3_600, "1d": 86_400}
+)
+#: every resolution, finest first
+RESOLUTIONS: Final[tuple[Resolution, ...]] = tuple(RESOLUTION_SECONDS)
 #: how an alert rule compares a metric with its threshold
 Comparator = Literal[">", ">=", "<", "<=", "==", "!="]
 

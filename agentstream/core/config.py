@@ -48,6 +48,7 @@ from pydantic_settings import (
 )
 
 from agentstream.core.errors import ConfigError
+from agentstream.schemas import RESOLUTIONS, Resolution, ScopeKind
 
 __all__ = [
     "AdminLimits",
@@ -302,6 +303,8 @@ class RetentionSettings(_Section):
     rollups_1s_days: int = Field(default=7, ge=1)
     rollups_1m_days: int = Field(default=90, ge=1)
     rollups_1h_days: int = Field(default=round(7 * _DAYS_PER_YEAR), ge=1)
+    #: the 1 d tier (``rollups_1d``: the daily business tier's tasks, cost, value, hand-offs)
+    rollups_1d_days: int = Field(default=730, ge=1)
     #: volume of the server's storage policy that cold parts move to (None: no move)
     cold_volume: str | None = None
     storage_policy: str | None = None
@@ -334,7 +337,12 @@ class LifecycleSettings(_Section):
 class RollupSettings(_Section):
     """Tumbling event-time windows."""
 
-    resolutions: tuple[Literal["1s", "1m", "1h"], ...] = ("1s", "1m", "1h")
+    #: the resolutions emitted (all are computed: each coarser tier merges the finer one)
+    resolutions: tuple[Resolution, ...] = RESOLUTIONS
+    #: the scope kinds the 1 d tier holds (the daily business tier reads AGENT; TENANT for
+    #: per-tenant totals). GLOBAL and TOOL are left out: a 1 d cell stays open all day
+    #: plus ``horizon_s``, so every kept kind adds one cell per scope per open day
+    daily_scope_kinds: tuple[ScopeKind, ...] = (ScopeKind.TENANT, ScopeKind.AGENT)
     allowed_lateness_s: float = Field(default=5.0, ge=0)
     #: relative accuracy of the latency quantile sketch
     sketch_relative_accuracy: float = Field(default=0.01, gt=0, lt=1)
@@ -423,7 +431,7 @@ class RolloutSettings(_Section):
     """The rollouts stage (processors/rollouts): verdicts per stage from the rollups."""
 
     #: which rollup resolution the stage reads (its figures are summed over a stage)
-    resolution: Literal["1s", "1m", "1h"] = "1m"
+    resolution: Resolution = "1m"
     #: two-sided confidence of the bounds a guard is judged at
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
     #: default finished runs each side needs in a stage (``rollout start --min-runs``)

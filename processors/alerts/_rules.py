@@ -2,7 +2,7 @@
 
 Rule keys (YAML): ``id``, ``description``, ``metric`` (see the metric catalogue),
 ``scope`` (``per agent`` or ``{per: tool, tenant: acme, agent: "planner*"}``),
-``resolution`` (1s, 1m, 1h), ``comparator`` (> >= < <= == !=), ``threshold``
+``resolution`` (1s, 1m, 1h, 1d), ``comparator`` (> >= < <= == !=), ``threshold``
 (ratios are fractions, also ``"5%"``; latencies are ms, also ``"10s"``), ``for``
 (consecutive breaching windows before FIRING), ``resolve_for``, ``min_samples``,
 ``cooldown`` (``5m``), ``stale_after``, ``severity``, ``channels``, ``enabled``.
@@ -26,14 +26,21 @@ from pydantic import (
 
 from agentstream.core.durations import parse_duration
 from agentstream.processors.alerts._metrics import METRICS, Metric, resolve_metric
-from agentstream.schemas import Comparator, Resolution, Rollup, ScopeKind, Severity
+from agentstream.schemas import (
+    RESOLUTION_SECONDS,
+    Comparator,
+    Resolution,
+    Rollup,
+    ScopeKind,
+    Severity,
+)
 
 __all__ = ["BUILTIN_CHANNELS", "Rule", "RuleSet", "ScopeFilter"]
 
 #: channel names every installation knows (unconfigured ones are skipped at delivery)
 BUILTIN_CHANNELS = ("log", "stdout", "webhook", "slack")
 
-_RESOLUTION_S = {"1s": 1.0, "1m": 60.0, "1h": 3600.0}
+_RESOLUTION_S: dict[str, float] = {r: float(s) for r, s in RESOLUTION_SECONDS.items()}
 
 RuleId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")]
 ChannelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")]

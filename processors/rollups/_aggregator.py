@@ -76,6 +76,7 @@ from agentstream.schemas import (
     Resolution,
     ReviewDecision,
     Rollup,
+    ScopeKind,
     StateTransition,
     ToolCall,
     utc_now,
@@ -142,6 +143,10 @@ class RollupAggregator:
         self._key = mapping.key
         self._min_latency = mapping.min_possible
         self._emit = frozenset(settings.resolutions)
+        #: the scope kinds each tier holds (the 1 d tier: ``daily_scope_kinds`` only)
+        self._kinds: dict[Resolution, frozenset[ScopeKind]] = {
+            r: frozenset(settings.daily_scope_kinds if r == "1d" else ScopeKind) for r in TIERS
+        }
         self._windows: dict[Resolution, dict[int, dict[str, Cell]]] = {r: {} for r in TIERS}
         self._ids: dict[int, set[str]] = {}
         self._max_event: int | None = None
@@ -253,7 +258,10 @@ class RollupAggregator:
             start = window_start(t, resolution)
             window = self._windows[resolution].setdefault(start, {})
             is_closed = start + RESOLUTION_US[resolution] <= closed
+            kinds = self._kinds[resolution]
             for scope in self._scopes(ids):
+                if scope.kind not in kinds:
+                    continue
                 cells.append(self._cell(window, scope))
                 key = (resolution, start, scope.key)
                 self._dirty_cells.add(key)
@@ -335,6 +343,7 @@ class RollupAggregator:
                 self._dirty_seconds.discard(start)
                 self._hot.pop(start, None)
             target = None
+            kinds = self._kinds[parent] if parent is not None else frozenset()
             if parent is not None:
                 target_start = window_start(start, parent)
                 target = self._windows[parent].setdefault(target_start, {})
@@ -342,7 +351,7 @@ class RollupAggregator:
                 emit.add((resolution, start, key))
                 if dirty:
                     self._dirty_cells.add((resolution, start, key))
-                if target is not None and parent is not None:
+                if target is not None and parent is not None and cell.scope.kind in kinds:
                     self._cell(target, cell.scope).merge(cell)
                     self._dirty_cells.add((parent, target_start, key))
         if resolution not in self._emit:

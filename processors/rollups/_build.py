@@ -34,18 +34,23 @@ from agentstream.processors.rollups._cells import (
     Cell,
 )
 from agentstream.processors.rollups._sketch import LatencySketch
-from agentstream.schemas import AgentState, Resolution, Rollup, utc_now
+from agentstream.schemas import (
+    RESOLUTION_SECONDS,
+    RESOLUTIONS,
+    AgentState,
+    Resolution,
+    Rollup,
+    utc_now,
+)
 
 __all__ = ["QUANTILES", "RESOLUTION_US", "TIERS", "build_rollup", "window_start"]
 
 #: window length of each resolution, in microseconds
 RESOLUTION_US: Final[dict[Resolution, int]] = {
-    "1s": 1_000_000,
-    "1m": 60_000_000,
-    "1h": 3_600_000_000,
+    r: seconds * 1_000_000 for r, seconds in RESOLUTION_SECONDS.items()
 }
 #: the resolutions, finest first
-TIERS: Final[tuple[Resolution, ...]] = ("1s", "1m", "1h")
+TIERS: Final[tuple[Resolution, ...]] = RESOLUTIONS
 #: the quantiles reported as latency_p50 / p95 / p99
 QUANTILES: Final = (0.5, 0.95, 0.99)
 

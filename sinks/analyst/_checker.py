@@ -33,6 +33,7 @@ from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from agentstream.core.errors import QueryRefused, QueryUnparsable
+from agentstream.schemas import RESOLUTIONS
 from agentstream.sinks.analyst._functions import is_allowed_function
 from agentstream.sinks.analyst._keys import Principal
 
@@ -56,9 +57,7 @@ _TENANT_TABLES = (
     "review_decisions",
     "review_queue",
     "invalid_events",
-    "rollups_1s",
-    "rollups_1m",
-    "rollups_1h",
+    *(f"rollups_{r}" for r in RESOLUTIONS),
     "eval_results",
     "feedback",
 )

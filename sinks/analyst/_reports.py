@@ -15,12 +15,13 @@ tenant is given, on ``tenant_id``. Definitions:
   (the events' ``redactions``) and what the sink's second pass replaced on top
   (``sink_redactions``: what an Emitter missed, or an Emitter with redaction off).
   Counts only: the values are never stored.
-* business (the daily tier): per UTC day and agent, from the 1 h rollups of the agent
-  scopes (tasks = runs started, completed, failed, hand-offs, model cost, value of
-  completed runs, ROI = value / cost), the end users' ``Feedback`` (how many, mean
-  satisfaction 1-5) and the reviewers' scores (how many, mean 1-5); computed at query
-  time, so it reaches as far back as the 1 h rollups (``retention.rollups_1h_days``) and,
-  for satisfaction and scores, the raw events (``retention.business_days``/``legal_days``);
+* business (the daily tier): per UTC day and agent, from the streamed 1 d rollups of the
+  agent scopes (``rollups_1d``: tasks = runs started, completed, failed, hand-offs, model
+  cost, value of completed runs, ROI = value / cost), the end users' ``Feedback`` (how
+  many, mean satisfaction 1-5) and the reviewers' scores (how many, mean 1-5); it reaches
+  as far back as the 1 d rollups (``retention.rollups_1d_days``) and, for satisfaction
+  and scores, the raw events (``retention.business_days``/``legal_days``); a day shows
+  once its 1 d window has closed (day end + ``rollups.allowed_lateness_s``);
 * handoffs: per hour and agent, runs started as a hand-off from another run
   (``parent_run_id`` set) and their share of the runs started.
 """
@@ -177,6 +178,10 @@ _REDACTIONS = Report(
 _AGENT_HOURS = (
     "(SELECT *, window_start AS event_time FROM rollups_1h_dedup WHERE scope_kind = 'AGENT')"
 )
+#: the agent-scope 1 d rollups, with their window start as the time the filters read
+_AGENT_DAYS = (
+    "(SELECT *, window_start AS event_time FROM rollups_1d_dedup WHERE scope_kind = 'AGENT')"
+)
 
 _BUSINESS = Report(
     "business",
@@ -189,7 +194,7 @@ _BUSINESS = Report(
     "FROM (SELECT toDate(event_time) AS day, tenant_id, agent_id, sum(runs_started) AS tasks, "
     "sum(runs_completed) AS completed, sum(runs_failed) AS failed, sum(handoffs) AS handoffs, "
     "sum(cost_usd) AS cost_usd, sum(value_usd) AS value_usd "
-    f"FROM {_AGENT_HOURS} WHERE {{where}} GROUP BY day, tenant_id, agent_id) AS r "
+    f"FROM {_AGENT_DAYS} WHERE {{where}} GROUP BY day, tenant_id, agent_id) AS r "
     "FULL OUTER JOIN (SELECT toDate(event_time) AS day, tenant_id, agent_id, "
     "count() AS feedback, avg(satisfaction) AS satisfaction "
     "FROM feedback_dedup WHERE {where} GROUP BY day, tenant_id, agent_id) AS f "

@@ -203,7 +203,7 @@ def test_durations() -> None:
         (_rule(**{"for": 0}), "for", "greater than or equal to 1"),
         (_rule(min_samples=-1), "min_samples", "greater than or equal to 0"),
         (_rule(cooldown="5 minutes"), "cooldown", "duration"),
-        (_rule(resolution="5m"), "resolution", "'1s', '1m' or '1h'"),
+        (_rule(resolution="5m"), "resolution", "'1s', '1m', '1h' or '1d'"),
         (_rule(severity="urgent"), "severity", "CRITICAL"),
         (_rule(scope="per galaxy"), "scope.per", "'tool'"),
         (_rule(scope={"per": "global", "tool": "x"}), "scope", "global rollups"),

@@ -49,7 +49,9 @@ SETTINGS = RollupSettings(allowed_lateness_s=3, sketch_relative_accuracy=ALPHA)
 T0 = datetime(2025, 1, 1, 10, 58, 30, tzinfo=UTC)  # traffic crosses a minute and an hour
 STAMP = datetime(2025, 1, 2, tzinfo=UTC)
 FAR = to_us(datetime(2030, 1, 1, tzinfo=UTC))
-LENGTH_S = {"1s": 1, "1m": 60, "1h": 3600}
+LENGTH_S = {"1s": 1, "1m": 60, "1h": 3600, "1d": 86_400}
+#: the scope kinds the 1 d tier holds by default
+DAILY_KINDS = {ScopeKind.TENANT, ScopeKind.AGENT}
 QS = (0.5, 0.95, 0.99)
 
 AGENTS = [("planner", "1.0"), ("planner", "1.1"), ("coder", "2.0")]
@@ -155,7 +157,9 @@ def ground_truth(events: list[RollupEvent]) -> dict[tuple[str, int, str], Truth]
         t = to_us(ev.event_time)
         for resolution, length in LENGTH_S.items():
             start = t - t % (length * 1_000_000)
-            for _kind, key in scope_keys(ev):
+            for kind, key in scope_keys(ev):
+                if resolution == "1d" and kind not in DAILY_KINDS:
+                    continue
                 g = truth[(resolution, start, key)]
                 c = g.counts
                 if isinstance(ev, ToolCall):
@@ -241,7 +245,10 @@ def test_every_window_and_scope_matches_the_ground_truth(
 ) -> None:
     truth = ground_truth(events)
     assert set(emitted) == set(truth)
-    assert {r for r, _, _ in emitted} == {"1s", "1m", "1h"}
+    assert {r for r, _, _ in emitted} == {"1s", "1m", "1h", "1d"}
+    assert {k[2] for k in emitted if k[0] == "1d"} == {
+        key for ev in events for kind, key in scope_keys(ev) if kind in DAILY_KINDS
+    }
     assert len([k for k in emitted if k[0] == "1h"]) >= 2 * 4  # two hours, several scopes
     for key, expected in truth.items():
         rollup = emitted[key]

@@ -12,6 +12,9 @@ PACKAGE = Path(schemas.__file__).parent
 REPO = Path(__file__).resolve().parents[2]
 
 EXPECTED = {
+    # the rollup resolutions (the one definition)
+    "RESOLUTIONS",
+    "RESOLUTION_SECONDS",
     # models and their vocabulary
     "Record",
     "AgentEvent",

@@ -130,7 +130,7 @@ def populated(chdb_path: Path) -> Iterator[tuple[LocalAnalyst, Truth]]:
         if not isinstance(event, Feedback):
             aggregator.add(event)
     far = int((DAY0 + dt.timedelta(days=5)).timestamp() * 1_000_000)
-    records += [r for r in aggregator.advance(far) if r.resolution == "1h"]
+    records += [r for r in aggregator.advance(far) if r.resolution in ("1h", "1d")]
     database = f"business_{uuid.uuid4().hex[:10]}"
     clickhouse = open_backend(ClickHouseSettings(path=chdb_path, database=database))
     try:

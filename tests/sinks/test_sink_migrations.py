@@ -169,3 +169,23 @@ def test_every_table_covers_its_model_field_for_field(clickhouse: ClickHouseBack
             assert ("Nullable(" in columns[name]) == nullable, (
                 f"{spec.name}.{name}: column {columns[name]} vs field {info.annotation}"
             )
+
+
+@pytest.mark.integration
+def test_the_1d_rollups_keep_their_own_retention(clickhouse: ClickHouseBackend) -> None:
+    migrate(clickhouse, settings())
+    full = dict(
+        clickhouse.query(
+            "SELECT name, engine_full FROM system.tables WHERE database = currentDatabase()"
+        ).rows
+    )
+    assert f"toIntervalDay({settings().retention.rollups_1d_days})" in full["rollups_1d"]
+    report = migrate(clickhouse, settings(rollups_1d_days=11))
+    assert report.retention_updated == ["rollups_1d"]
+    full = dict(
+        clickhouse.query(
+            "SELECT name, engine_full FROM system.tables WHERE database = currentDatabase()"
+        ).rows
+    )
+    assert "toIntervalDay(11)" in full["rollups_1d"]
+    assert "toIntervalDay(11)" not in full["rollups_1h"]

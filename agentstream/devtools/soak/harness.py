@@ -329,6 +329,7 @@ def run_soak(
             settings.lifecycle,
             soak.arrivals,
             settings.rollups.allowed_lateness_s,
+            settings.rollups.daily_scope_kinds,
         )
         stored = read_stored(settings.clickhouse, pop.cutoff)
         rows = [

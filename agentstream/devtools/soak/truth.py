@@ -22,7 +22,8 @@ Rules (issue #11, with the budgets of :class:`~agentstream.core.config.Lifecycle
   and counted nowhere else.
 * **Rollups.** Every counted event adds to the window of its own event time, at
   1 s, 1 min and 1 h, in the scopes global, ``tenant=<t>``,
-  ``tenant=<t>/agent=<a>@<v>`` and (tool calls) ``tenant=<t>/tool=<tool>``; each
+  ``tenant=<t>/agent=<a>@<v>`` and (tool calls) ``tenant=<t>/tool=<tool>``, and at 1 d
+  in the tenant and agent scopes only (``rollups.daily_scope_kinds``); each
   event is counted once (duplicates by ``event_id``). Tool calls: count, status and
   error class split, latency; model calls: calls, tokens, cost (integer nano-dollars);
   accepted and synthesized transitions: runs started (→INIT), completed, failed, and
@@ -56,6 +57,7 @@ from agentstream.schemas import (
 )
 
 __all__ = [
+    "DAILY_SCOPE_KINDS",
     "FIGURES",
     "QUANTILES",
     "RESOLUTIONS",
@@ -71,7 +73,14 @@ __all__ = [
 S = AgentState
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 #: window lengths in microseconds
-RESOLUTIONS: Final[dict[str, int]] = {"1s": 1_000_000, "1m": 60_000_000, "1h": 3_600_000_000}
+RESOLUTIONS: Final[dict[str, int]] = {
+    "1s": 1_000_000,
+    "1m": 60_000_000,
+    "1h": 3_600_000_000,
+    "1d": 86_400_000_000,
+}
+#: the scope kinds the 1 d tier holds, unless told otherwise (``rollups.daily_scope_kinds``)
+DAILY_SCOPE_KINDS: Final = ("TENANT", "AGENT")
 QUANTILES: Final = {"latency_p50": 0.5, "latency_p95": 0.95, "latency_p99": 0.99}
 #: the integer figures of a rollup row that the soak compares
 FIGURES: Final = (
@@ -321,13 +330,16 @@ def compute_truth(
     lifecycle: LifecycleSettings,
     arrivals: Mapping[str, int] | None = None,
     lateness_s: float = 0.0,
+    daily_scope_kinds: Iterable[str] = DAILY_SCOPE_KINDS,
 ) -> Truth:
     """The truth of ``events`` (in production order; duplicates may be included).
 
     ``arrivals``: per event id, the newest event time (µs) read on its input partition
     before it (:mod:`.arrivals`); an event counts in ``late_events`` when its 1 s
-    window ended ``lateness_s`` or more before that. None: no event is late.
+    window ended ``lateness_s`` or more before that. None: no event is late. The 1 d
+    windows hold only the scopes of ``daily_scope_kinds``.
     """
+    daily = frozenset(str(kind) for kind in daily_scope_kinds)
     lateness = round(lateness_s * 1_000_000)
     read_at = arrivals or {}
 
@@ -363,6 +375,8 @@ def compute_truth(
         out = []
         for kind, key in scope_keys(event.tenant_id, event.agent_id, event.agent_version, tool):
             for resolution, length in RESOLUTIONS.items():
+                if resolution == "1d" and kind not in daily:
+                    continue
                 start = at_us - at_us % length
                 cell = cells.get((resolution, start, key))
                 if cell is None:

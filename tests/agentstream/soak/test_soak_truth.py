@@ -27,6 +27,7 @@ from agentstream.devtools.soak.population import (
     partition_of,
 )
 from agentstream.devtools.soak.truth import (
+    RESOLUTIONS,
     Timeout,
     compute_truth,
     exact_quantile,
@@ -133,8 +134,13 @@ def test_a_complete_run_counts_once_in_its_second_minute_and_hour() -> None:
         "model_calls": {uid(5)},
         "review_decisions": {uid(7)},
     }
-    # 4 scopes for the tool call (global, tenant, agent, tool) x 3 resolutions
-    assert len(truth.cells) == 12
+    # 4 scopes for the tool call (global, tenant, agent, tool) x 3 resolutions, and the
+    # tenant and agent scopes at 1 d
+    assert len(truth.cells) == 4 * 3 + 2
+    assert {key for r, _, key in truth.cells if r == "1d"} == {
+        "tenant=acme",
+        "tenant=acme/agent=planner@1.0",
+    }
     for resolution in ("1s", "1m", "1h"):
         cell = truth.cells[(resolution, T0_US, "global")]
         assert {k: v for k, v in cell.figures.items() if v} == {
@@ -321,7 +327,9 @@ def test_scope_keys_escape_the_separators() -> None:
     ]
 
 
-def _stored_from(truth_events: list[AgentEvent]) -> Stored:
+def _stored_from(truth_events: list[AgentEvent], cutoff_us: int = T0_US + 7_200_000_000) -> Stored:
+    """A store holding exactly the truth, of the windows ending by ``cutoff_us`` (what
+    ``read_stored`` selects)."""
     truth = compute_truth(truth_events, SETTINGS)
     return Stored(
         records={k: set(v) for k, v in truth.records.items()},
@@ -334,6 +342,7 @@ def _stored_from(truth_events: list[AgentEvent]) -> Stored:
                 cell.kind, dict(cell.figures), dict(cell.state_ms), dict(cell.quantiles())
             )
             for key, cell in truth.cells.items()
+            if key[1] + RESOLUTIONS[key[0]] <= cutoff_us
         },
     )
 
