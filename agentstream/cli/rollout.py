@@ -325,7 +325,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "start",
         help="start a rollout (flags or --file rollout.yaml)",
         description="Start a rollout: the candidate's traffic percent per stage, how long a "
-        "stage lasts at least (event time), and the guards judged at the 95 %% bound shared among them.",
+        "stage lasts at least (event time), and the guards judged at the 95 %% bound "
+        "shared among them.",
     )
     s.add_argument(
         "--file",

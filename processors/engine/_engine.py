@@ -184,9 +184,7 @@ class ProcessorEngine(Rebalancing):
         """``assigned`` (partition indexes), ``restored``, ``caught_up``, ``lag``, ``failed``,
         ``open_runs`` (runs not finished yet)."""
         return {
-            "open_runs": sum(
-                r["state"] not in TERMINAL_STATES for r in self._runs.values()
-            ),
+            "open_runs": sum(r["state"] not in TERMINAL_STATES for r in self._runs.values()),
             "assigned": sorted(self._clocks.assigned),
             "restored": self._restored,
             "caught_up": self._clocks.caught_up(),

@@ -8,7 +8,7 @@
   out, transactionally).
 """
 
-from agentstream.processors.rollouts._bounds import newcombe, quantile_bounds, wilson, two_sided_z
+from agentstream.processors.rollouts._bounds import newcombe, quantile_bounds, two_sided_z, wilson
 from agentstream.processors.rollouts._guards import (
     METRICS,
     Guard,
@@ -16,13 +16,13 @@ from agentstream.processors.rollouts._guards import (
     parse_guard,
     parse_guards,
 )
-from agentstream.processors.rollouts._latest import latest, supersedes
 from agentstream.processors.rollouts._judge import (
     VERDICT_NAMESPACE,
     Decision,
     RolloutJudge,
     judge_stage,
 )
+from agentstream.processors.rollouts._latest import latest, supersedes
 from agentstream.processors.rollouts._stage import RolloutStage, verdict_alert
 
 __all__ = [
@@ -40,7 +40,7 @@ __all__ = [
     "parse_guards",
     "quantile_bounds",
     "supersedes",
+    "two_sided_z",
     "verdict_alert",
     "wilson",
-    "two_sided_z",
 ]

@@ -22,7 +22,7 @@ from statistics import NormalDist
 
 from agentstream.processors.rollups import LatencySketch
 
-__all__ = ["newcombe", "quantile_bounds", "wilson", "two_sided_z"]
+__all__ = ["newcombe", "quantile_bounds", "two_sided_z", "wilson"]
 
 
 def two_sided_z(confidence: float) -> float:

@@ -212,10 +212,13 @@ class RolloutJudge:
         known = self.rollouts.get(rollout.agent_id)
         if known is not None and not supersedes(rollout, known):
             return False  # an older state (or rollout) than the one known: see latest()
-        if known is not None and known.rollout_id == rollout.rollout_id:
-            if (known.stage_index, known.status) == (rollout.stage_index, rollout.status):
-                self.rollouts[rollout.agent_id] = rollout
-                return False
+        if (
+            known is not None
+            and known.rollout_id == rollout.rollout_id
+            and (known.stage_index, known.status) == (rollout.stage_index, rollout.status)
+        ):
+            self.rollouts[rollout.agent_id] = rollout
+            return False
         self.rollouts[rollout.agent_id] = rollout
         self._held.pop(rollout.agent_id, None)
         if known is None or known.rollout_id != rollout.rollout_id:

@@ -14,8 +14,8 @@ from agentstream.processors.rollouts import (
     parse_guard,
     parse_guards,
     quantile_bounds,
-    wilson,
     two_sided_z,
+    wilson,
 )
 from agentstream.processors.rollups import LatencySketch
 

@@ -56,8 +56,9 @@ def test_cli_status_and_the_judge_use_the_same_rule(monkeypatch: pytest.MonkeyPa
     from agentstream.cli import _topic_read, rollout
 
     records, aborted = history()
+    assert aborted.status == "ABORTED"
     monkeypatch.setattr(_topic_read, "read_topic", lambda *a, **k: list(records))
-    assert rollout._current(load_settings())["billing"].status == "ABORTED"
+    assert rollout._current(load_settings())["billing"] == aborted
 
 
 def test_newest_time_then_offset_and_a_newer_rollout_replaces_a_stopped_one() -> None:
@@ -133,7 +134,7 @@ def test_any_error_inside_the_transaction_aborts_it() -> None:
     stage = RolloutStage.__new__(RolloutStage)
     producer = FailingProducer()
     stage.settings = load_settings()
-    stage._producer = producer  # type: ignore[assignment]
+    stage._producer = producer
     stage._verdicts_topic = stage._rollouts_topic = stage._alerts_topic = "t"
     stage.verdicts = []
     verdict = RolloutVerdict(
