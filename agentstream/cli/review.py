@@ -95,6 +95,13 @@ def _queue(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the run's tenant, agent and version; ``run`` is a server-side parameter
+RUN_SQL = (
+    "SELECT tenant_id, agent_id, agent_version FROM review_queue_dedup "
+    "WHERE run_id = {run:String} LIMIT 1"
+)
+
+
 def _lookup(args: argparse.Namespace) -> tuple[str, str, str]:
     """(tenant, agent, version) of the run: the flags, else the review queue."""
     given = (args.tenant, args.agent, args.version)
@@ -103,14 +110,9 @@ def _lookup(args: argparse.Namespace) -> tuple[str, str, str]:
     from agentstream.core.config import get_settings
     from agentstream.sinks.analyst import connect
 
-    run = args.run.replace("\\", "\\\\").replace("'", "\\'")
-    sql = (
-        "SELECT tenant_id, agent_id, agent_version FROM review_queue_dedup "
-        f"WHERE run_id = '{run}' LIMIT 1"
-    )
     analyst = connect(get_settings(), args.key)
     try:
-        rows = analyst.query(sql).rows
+        rows = analyst.query(RUN_SQL, {"run": args.run}).rows
     finally:
         analyst.close()
     if not rows:

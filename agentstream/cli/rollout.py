@@ -49,26 +49,39 @@ def _duration(text: str) -> float:
 
 def _current(settings: Settings) -> dict[str, Rollout]:
     from agentstream.cli._topic_read import read_topic
+    from agentstream.processors.rollouts import latest
     from agentstream.schemas import Rollout
 
-    latest: dict[str, Rollout] = {}
-    for r in read_topic(settings, "rollouts", Rollout):
-        latest[r.agent_id] = r
-    return latest
+    return latest(read_topic(settings, "rollouts", Rollout))
 
 
-def _produce(settings: Settings, records: list[tuple[str, Any]]) -> None:
+def _produce(settings: Settings, records: list[tuple[str, bytes, Any]]) -> None:
+    """``(stream, key, record)`` through one producer and one flush that checks delivery."""
     from agentstream.core import kafka
-    from agentstream.core.errors import AgentstreamError
+
+    _send(kafka.producer(settings, "tools"), settings, records)
+
+
+def _send(producer: Any, settings: Settings, records: list[tuple[str, bytes, Any]]) -> None:
+    """Produce every record, flush once; DeliveryError when one is refused or still queued."""
+    from agentstream.core.errors import DeliveryError
     from agentstream.schemas import encode_model
 
-    producer = kafka.producer(settings, "tools")
-    for stream, record in records:
+    failed: list[str] = []
+
+    def delivered(err: Any, message: Any) -> None:
+        if err is not None:
+            failed.append(f"{message.topic()}: {err}")
+
+    for stream, key, record in records:
         producer.produce(
-            settings.topics.name(stream), encode_model(record), record.agent_id.encode()
+            settings.topics.name(stream), encode_model(record), key, on_delivery=delivered
         )
-    if producer.flush(30):
-        raise AgentstreamError("rollout: Kafka did not acknowledge the records within 30 s")
+    left = producer.flush(30)
+    if left:
+        raise DeliveryError(f"rollout: Kafka did not acknowledge {left} record(s) within 30 s")
+    if failed:
+        raise DeliveryError(f"rollout: Kafka refused {len(failed)} record(s): {failed[0]}")
 
 
 def _definition(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
@@ -161,7 +174,7 @@ def _start(args: argparse.Namespace) -> int:
             f"agent {rollout.agent_id}: rollout {active.baseline} -> {active.candidate} is still "
             "ACTIVE (rollout rollback it first, or --force to replace it)"
         )
-    _produce(settings, [("rollouts", rollout)])
+    _produce(settings, [("rollouts", rollout.agent_id.encode(), rollout)])
     print(
         f"rollout {rollout.rollout_id}: {rollout.agent_id} {rollout.baseline} -> "
         f"{rollout.candidate}, stages {','.join(map(str, rollout.stages))}%, at least "
@@ -227,25 +240,32 @@ def _history(args: argparse.Namespace) -> int:
     from agentstream.core.config import get_settings
     from agentstream.sinks.analyst import connect, format_result
 
-    where = ""
-    if args.agent is not None:
-        agent = args.agent.replace("\\", "\\\\").replace("'", "\\'")
-        where = f"WHERE agent_id = '{agent}' "
-    sql = (
-        "SELECT decided_at, agent_id, baseline, candidate, verdict, stage_percent, next_percent, "
-        "manual, metrics['runs.candidate'] AS runs_candidate, metrics['runs.baseline'] AS "
-        f"runs_baseline, reason FROM rollouts_dedup {where}ORDER BY decided_at, stage_index "
-        f"LIMIT {int(args.limit)}"
-    )
+    sql, params = _history_query(args.agent, args.limit)
     analyst = connect(get_settings(), args.key)
     try:
-        result = analyst.query(sql)
+        result = analyst.query(sql, params)
     finally:
         analyst.close()
     sys.stdout.write(
         format_result(result, "json" if args.json else "table", title="Rollout verdicts")
     )
     return 0
+
+
+def _history_query(agent: str | None, limit: int) -> tuple[str, dict[str, Any]]:
+    """The verdicts query; the user's values go as server-side parameters."""
+    params: dict[str, Any] = {"limit": int(limit)}
+    where = ""
+    if agent is not None:
+        where = "WHERE agent_id = {agent:String} "
+        params["agent"] = agent
+    sql = (
+        "SELECT decided_at, agent_id, baseline, candidate, verdict, stage_percent, next_percent, "
+        "manual, metrics['runs.candidate'] AS runs_candidate, metrics['runs.baseline'] AS "
+        f"runs_baseline, reason FROM rollouts_dedup {where}ORDER BY decided_at, stage_index "
+        "LIMIT {limit:UInt64}"
+    )
+    return sql, params
 
 
 def _rollback(args: argparse.Namespace) -> int:
@@ -277,17 +297,15 @@ def _rollback(args: argparse.Namespace) -> int:
         update={"status": "ABORTED", "updated_at": now, "reason": args.reason}
     )
     alert = verdict_alert(verdict, settings.rollouts.channels)
-    _produce(settings, [("rollout_verdicts", verdict), ("rollouts", aborted)])
-    from agentstream.core import kafka
-    from agentstream.schemas import encode_model
-
-    producer = kafka.producer(settings, "tools")
-    producer.produce(
-        settings.topics.name("alerts"),
-        encode_model(alert),
-        f"{alert.rule_id}|{alert.scope_key}".encode(),
+    key = current.agent_id.encode()
+    _produce(
+        settings,
+        [
+            ("rollout_verdicts", key, verdict),
+            ("rollouts", key, aborted),
+            ("alerts", f"{alert.rule_id}|{alert.scope_key}".encode(), alert),
+        ],
     )
-    producer.flush(30)
     print(
         f"rolled back {current.agent_id} {current.candidate} -> {current.baseline} at "
         f"{now.isoformat()} (was at {current.percent}%): {args.reason}"
@@ -307,7 +325,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "start",
         help="start a rollout (flags or --file rollout.yaml)",
         description="Start a rollout: the candidate's traffic percent per stage, how long a "
-        "stage lasts at least (event time), and the guards judged at the 95 %% bound.",
+        "stage lasts at least (event time), and the guards judged at the 95 %% bound "
+        "shared among them.",
     )
     s.add_argument(
         "--file",

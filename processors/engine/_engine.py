@@ -57,6 +57,7 @@ from agentstream.processors.engine._state import (
 from agentstream.processors.engine._tallies import Tallies
 from agentstream.processors.engine._watermarks import PartitionClocks, partition_lags
 from agentstream.processors.lifecycle import (
+    TERMINAL_STATES,
     Accepted,
     Duplicate,
     RunState,
@@ -83,7 +84,6 @@ _TRACER = trace.get_tracer("agentstream.processors")
 #: the agent streams the processors read, and their models
 _INPUTS: dict[str, type[Record]] = {s.name: s.model for s in STREAMS if s.writer == "agent"}
 _RollupInput = ToolCall | ModelCall | ReviewDecision | StateTransition
-_TERMINAL = frozenset({"COMPLETED", "FAILED"})
 
 
 @dataclass
@@ -184,9 +184,7 @@ class ProcessorEngine(Rebalancing):
         """``assigned`` (partition indexes), ``restored``, ``caught_up``, ``lag``, ``failed``,
         ``open_runs`` (runs not finished yet)."""
         return {
-            "open_runs": sum(
-                r["state"] not in ("COMPLETED", "FAILED") for r in self._runs.values()
-            ),
+            "open_runs": sum(r["state"] not in TERMINAL_STATES for r in self._runs.values()),
             "assigned": sorted(self._clocks.assigned),
             "restored": self._restored,
             "caught_up": self._clocks.caught_up(),
@@ -510,7 +508,7 @@ class ProcessorEngine(Rebalancing):
             (
                 run["deadline"]
                 for run in self._runs.values()
-                if run["state"] not in _TERMINAL and run.get("p") in assigned
+                if run["state"] not in TERMINAL_STATES and run.get("p") in assigned
             ),
             default=None,
         )

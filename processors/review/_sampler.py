@@ -23,14 +23,14 @@ from pydantic import TypeAdapter, ValidationError
 
 from agentstream.core.config import ReviewRule, ReviewSettings
 from agentstream.core.errors import ConfigError
-from agentstream.schemas import AgentState, Record, ReviewRequest, StateTransition
+from agentstream.processors.lifecycle import TERMINAL_STATES
+from agentstream.schemas import Record, ReviewRequest, StateTransition
 
 __all__ = ["REQUEST_NAMESPACE", "ReviewSampler", "hash_fraction", "load_rules"]
 
 _TWO_64 = float(2**64)
 #: the namespace of review request ids: ``uuid5(REQUEST_NAMESPACE, run_id)``
 REQUEST_NAMESPACE = uuid.UUID("6f1d4f2e-5c1a-4b53-9a35-2f3c0d6e7a19")
-_TERMINAL = {AgentState.COMPLETED: "COMPLETED", AgentState.FAILED: "FAILED"}
 
 
 def hash_fraction(run_id: str) -> float:
@@ -79,9 +79,9 @@ class ReviewSampler:
         terminal transition)."""
         if not isinstance(tr, StateTransition):
             return None
-        outcome = _TERMINAL.get(tr.to_state)
-        if outcome is None:
+        if tr.to_state not in TERMINAL_STATES:
             return None
+        outcome = str(tr.to_state)
         fraction = hash_fraction(tr.run_id)
         if fraction < self.rate:
             reason = "sampled"

@@ -22,10 +22,10 @@ from statistics import NormalDist
 
 from agentstream.processors.rollups import LatencySketch
 
-__all__ = ["newcombe", "quantile_bounds", "wilson", "z_value"]
+__all__ = ["newcombe", "quantile_bounds", "two_sided_z", "wilson"]
 
 
-def z_value(confidence: float) -> float:
+def two_sided_z(confidence: float) -> float:
     """The two-sided normal quantile for ``confidence`` (0.95 → 1.95996…)."""
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence!r}")
@@ -38,7 +38,7 @@ def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, flo
         raise ValueError(f"need 0 <= successes <= n, got {successes} of {n}")
     if n == 0:
         return 0.0, 1.0
-    z = z_value(confidence)
+    z = two_sided_z(confidence)
     p = successes / n
     z2n = z * z / n
     centre = (p + z2n / 2) / (1 + z2n)
@@ -78,7 +78,7 @@ def quantile_bounds(
         return None
     if not 0 < q < 1:
         raise ValueError(f"quantile must be in (0, 1), got {q!r}")
-    z = z_value(confidence)
+    z = two_sided_z(confidence)
     spread = z * math.sqrt(q * (1 - q) / n)
     values = sketch.quantiles((q, max(0.0, q - spread), min(1.0, q + spread)))
     estimate, low, high = (v if v is not None else 0.0 for v in values)

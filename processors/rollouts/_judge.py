@@ -8,11 +8,16 @@ same order, give the same verdicts whatever the batching.
 * Event time drives it: an agent's clock is the newest window end seen among its two
   versions' rollups. A stage is judged when a newer window arrives (so every window up
   to the clock is complete), on the windows that ended by then.
-* Verdicts: ROLLBACK as soon as one guard is broken at the bound (the bound already
-  accounts for the sample size); otherwise HOLD while a side has fewer than ``min_runs``
-  ended runs, while ``min_stage_s`` of event time has not elapsed, or while a guard is not
-  yet decided at the bound; PROMOTE when every guard holds. Promoting into the last stage
-  (100 %) completes the rollout.
+* Verdicts: HOLD while a side has fewer than ``min_runs`` ended runs (no verdict either
+  way on a handful of runs); then ROLLBACK as soon as one guard is broken at its bound;
+  otherwise HOLD while ``min_stage_s`` of event time has not elapsed, or while a guard is
+  not yet decided at its bound; PROMOTE when every guard holds. Promoting into the last
+  stage (100 %) completes the rollout.
+* Each of the ``k`` guards is judged at confidence ``1 - (1 - confidence) / k``
+  (Bonferroni), so one look's chance that any guard errs stays below ``1 - confidence``.
+  Caveat: a stage is looked at again at every new window against the same bound, and
+  repeated looks raise the chance of a wrong verdict over the stage above that figure
+  (no alpha spending here); ``min_runs`` and ``min_stage_s`` limit, not remove, it.
 * A HOLD is emitted when its reason's kind changes within a stage (not on every window).
 """
 
@@ -27,10 +32,18 @@ from agentstream.core.config import RolloutSettings
 from agentstream.processors._clock import to_us
 from agentstream.processors.rollouts._bounds import newcombe, quantile_bounds, wilson
 from agentstream.processors.rollouts._guards import Guard, parse_guards
+from agentstream.processors.rollouts._latest import supersedes
 from agentstream.processors.rollups import LatencySketch
 from agentstream.schemas import Rollout, RolloutVerdict, Rollup, ScopeKind, VerdictKind
 
-__all__ = ["VERDICT_NAMESPACE", "Decision", "GuardResult", "RolloutJudge", "judge_stage"]
+__all__ = [
+    "VERDICT_NAMESPACE",
+    "Decision",
+    "GuardResult",
+    "RolloutJudge",
+    "guard_confidence",
+    "judge_stage",
+]
 
 #: verdict ids: ``uuid5(VERDICT_NAMESPACE, "<rollout_id>/<stage>/<verdict>/<kind>")``
 VERDICT_NAMESPACE = uuid.UUID("0c6b7c1e-8a4f-4e0b-b2a5-7d9e3f1a6c42")
@@ -104,7 +117,7 @@ def _judge_guard(
                 state = "holds" if lo >= a else "broken" if hi < a else "undecided"
             detail = (
                 f"{guard}: {state} (candidate {kc / nc:.2%}, baseline {kb / nb:.2%}, "
-                f"difference {d * 100:+.2f}pp, {confidence:.0%} "
+                f"difference {d * 100:+.2f}pp, {confidence:.1%} "
                 f"[{lo * 100:+.2f}, {hi * 100:+.2f}]pp)"
             )
             return GuardResult(guard, state, detail)
@@ -129,6 +142,11 @@ def _judge_guard(
     return GuardResult(guard, state, detail)
 
 
+def guard_confidence(confidence: float, guards: int) -> float:
+    """Each guard's confidence when ``guards`` share ``confidence`` (Bonferroni)."""
+    return 1 - (1 - confidence) / max(1, guards)
+
+
 def judge_stage(
     rollout: Rollout,
     cand: list[Rollup],
@@ -146,12 +164,6 @@ def judge_stage(
         "calls.baseline": float(_sum(base, "count")),
         "elapsed_s": max(0, clock_us - to_us(rollout.stage_started_at)) / 1e6,
     }
-    results = [
-        _judge_guard(g, cand, base, confidence, metrics) for g in parse_guards(rollout.guards)
-    ]
-    broken = [r for r in results if r.state == "broken"]
-    if broken:
-        return "ROLLBACK", "broken", "; ".join(r.detail for r in broken), metrics
     runs_c, runs_b = metrics["runs.candidate"], metrics["runs.baseline"]
     if min(runs_c, runs_b) < rollout.min_runs:
         reason = (
@@ -159,6 +171,12 @@ def judge_stage(
             f"of the {rollout.min_runs} each side needs"
         )
         return "HOLD", "too_few_runs", reason, metrics
+    guards = parse_guards(rollout.guards)
+    per_guard = guard_confidence(confidence, len(guards))
+    results = [_judge_guard(g, cand, base, per_guard, metrics) for g in guards]
+    broken = [r for r in results if r.state == "broken"]
+    if broken:
+        return "ROLLBACK", "broken", "; ".join(r.detail for r in broken), metrics
     if metrics["elapsed_s"] < rollout.min_stage_s:
         reason = (
             f"too early: {metrics['elapsed_s']:.0f} s of the stage's "
@@ -192,12 +210,15 @@ class RolloutJudge:
         """A rollout's definition or state as read from the rollouts topic; True when it
         changed what is judged (a new rollout or stage)."""
         known = self.rollouts.get(rollout.agent_id)
-        if known is not None and known.rollout_id == rollout.rollout_id:
-            if rollout.updated_at < known.updated_at:
-                return False  # an older state than the one this judge wrote
-            if (known.stage_index, known.status) == (rollout.stage_index, rollout.status):
-                self.rollouts[rollout.agent_id] = rollout
-                return False
+        if known is not None and not supersedes(rollout, known):
+            return False  # an older state (or rollout) than the one known: see latest()
+        if (
+            known is not None
+            and known.rollout_id == rollout.rollout_id
+            and (known.stage_index, known.status) == (rollout.stage_index, rollout.status)
+        ):
+            self.rollouts[rollout.agent_id] = rollout
+            return False
         self.rollouts[rollout.agent_id] = rollout
         self._held.pop(rollout.agent_id, None)
         if known is None or known.rollout_id != rollout.rollout_id:

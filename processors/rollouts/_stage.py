@@ -261,9 +261,13 @@ class RolloutStage:
                     "rollout %s: %s at %d%%: %s", v.agent_id, v.verdict, v.stage_percent, v.reason
                 )
             self._producer.commit_transaction(30)
-        except KafkaException as exc:
+        except BaseException as exc:
+            # whatever failed inside the transaction (Kafka, encoding, an interrupt), it
+            # must not stay open: the next begin_transaction would fail
             self._producer.abort_transaction(30)
-            raise AgentstreamError(f"rollouts: publishing verdicts failed: {exc}") from exc
+            if isinstance(exc, KafkaException):
+                raise AgentstreamError(f"rollouts: publishing verdicts failed: {exc}") from exc
+            raise
         self.verdicts.extend(d.verdict for d in decisions)
 
     def close(self) -> None:

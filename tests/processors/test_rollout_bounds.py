@@ -14,15 +14,15 @@ from agentstream.processors.rollouts import (
     parse_guard,
     parse_guards,
     quantile_bounds,
+    two_sided_z,
     wilson,
-    z_value,
 )
 from agentstream.processors.rollups import LatencySketch
 
 
 @pytest.mark.parametrize("confidence", [0.90, 0.95, 0.99])
 def test_z_matches_scipy(confidence: float) -> None:
-    assert z_value(confidence) == pytest.approx(stats.norm.ppf(0.5 + confidence / 2), abs=1e-12)
+    assert two_sided_z(confidence) == pytest.approx(stats.norm.ppf(0.5 + confidence / 2), abs=1e-12)
 
 
 @pytest.mark.parametrize(
