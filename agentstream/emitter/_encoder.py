@@ -31,7 +31,11 @@ the hand-over to the producer (or the spool) exactly as a synchronous ``emit``.
   reduced contract refuses, so that the full one names the field; a very large
   event) first encodes everything queued before it, under the same lock.
 * ``flush()`` and ``close()`` count queued events as pending; ``close()`` encodes
-  what is left before the producer is flushed and its remainder spooled.
+  what is left before the producer is flushed and its remainder spooled. An ``emit``
+  racing ``close()`` is either queued before it stops the queue (and encoded) or
+  refused with ``DeliveryError``: never accepted and then dropped.
+* ``event_id`` and ``event_time`` are made here only when the caller gave none (a
+  backfill keeps its time); a given one is checked like any field.
 """
 
 from __future__ import annotations
