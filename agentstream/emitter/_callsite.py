@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Annotated, Any, Final, NotRequired
+from typing import Annotated, Any, Final, NotRequired, TypeVar, cast
 
 from pydantic import (
     AfterValidator,
@@ -38,6 +38,8 @@ from agentstream.core.catalog import AGENT_EVENTS
 from agentstream.schemas import AgentEvent
 
 __all__ = ["CallSite", "accept", "call_site", "copy_of", "settle"]
+
+E = TypeVar("E", bound=AgentEvent)
 
 _set: Final = object.__setattr__
 #: filled in before the check (``emit`` gives every event its id and time at the call)
@@ -93,7 +95,10 @@ def call_site(event_type: type[AgentEvent]) -> CallSite:
         if name in _ALWAYS_GIVEN:
             continue
         if field.default_factory is not None:
-            factories.append((name, field.default_factory))  # type: ignore[arg-type]
+            # a factory of the validated data: none in the contracts; refuse, not guess
+            if field.default_factory_takes_validated_data:
+                raise TypeError(f"{event_type.__name__}.{name}: a default factory taking data")
+            factories.append((name, cast("Callable[[], Any]", field.default_factory)))
         elif field.default is not PydanticUndefined:
             defaults[name] = field.default
     # typing_extensions' TypedDict: pydantic needs it before Python 3.12
@@ -111,8 +116,8 @@ def call_site(event_type: type[AgentEvent]) -> CallSite:
 
 
 def accept(
-    event_type: type[AgentEvent], data: dict[str, Any], trusted: frozenset[str], max_text: int
-) -> AgentEvent | None:
+    event_type: type[E], data: dict[str, Any], trusted: frozenset[str], max_text: int
+) -> E | None:
     """Check ``data`` (normalised in place: enums, numbers) and return the placeholder
     of its event; None when the reduced contract refuses it or its free text passes
     ``max_text`` characters (the caller then runs the full pipeline, which names the
@@ -140,13 +145,13 @@ def accept(
     return _instance(event_type, state, set(data))
 
 
-def copy_of(event: AgentEvent) -> AgentEvent:
+def copy_of(event: E) -> E:
     """A placeholder for a built event (the caller keeps its own instance)."""
     return _instance(type(event), event.__dict__.copy(), set(event.model_fields_set))
 
 
-def _instance(event_type: type[AgentEvent], state: dict[str, Any], given: set[str]) -> AgentEvent:
-    event = object.__new__(event_type)
+def _instance(event_type: type[E], state: dict[str, Any], given: set[str]) -> E:
+    event: E = object.__new__(event_type)
     _set(event, "__dict__", state)
     _set(event, "__pydantic_fields_set__", given)
     _set(event, "__pydantic_extra__", None)

@@ -31,7 +31,11 @@ the hand-over to the producer (or the spool) exactly as a synchronous ``emit``.
   reduced contract refuses, so that the full one names the field; a very large
   event) first encodes everything queued before it, under the same lock.
 * ``flush()`` and ``close()`` count queued events as pending; ``close()`` encodes
-  what is left before the producer is flushed and its remainder spooled.
+  what is left before the producer is flushed and its remainder spooled. An ``emit``
+  racing ``close()`` is either queued before it stops the queue (and encoded) or
+  refused with ``DeliveryError``: never accepted and then dropped.
+* ``event_id`` and ``event_time`` are made here only when the caller gave none (a
+  backfill keeps its time); a given one is checked like any field.
 """
 
 from __future__ import annotations
@@ -62,14 +66,24 @@ _Job = tuple[type[AgentEvent], "dict[str, Any] | AgentEvent", bool, AgentEvent]
 _CHUNK: Final = 64
 #: events a caller encodes itself when the queue is full
 _HELP: Final = 2
-#: fields ``submit_data`` fills in itself
-_MADE_HERE: Final = frozenset({"event_id", "event_time"})
-_WITH_MADE: dict[frozenset[str], frozenset[str]] = {}
+#: ``trusted`` plus the fields ``submit_data`` made itself (only those: a caller's
+#: ``event_time`` of a backfill or replay is kept and checked like any field)
+#: the fields ``submit_data`` fills in when the caller did not
+_MADE_HERE: Final[tuple[tuple[str, Callable[[], object]], ...]] = (
+    ("event_id", new_uuid),
+    ("event_time", utc_now),
+)
+_WITH_MADE: dict[tuple[frozenset[str], str], frozenset[str]] = {}
 
 
-def _with_made(trusted: frozenset[str]) -> frozenset[str]:
-    _WITH_MADE[trusted] = found = trusted | _MADE_HERE
+def _with_made(trusted: frozenset[str], made: str) -> frozenset[str]:
+    _WITH_MADE[trusted, made] = found = trusted | {made}
     return found
+
+
+def closed_error() -> DeliveryError:
+    """The error of an ``emit`` on a closed (or closing) emitter."""
+    return DeliveryError("the Emitter is closed; create a new one to emit more events")
 
 
 #: room left in an encoded event for the fields of bounded length (ids, names, codes)
@@ -99,6 +113,9 @@ class BackgroundEncoder:
         self._queue: deque[_Job] = deque()
         #: held while jobs are encoded, by the thread or a caller going inline
         self._lock = threading.Lock()
+        #: held to append a job and to set ``_stopping`` (never while encoding: emit
+        #: does not wait for a batch)
+        self._gate = threading.Lock()
         self._wake = threading.Event()
         self._in_hand = 0
         self._stopping = False
@@ -115,12 +132,10 @@ class BackgroundEncoder:
     ) -> E | None:
         """Queue the event of ``data`` and return its placeholder; None when the reduced
         contract refuses it or it is very large (the caller runs the full pipeline)."""
-        if "event_id" not in data:
-            trusted = _WITH_MADE.get(trusted) or _with_made(trusted)
-            data["event_id"] = new_uuid()
-            data["event_time"] = utc_now()
-        elif "event_time" not in data:
-            data["event_time"] = utc_now()
+        for name, make in _MADE_HERE:
+            if name not in data:
+                data[name] = make()
+                trusted = _WITH_MADE.get((trusted, name)) or _with_made(trusted, name)
         params = data.get("params")
         if params is not None and type(params) is not str:
             if not isinstance(params, dict | list | tuple):
@@ -135,7 +150,7 @@ class BackgroundEncoder:
         if shown is None:
             return None
         self._submit((event_type, data, sampled, shown))
-        return shown  # type: ignore[return-value]
+        return shown
 
     def submit_built(self, event: E, sampled: bool) -> E | None:
         """Queue a built (validated) event; its placeholder, or None when very large."""
@@ -148,19 +163,24 @@ class BackgroundEncoder:
             return None
         shown = copy_of(event)
         self._submit((type(event), event, sampled, shown))
-        return shown  # type: ignore[return-value]
+        return shown
 
     def _submit(self, job: _Job) -> None:
         queue = self._queue
         if len(queue) >= self._queue_max:
             self.drain(_HELP)
-        queue.append(job)
+        with self._gate:  # close() sets _stopping under it: a job is refused or drained
+            if self._stopping:
+                raise closed_error()
+            queue.append(job)
         if not self._wake.is_set():
             self._wake.set()
 
     def inline(self, run: Callable[[], E]) -> E:
         """``run`` the full pipeline on the caller's thread, after everything queued."""
-        with self._lock:
+        with self._lock:  # close()'s final drain waits for it, or it sees _stopping
+            if self._stopping:
+                raise closed_error()
             self._drain_locked(None)
             return run()
 
@@ -270,10 +290,12 @@ class BackgroundEncoder:
 
     def close(self) -> None:
         """Stop the thread once everything queued is encoded (and encode stragglers)."""
-        self._stopping = True
+        with self._gate:  # no job is appended after this
+            self._stopping = True
         self._wake.set()
         self._thread.join()
-        self.drain(None)
+        with self._lock:  # also waits for a caller going inline
+            self._drain_locked(None)
 
 
 class EncodingEmitter(EmitterCore):
@@ -296,7 +318,7 @@ class EncodingEmitter(EmitterCore):
 
     def _check_open(self) -> None:
         if self._closed:
-            raise DeliveryError("the Emitter is closed; create a new one to emit more events")
+            raise closed_error()
 
     def emit_data(
         self,

@@ -5,7 +5,9 @@ what its full validation refuses is dead-lettered with the reason, never lost;
 
 from __future__ import annotations
 
+import threading
 import uuid
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -13,10 +15,12 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer
 
-from agentstream import Emitter, EventValidationError, ToolCall, run_context
+from agentstream import DeliveryError, Emitter, EventValidationError, ToolCall, run_context
 from agentstream.core.config import LocalKafkaSettings, Settings, load_settings
 from agentstream.devtools.localstack import free_ports
 from agentstream.devtools.localstack.testing import BrokerHandle, temporary_broker
+from agentstream.emitter import _encoder
+from agentstream.emitter._callsite import accept
 from agentstream.emitter._spool import Spool, SpoolRecord
 from agentstream.schemas import InvalidEvent, decode_model
 from tests.support.wait import wait_until
@@ -195,3 +199,119 @@ def test_close_under_a_stopped_broker_spools_everything(
         spooled = [decode_model(r.value, ToolCall).event_id for r in _spooled(tmp_path / "spool")]
         assert len(spooled) == stats.spooled == 2000
         assert spooled == [e.event_id for e in sent]
+
+
+@pytest.mark.parametrize("background", [True, False], ids=["encoder-thread", "synchronous"])
+def test_a_caller_given_event_time_is_kept_and_checked(tmp_path: Path, background: bool) -> None:
+    # a backfill or replay gives its own event_time (and maybe no event_id)
+    settings = _settings(None, tmp_path / "spool", encode_in_background=background)
+    emitter = Emitter(settings)
+    then = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    try:
+        assert (emitter._encoder is not None) is background
+        with run_context(tenant_id="t", agent_id="a", run_id="run-1"):
+            alone = emitter.emit(
+                ToolCall, tool="x", status="SUCCESS", latency_ms=1.0, event_time=then
+            )
+            given_id = str(uuid.uuid4())
+            with_id = emitter.emit(
+                ToolCall,
+                tool="x",
+                status="SUCCESS",
+                latency_ms=1.0,
+                event_time=then,
+                event_id=given_id,
+            )
+            for bad in ("yesterday", datetime(2026, 1, 2, 3, 4, 5)):  # not a time; naive
+                with pytest.raises(EventValidationError) as refused:
+                    emitter.emit(
+                        ToolCall, tool="x", status="SUCCESS", latency_ms=1.0, event_time=bad
+                    )
+                assert refused.value.fields == ("ToolCall.event_time",)
+    finally:
+        emitter.close(0)
+    stats = emitter.stats()
+    assert (stats.emitted, stats.invalid, stats.lost, stats.encoding) == (2, 0, 0, 0)
+    sent = [decode_model(r.value, ToolCall) for r in _spooled(settings.emitter.spool_dir)]
+    assert [e.event_time for e in sent] == [then, then]  # as given, not the time of the call
+    assert [e.event_id for e in sent] == [alone.event_id, given_id]
+    assert uuid.UUID(alone.event_id).version == 4  # made by the emitter
+    assert alone == sent[0]  # what emit returned is what was sent
+    assert with_id == sent[1]
+
+
+def _race_emit_against_close(spool_dir: Path, agents: int) -> None:
+    settings = _settings(None, spool_dir)
+    emitter = Emitter(settings)
+    sent: list[list[ToolCall]] = [[] for _ in range(agents)]
+    refusals: list[DeliveryError | None] = [None] * agents
+
+    def agent(i: int) -> None:
+        with run_context(tenant_id="t", agent_id="a", run_id=f"run-{i}"):
+            while True:
+                try:
+                    event = emitter.emit(ToolCall, tool="x", status="SUCCESS", latency_ms=1.0)
+                except DeliveryError as exc:
+                    refusals[i] = exc
+                    return
+                sent[i].append(event)
+
+    threads = [threading.Thread(target=agent, args=(i,)) for i in range(agents)]
+    for thread in threads:
+        thread.start()
+    _wait_until(lambda: all(len(s) >= 50 for s in sent), "every agent emitting")
+    emitter.close(0)
+    for thread in threads:
+        thread.join()
+    assert all(isinstance(r, DeliveryError) and "closed" in str(r) for r in refusals)
+    accepted = [event.event_id for events in sent for event in events]
+    stats = emitter.stats()
+    assert (stats.emitted, stats.encoding, stats.invalid, stats.lost) == (len(accepted), 0, 0, 0)
+    assert stats.delivered + stats.spooled == stats.emitted  # no broker: all spooled
+    spooled = [decode_model(r.value, ToolCall).event_id for r in _spooled(spool_dir)]
+    assert sorted(spooled) == sorted(accepted)  # every accepted emit, none other
+
+
+def test_an_emit_racing_close_is_refused_or_spooled(tmp_path: Path) -> None:
+    # the window is narrow: several closes against live emitting threads
+    for round_ in range(5):
+        _race_emit_against_close(tmp_path / f"spool-{round_}", agents=4)
+
+
+def test_an_emit_past_the_open_check_when_close_ends_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the race made certain: the emit is held between the open check and the queue
+    # until close() has returned, then goes on
+    settings = _settings(None, tmp_path / "spool")
+    emitter = Emitter(settings)
+    checked, closed = threading.Event(), threading.Event()
+    real_accept = accept
+
+    def held_accept(*args: Any) -> Any:
+        checked.set()
+        closed.wait(WAIT_S)
+        return real_accept(*args)
+
+    monkeypatch.setattr(_encoder, "accept", held_accept)
+    outcome: list[object] = []
+
+    def agent() -> None:
+        with run_context(tenant_id="t", agent_id="a", run_id="run-1"):
+            try:
+                outcome.append(emitter.emit(ToolCall, tool="x", status="SUCCESS", latency_ms=1.0))
+            except DeliveryError as exc:
+                outcome.append(exc)
+
+    thread = threading.Thread(target=agent)
+    thread.start()
+    _wait_until(checked.is_set, "the emit past the open check")
+    emitter.close(0)
+    closed.set()
+    thread.join()
+    [result] = outcome
+    assert isinstance(result, DeliveryError)
+    assert "closed" in str(result)
+    stats = emitter.stats()
+    assert (stats.emitted, stats.encoding, stats.lost) == (0, 0, 0)  # nothing left behind
+    assert _spooled(settings.emitter.spool_dir) == []
