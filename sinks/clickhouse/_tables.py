@@ -58,14 +58,12 @@ class TableSpec:
         """The deduplicated view analysts read."""
         return f"{self.name}_dedup"
 
-    def row_builder(
-        self, redactor: Redactor | None = None, counts: Counts | None = None
-    ) -> Callable[[Record], tuple[Any, ...]]:
+    def row_builder(self, redactor: Redactor | None = None) -> Callable[[Record], tuple[Any, ...]]:
         """A function record -> row values.
 
         With ``redactor`` the free-text fields are redacted again (``params`` as JSON text,
         the others as text, as the Emitter does) and the row's ``sink_redactions`` holds
-        what this pass replaced, by kind; ``counts`` (if given) adds them up too.
+        what this pass replaced, by kind.
         """
         fields = tuple(self.model.model_fields)
         getter = attrgetter(*fields)
@@ -100,9 +98,6 @@ class TableSpec:
                         if changed is None:
                             changed = list(values)
                         changed[i] = new
-            if found and counts is not None:
-                for kind, n in found.items():
-                    counts[kind] = counts.get(kind, 0) + n
             return (*(values if changed is None else changed), found)
 
         return redacted
