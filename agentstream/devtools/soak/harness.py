@@ -212,13 +212,7 @@ class _Soak:
                     Worker(i, worker_env(sections, self.home, i, self.tag), self.home, i == 0)
                     for i in range(options.workers)
                 ]
-                fleet = Fleet(
-                    workers,
-                    status,
-                    spawn=lambda i: Worker(
-                        i, worker_env(sections, self.home, i, self.tag), self.home, False
-                    ),
-                )
+                fleet = Fleet(workers, status)
                 status.phase = "starting the worker"
                 fleet.start()
                 try:
