@@ -24,7 +24,9 @@ from bench._figures import (
     redaction,
     sink_throughput,
     soak_throughput,
+    worker_rebalance,
     worker_restart,
+    worker_scale,
     worker_throughput,
 )
 from bench._harness import BenchContext, Figure, render, write_json
@@ -57,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
                 ("sink throughput", sink_throughput),
                 ("worker throughput", worker_throughput),
                 ("worker restart", worker_restart),
+                ("worker scale-out", worker_scale),
+                ("worker rebalance", worker_rebalance),
                 ("end-to-end latency", end_to_end_latency),
                 ("soak throughput", soak_throughput),
             )

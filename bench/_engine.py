@@ -109,7 +109,7 @@ def bench_worker(bootstrap: str, *, events: int = 50_000) -> WorkerBench:
     baseline = _decode_only(settings, len(workload))
 
     engine = ProcessorEngine(settings)
-    engine.open(lambda topic: ensure_changelog(settings, topic))
+    engine.open(lambda topic, n: ensure_changelog(settings, topic, n))
     start: float | None = None
     try:
         while engine.stats.consumed < len(workload):

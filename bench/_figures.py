@@ -386,3 +386,64 @@ def soak_throughput(ctx: BenchContext) -> list[Figure]:
             note=f"{result.differences} figures differ from the truth (must be 0)",
         )
     ]
+
+
+def worker_scale(ctx: BenchContext) -> list[Figure]:
+    """Two worker processes vs one on the same mixed workload (6 partitions)."""
+    from bench._scale import bench_scale
+
+    result = bench_scale(ctx.bootstrap, ctx.workdir, events=ctx.events)
+    ctx.mark(
+        "scale",
+        one_process_events_per_s=result.one_process,
+        two_processes_events_per_s=result.two_processes,
+    )
+    return [
+        Figure(
+            "processors, 2 worker processes (6 partitions)",
+            result.two_processes,
+            "events/s",
+            "1 worker process, same records",
+            result.one_process,
+            higher_is_better=True,
+            target="≥ 1.4 x one process",
+            note="group's first to last commit, incl. the second worker's rebalance",
+        ),
+        Figure(
+            "processors, per-partition rate with 2 processes",
+            result.per_partition_two,
+            "events/s",
+            "per-partition rate with 1 process",
+            result.per_partition_one,
+            higher_is_better=True,
+            note="N workers ≈ min(N, partitions) / 2 x the 2-process figure on idle cores",
+        ),
+    ]
+
+
+def worker_rebalance(ctx: BenchContext) -> list[Figure]:
+    """What a rebalance costs under live traffic: a worker joining, one SIGKILLed."""
+    from bench._scale import bench_rebalance
+
+    result = bench_rebalance(ctx.bootstrap, ctx.workdir)
+    ctx.mark("rebalance", join_s=result.join_s, leave_s=result.leave_s)
+    return [
+        Figure(
+            "rebalance: a second worker joins → all partitions processing",
+            result.join_s,
+            "s",
+            "cold start → processing",
+            result.cold_start_s,
+            higher_is_better=False,
+            note="includes the newcomer's process start and its restore",
+        ),
+        Figure(
+            "rebalance: a worker SIGKILLed → its partitions processing elsewhere",
+            result.leave_s,
+            "s",
+            "cold start → processing",
+            result.cold_start_s,
+            higher_is_better=False,
+            note="static member: session.timeout.ms, then its open transaction's timeout",
+        ),
+    ]

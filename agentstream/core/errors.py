@@ -18,6 +18,7 @@ wrapped library errors (fastavro, Kafka, ClickHouse) are chained with
     │   ├── PortInUseError         a port the broker needs is taken
     │   ├── BrokerStartError       the broker did not come up in time (has the log tail)
     │   └── TopicPartitionsError   a topic exists with another partition count than configured
+    ├── PartitionCountMismatch     the processors' inputs and changelog are not co-partitioned
     ├── DeliveryError              an event could not be delivered nor spooled
     │   └── ChannelError           an alert channel refused or missed a notification
     ├── StorageError               the ClickHouse backend failed
@@ -54,6 +55,7 @@ __all__ = [
     "EventValidationError",
     "KeyStoreError",
     "LocalStackError",
+    "PartitionCountMismatch",
     "PortInUseError",
     "QueryRefused",
     "QueryUnparsable",
@@ -135,6 +137,28 @@ class TopicPartitionsError(LocalStackError):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.topic, self.actual, self.wanted, self.setting))
+
+
+class PartitionCountMismatch(AgentstreamError):
+    """The processors' input topics and their changelog do not all have the same partition
+    count (``counts``: topic -> partitions; -1: the topic does not exist).
+
+    Run state lives with its input partition: partition ``p`` of every input topic and of
+    the changelog must hold the same runs, so the counts must be equal.
+    """
+
+    def __init__(self, counts: dict[str, int]) -> None:
+        listed = ", ".join(
+            f"{topic}: {'missing' if n < 0 else n}" for topic, n in sorted(counts.items())
+        )
+        super().__init__(
+            "the processors' input topics and changelog must have the same partition count "
+            f"(run state lives with its input partition); found {listed}"
+        )
+        self.counts = dict(counts)
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.counts,))
 
 
 class DeliveryError(AgentstreamError):

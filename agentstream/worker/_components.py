@@ -33,17 +33,18 @@ log = logging.getLogger("agentstream.worker")
 _processors_log = logging.getLogger("agentstream.processors")
 
 
-def ensure_changelog(settings: Settings, topic: str) -> None:
-    """Create the processors' state topic (one partition, compacted) if it does not exist."""
+def ensure_changelog(settings: Settings, topic: str, partitions: int = 1) -> None:
+    """Create the processors' state topic (compacted, ``partitions``: the input topics'
+    count) if it does not exist."""
     from agentstream.core.topics import ensure_topics
 
     ensure_topics(
         settings.kafka.bootstrap_servers,
         [topic],
-        partitions=1,
+        partitions=partitions,
         replication=settings.kafka.replication_factor,
         client_config=kafka.client_config(settings, "admin", "admin"),
-        partitions_setting=None,  # the restore reads every partition: any count will do
+        partitions_setting=None,  # the engine checks the count against the inputs at start
         topic_config={"cleanup.policy": "compact"},
     )
 
@@ -61,7 +62,7 @@ class ProcessorsComponent:
         self._on_ready = on_ready
 
     def open(self) -> None:
-        self.engine.open(lambda topic: ensure_changelog(self._settings, topic))
+        self.engine.open(lambda topic, n: ensure_changelog(self._settings, topic, n))
 
     def run(self, stop: threading.Event) -> None:
         def ready() -> None:

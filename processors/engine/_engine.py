@@ -8,8 +8,16 @@ state of that batch, so outputs are exactly once for read_committed consumers
 
 Start-up fences first: ``init_transactions`` with the worker's transactional id
 (``<app>-processors-<instance_id>``) aborts whatever an older incarnation left open
-and fences it, *then* the changelog is read to its end (or the worker stops with an
-error), then the consumer joins the group as a static member (``group.instance.id``).
+and fences it; then the layout is checked (and an old changelog migrated,
+:mod:`processors.engine._assignment`), then the consumer joins the group as a static
+member (``group.instance.id``).
+
+Partitions are the unit of scale: on each assignment the worker reads only the changelog
+partitions it was given (to their end, or it stops with an error) before it processes
+them, and forgets the state of partitions it no longer has. Every transaction passes the
+consumer's group metadata with its offsets (KIP-447): a worker the group has moved on
+from (a zombie) cannot commit. A revocation finds no transaction open (rebalance
+callbacks run inside ``consume``, between transactions): the last batch is committed.
 Any exception inside a batch aborts its transaction and is raised again; the engine
 is then spent (its memory holds part of an aborted batch): close it and start anew.
 
@@ -40,16 +48,11 @@ from agentstream.core.metrics import PipelineMetrics, pipeline_metrics
 from agentstream.core.tracing import consumer_span, trace_headers
 from agentstream.processors._clock import now_us, seconds_to_us, to_us
 from agentstream.processors.alerts import AlertEvaluator, rules_from_settings
-from agentstream.processors.engine._restore import invalid_event, restore_state
+from agentstream.processors.engine._assignment import prepare_changelog
+from agentstream.processors.engine._rebalance import Rebalancing
+from agentstream.processors.engine._restore import invalid_event
 from agentstream.processors.engine._state import (
-    ALERTS,
-    CELLS,
-    CLOCKS,
-    LEGACY_TRACKER,
-    RUNS,
     TrackedDict,
-    encode,
-    read_changelog,
 )
 from agentstream.processors.engine._tallies import Tallies
 from agentstream.processors.engine._watermarks import PartitionClocks, partition_lags
@@ -104,7 +107,7 @@ class EngineStats:
     rollup_duplicates: int = 0
 
 
-class ProcessorEngine:
+class ProcessorEngine(Rebalancing):
     """The stream processors in one loop; :meth:`run` until ``stop`` is set."""
 
     def __init__(
@@ -154,6 +157,16 @@ class ProcessorEngine:
         self._closed_through = 0
         self._next_timer = 0.0
         self._restored = False
+        #: partition indexes whose state this worker holds / may process now (between a
+        #: revocation and the next assignment: none)
+        self._held: set[int] = set()
+        self._active: set[int] = set()
+        #: last consumed position per input partition since the assignment (the offsets of
+        #: every transaction, so a zombie's transaction is always refused)
+        self._at: dict[tuple[str, int], int] = {}
+        #: the changelog partition of runs deleted in this batch
+        self._gone: dict[str, int | None] = {}
+        self._partitions = 0
         self._drop_legacy = False
         self._failed: BaseException | None = None
 
@@ -181,47 +194,31 @@ class ProcessorEngine:
 
     # -- start-up ------------------------------------------------------------
 
-    def open(self, ensure_topic: Callable[[str], None] | None = None) -> None:
-        """Fence older instances, restore the state to the changelog's end, subscribe."""
-        if ensure_topic is not None:
-            ensure_topic(self._state_topic)
+    def open(self, ensure_topic: Callable[[str, int], None] | None = None) -> None:
+        """Fence older instances, check (create, migrate) the changelog, subscribe; the
+        state is restored per assignment (``ensure_topic(topic, partitions)``: create the
+        changelog)."""
         try:
             self._producer.init_transactions(30)
         except KafkaException as exc:
             raise AgentstreamError(f"processors: cannot start transactions: {exc}") from exc
-        timeout = self.settings.worker.restore_timeout_s
-        self._restore(read_changelog(self.settings, self._state_topic, timeout))
+        self._partitions = prepare_changelog(
+            self.settings, self._producer, self.inputs, self._state_topic, ensure_topic
+        )
         self._consumer.subscribe(
             list(self._topic_stream),
-            on_assign=self._rebalanced,
-            on_revoke=self._rebalanced,
-            on_lost=self._rebalanced,
+            on_assign=self._assigned,
+            on_revoke=self._revoked,
+            on_lost=self._lost,
         )
-
-    def _restore(self, state: dict[str, Any]) -> None:
-        restored = restore_state(self.settings, state)
-        self._runs, self._trackers = restored.runs, restored.trackers
-        self._alert_state = self._evaluator.store = restored.alerts
-        self._rollups, self._clocks = restored.rollups, restored.clocks
-        self._drop_legacy = restored.legacy
-        mark = self._rollups.watermark
-        self._closed_through = 0 if mark is None else mark - mark % 1_000_000
-        self._restored = True
-        log.info(
-            "restored %d runs, %d rollup entries, %d alert states",
-            len(self._runs),
-            restored.cells,
-            len(self._alert_state),
-        )
-
-    def _rebalanced(self, consumer: Any, partitions: list[Any]) -> None:
-        self._clocks.unassigned()
-        self._started.clear()
 
     def close(self) -> None:
         self.metrics.forget_group(self._group)
         self._consumer.close()
-        self._producer.flush(10)
+        try:
+            self._producer.flush(10)
+        except KafkaException as exc:  # fenced by a successor: nothing of ours to deliver
+            log.warning("processors: closing: %s", exc)
 
     # -- the loop --------------------------------------------------------------
 
@@ -247,6 +244,16 @@ class ProcessorEngine:
             raise AgentstreamError(
                 f"processors: a batch failed ({self._failed!r}); start a new engine"
             )
+        if not self._active:
+            # rebalancing: nothing may be decided, nothing committed; a fatal error stops
+            for message in messages:
+                if message.error() and message.error().fatal():
+                    raise AgentstreamError(f"processors: consumer failed: {message.error().str()}")
+            return
+        active = self._active
+        if any(m.partition() not in active for m in messages):
+            # revoked in this very consume: another worker has them now (errors stay)
+            messages = [m for m in messages if m.error() or m.partition() in active]
         now = time.monotonic()
         timer_due = now >= self._next_timer
         if not messages and not timer_due:
@@ -261,7 +268,11 @@ class ProcessorEngine:
                 self._timers(now)
             self._close_windows(now)
             self._write_state()
-            offsets = [TopicPartition(t, p, o) for (t, p), o in self._positions.items()]
+            self._at.update(self._positions)
+            # every assigned partition's offset (its committed one until read from): the
+            # group refuses the whole transaction of a worker it has moved on from
+            at = {k: o for k, o in self._started.items() if o >= 0} | self._at
+            offsets = [TopicPartition(t, p, o) for (t, p), o in at.items()]
             if offsets:
                 self._producer.send_offsets_to_transaction(
                     offsets, self._consumer.consumer_group_metadata(), 30
@@ -457,6 +468,7 @@ class ProcessorEngine:
             self.stats.timeouts += 1
         for run_id in sweep.expired:
             self._runs.pop(run_id, None)
+            self._gone[run_id] = p
             tracker.forget(run_id)
 
     def _timers(self, now: float) -> None:
@@ -465,6 +477,8 @@ class ProcessorEngine:
         clocks, idle = self._clocks, self.settings.lifecycle.idle_after_s
         wall = now_us()
         for p in list(self._trackers):
+            if p is not None and p not in self._active:
+                continue
             if p is None:
                 clock = clocks.low
                 wall_ok = bool(clocks.assigned) and all(
@@ -506,15 +520,3 @@ class ProcessorEngine:
             for alert in self._evaluator.process(rollup):
                 self._send("alerts", f"{alert.rule_id}|{alert.scope_key}", alert)
                 self.stats.alerts += 1
-
-    def _write_state(self) -> None:
-        produce, topic = self._producer.produce, self._state_topic
-        for key, value in self._runs.drain().items():
-            produce(topic, encode(value), RUNS.key(key))
-        for key, value in self._alert_state.drain().items():
-            produce(topic, encode(value), ALERTS.key(key))
-        for key, cell in self._rollups.drain_changes().items():
-            produce(topic, encode(cell), CELLS.key(key))
-        produce(topic, encode(self._clocks.to_json()), CLOCKS.key("partitions"))
-        if self._drop_legacy:
-            produce(topic, None, LEGACY_TRACKER.encode())

@@ -9,24 +9,34 @@ its run states lack the partition index (``p``): they are timed by a tracker of 
 on the low watermark until their next event moves them to their partition; its
 singleton ``tracker`` key (newest event time per input partition) seeds the clocks and is
 deleted by the first commit; its rollup state (version 1) restores as is.
+
+Migration from the single-partition changelog (its clocks in one ``clock:partitions``
+entry): the entry seeds the clocks and is deleted by the first commit, which writes
+``clock:<p>`` per partition index; moving the runs to their partitions is
+:func:`processors.engine._assignment.migrate_changelog`'s job.
+
+A restore covers the changelog partitions a worker was assigned: ``state`` holds only
+their keys (the rollup cells and alert states only with partition 0).
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from agentstream.core.config import Settings
 from agentstream.processors.engine._state import (
     ALERTS,
     CELLS,
     CLOCKS,
+    LEGACY_CLOCKS,
     LEGACY_TRACKER,
+    LOW_CLOCK,
     RUNS,
     TrackedDict,
 )
-from agentstream.processors.engine._watermarks import PartitionClocks
+from agentstream.processors.engine._watermarks import IndexClock, PartitionClocks
 from agentstream.processors.lifecycle import RunState, TimeoutTracker
 from agentstream.processors.rollups import RollupAggregator
 from agentstream.schemas import InvalidEvent, utc_now
@@ -43,7 +53,8 @@ class Restored:
     alerts: TrackedDict
     rollups: RollupAggregator
     clocks: PartitionClocks
-    #: the legacy ``tracker`` key was read: delete it with the first commit
+    #: a legacy ``tracker`` or ``clock:partitions`` key was read: delete it with the
+    #: first commit
     legacy: bool
     cells: int
 
@@ -57,14 +68,20 @@ def restore_state(settings: Settings, state: dict[str, Any]) -> Restored:
         if cells
         else RollupAggregator(settings.rollups, event_watermark=False)
     )
-    clock = CLOCKS.items(state).get("partitions")
-    legacy = clock is None and LEGACY_TRACKER in state
+    entries = CLOCKS.items(state)
+    clock = entries.pop(LEGACY_CLOCKS, None)
+    legacy = clock is not None or LEGACY_TRACKER in state
     if clock is not None:
         clocks = PartitionClocks(clock)
-    elif legacy:
+    elif LEGACY_TRACKER in state:
         clocks = PartitionClocks.from_legacy(state[LEGACY_TRACKER])
     else:
         clocks = PartitionClocks()
+    low = entries.pop(LOW_CLOCK, None)
+    if low is not None:
+        clocks.low = low
+    for p, entry in entries.items():
+        clocks.load(int(p), cast(IndexClock, entry))
     by_index: dict[int | None, list[RunState]] = {}
     for run in runs.values():
         by_index.setdefault(run.get("p"), []).append(run)

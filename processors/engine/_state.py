@@ -9,23 +9,30 @@ store      id                                     value
 ``cell``   rollup entry (``1s|<start>|<scope>``,  rollup cell, ids seen, meta
            ``ids|<start>``, ``meta``)
 ``alert``  ``<rule>|<scope>``                     alert rule state
-``clock``  ``partitions``                         the event clocks (``_watermarks``)
+``clock``  ``<p>`` (per partition index), ``low`` the event clocks (``_watermarks``)
 =========  =====================================  ===============================
+
+**Layout.** The changelog has as many partitions as every input topic: a run's state
+(and the event clock of partition index ``p``) lives on changelog partition ``p``, the
+partition its input records come from, so a worker restores only the partitions it was
+assigned (:mod:`processors.engine._assignment`). The rollup cells, the alert states and
+the low watermark (``clock:low``) live on partition 0 (:data:`GLOBAL_PARTITION`).
 
 Values are JSON; a tombstone (``None``) deletes a key. Changes are written in the same
 Kafka transaction as the outputs and the consumer offsets, so after a crash the restored
-state, the outputs and the positions agree exactly. Today's release's singleton
-``tracker`` key is read once (:data:`LEGACY_TRACKER`) and deleted by the first commit.
+state, the outputs and the positions agree exactly. Older layouts (the singleton
+``tracker`` key, :data:`LEGACY_TRACKER`; the single ``clock:partitions`` entry,
+:data:`LEGACY_CLOCKS`) are read once and deleted by the first commit.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Collection, Iterable, Iterator, MutableMapping
 from typing import Any, Final
 
-from confluent_kafka import KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from agentstream.core import kafka
 from agentstream.core.config import Settings
@@ -35,7 +42,10 @@ __all__ = [
     "ALERTS",
     "CELLS",
     "CLOCKS",
+    "GLOBAL_PARTITION",
+    "LEGACY_CLOCKS",
     "LEGACY_TRACKER",
+    "LOW_CLOCK",
     "RUNS",
     "Store",
     "TrackedDict",
@@ -43,8 +53,14 @@ __all__ = [
     "read_changelog",
 ]
 
-#: the changelog key of today's release's event clock (migrated, then deleted)
+#: the changelog key of an older release's event clock (migrated, then deleted)
 LEGACY_TRACKER: Final = "tracker"
+#: the id (in the ``clock`` store) of the single-partition layout's clocks entry
+LEGACY_CLOCKS: Final = "partitions"
+#: the id (``clock`` store) of the low watermark, on the global partition
+LOW_CLOCK: Final = "low"
+#: the changelog partition of the state not partitioned by run (rollups, alerts, low mark)
+GLOBAL_PARTITION: Final = 0
 
 
 class Store:
@@ -101,6 +117,16 @@ class TrackedDict(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return len(self._data)
 
+    def absorb(self, data: dict[str, Any]) -> None:
+        """Add restored entries (not changes: nothing to write back)."""
+        self._data.update(data)
+
+    def forget(self, keys: Iterable[str]) -> None:
+        """Drop entries without deleting them (their partition went to another worker)."""
+        for key in keys:
+            self._data.pop(key, None)
+            self.changed.pop(key, None)
+
     def drain(self) -> dict[str, Any]:
         changed, self.changed = self.changed, {}
         return changed
@@ -111,58 +137,108 @@ def encode(value: Any) -> bytes | None:
     return None if value is None else json.dumps(value, separators=(",", ":")).encode()
 
 
-def read_changelog(settings: Settings, topic: str, timeout_s: float = 60.0) -> dict[str, Any]:
-    """Every live key of the changelog topic (committed records only), read to its end.
+def read_changelog(
+    settings: Settings,
+    topic: str,
+    timeout_s: float = 60.0,
+    partitions: Collection[int] | None = None,
+) -> dict[str, Any]:
+    """Every live key of the changelog topic (committed records only), read to its end;
+    ``partitions``: only those (default: all).
 
     Raises :class:`AgentstreamError` naming the topic and how far the read got when it
     cannot reach the end of every partition within ``timeout_s``: a worker never runs
     on part of its state.
     """
     consumer = kafka.consumer(settings, "restore", {"group.id": f"{topic}-restore"})
+    # the log's true end: a read_committed client's offsets query answers the last stable
+    # offset, which leaves out a transaction the previous owner committed a moment ago
+    # whose markers are not written yet (the read below waits for them instead)
+    ends_of = kafka.consumer(
+        settings,
+        "restore",
+        {"group.id": f"{topic}-restore", "isolation.level": "read_uncommitted"},
+    )
     state: dict[str, Any] = {}
     deadline = time.monotonic() + timeout_s
     io_timeout = max(timeout_s, 10.0)  # one metadata or offsets request
     try:
         metadata = consumer.list_topics(topic, timeout=io_timeout)
-        partitions = metadata.topics[topic].partitions if topic in metadata.topics else {}
-        for partition in sorted(partitions):
+        existing = metadata.topics[topic].partitions if topic in metadata.topics else {}
+        wanted = existing if partitions is None else set(partitions) & set(existing)
+        ends: dict[int, int] = {}
+        at: dict[int, int] = {}
+        for partition in sorted(wanted):
             tp = TopicPartition(topic, partition)
-            low, high = consumer.get_watermark_offsets(tp, timeout=io_timeout)
-            if high <= low:
-                continue
-            consumer.assign([TopicPartition(topic, partition, low)])
+            low, high = _watermarks(ends_of, tp, io_timeout, deadline)
+            if high > low:
+                ends[partition], at[partition] = high, low
+        # all at once: one assignment, each record applied to its own partition's keys (a
+        # key moved by the migration has a tombstone on partition 0 and its value elsewhere)
+        per: dict[int, dict[str, Any]] = {p: {} for p in ends}
+        consumer.assign([TopicPartition(topic, p, o) for p, o in at.items()])
+        read = 0
+        while True:
             # ``high`` may point past a transaction marker: stop at the last stable offset
-            position, read = low, 0
-            while position < high:
-                if time.monotonic() > deadline:
-                    raise AgentstreamError(
-                        f"cannot restore processor state from {topic}: partition {partition} "
-                        f"read to offset {position} of {high} ({read} records, {len(state)} "
-                        f"keys) in {timeout_s:g} s; the worker stops rather than run on part "
-                        "of its state"
-                    )
-                message = consumer.poll(0.5)
-                if message is None:
-                    # past the last record there may only be transaction markers
-                    at = consumer.position([tp])[0].offset
-                    if at >= high:
-                        break
-                    position = max(position, at)
-                    continue
-                if message.error():
-                    if message.error().fatal():
-                        raise KafkaException(message.error())
-                    continue
-                position = (message.offset() or 0) + 1
-                read += 1
-                key = (message.key() or b"").decode()
-                value = message.value()
-                if value is None:
-                    state.pop(key, None)
-                else:
-                    state[key] = json.loads(value)
+            left = [p for p in ends if at[p] < ends[p]]
+            if not left:
+                break
+            if time.monotonic() > deadline:
+                p = left[0]
+                raise AgentstreamError(
+                    f"cannot restore processor state from {topic}: partition {p} read to "
+                    f"offset {at[p]} of {ends[p]} ({read} records, "
+                    f"{sum(len(v) for v in per.values())} keys) in {timeout_s:g} s; the "
+                    "worker stops rather than run on part of its state"
+                )
+            message = consumer.poll(0.5)
+            if message is None:
+                # past the last record there may only be transaction markers
+                for tp in consumer.position([TopicPartition(topic, p) for p in left]):
+                    at[tp.partition] = max(at[tp.partition], tp.offset)
+                continue
+            if message.error():
+                if message.error().fatal():
+                    raise KafkaException(message.error())
+                continue
+            p = message.partition()
+            at[p] = max(at[p], (message.offset() or 0) + 1)
+            read += 1
+            key = (message.key() or b"").decode()
+            value = message.value()
+            if value is None:
+                per[p].pop(key, None)
+            else:
+                per[p][key] = json.loads(value)
+        for p in sorted(per):
+            state.update(per[p])
     except KafkaException as exc:
         raise AgentstreamError(f"cannot restore processor state from {topic}: {exc}") from exc
     finally:
         consumer.close()
+        ends_of.close()
     return state
+
+
+_NO_LEADER_YET: Final = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+    }
+)
+
+
+def _watermarks(consumer: Any, tp: TopicPartition, timeout: float, deadline: float) -> Any:
+    """A partition's low and high offsets; a just created topic's partition may not have
+    its leader yet (a retriable error): asked again until ``deadline``."""
+    while True:
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=timeout)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if time.monotonic() > deadline or not (
+                error.retriable() or error.code() in _NO_LEADER_YET
+            ):
+                raise
+            time.sleep(0.1)

@@ -30,15 +30,23 @@ from confluent_kafka import TopicPartition
 
 from agentstream.core.metrics import consumer_lag
 
-__all__ = ["ClockState", "PartitionClocks", "partition_lags"]
+__all__ = ["ClockState", "IndexClock", "PartitionClocks", "partition_lags"]
 
 
 class ClockState(TypedDict):
-    """JSON-able state (the changelog's ``clock:partitions`` entry)."""
+    """JSON-able state of every index (the single-partition layout's ``clock:partitions``)."""
 
     newest: dict[str, int]
     index: dict[str, int]
     low: int | None
+
+
+class IndexClock(TypedDict):
+    """JSON-able clocks of one partition index (the changelog's ``clock:<p>`` entry, on
+    changelog partition ``p``): the newest event time per input topic, the index clock."""
+
+    newest: dict[str, int]
+    index: int | None
 
 
 class PartitionClocks:
@@ -73,6 +81,28 @@ class PartitionClocks:
         for (_, p), value in clocks.newest.items():
             clocks.index[p] = min(clocks.index.get(p, value), value)
         return clocks
+
+    def entry(self, p: int) -> IndexClock:
+        """The clocks of index ``p`` (its changelog entry)."""
+        return {
+            "newest": {t: v for (t, q), v in self.newest.items() if q == p},
+            "index": self.index.get(p),
+        }
+
+    def load(self, p: int, entry: IndexClock) -> None:
+        """Take the clocks of index ``p`` from its changelog entry (a partition assigned)."""
+        for topic, value in entry["newest"].items():
+            self.newest[(topic, p)] = value
+        if entry["index"] is not None:
+            self.index[p] = entry["index"]
+
+    def drop(self, indexes: set[int]) -> None:
+        """Forget the clocks of ``indexes`` (partitions revoked: their next owner has them)."""
+        self.newest = {k: v for k, v in self.newest.items() if k[1] not in indexes}
+        self.index = {p: v for p, v in self.index.items() if p not in indexes}
+        for p in indexes:
+            self._caught_up_since.pop(p, None)
+            self._last_input.pop(p, None)
 
     def to_json(self) -> ClockState:
         return {

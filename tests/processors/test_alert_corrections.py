@@ -185,7 +185,7 @@ def _settings(broker: BrokerHandle, tmp_path: Path) -> Settings:
 
 def _open(settings: Settings, batch_size: int) -> ProcessorEngine:
     engine = ProcessorEngine(settings, batch_size=batch_size)
-    engine.open(lambda topic: ensure_changelog(settings, topic))
+    engine.open(lambda topic, n: ensure_changelog(settings, topic, n))
     return engine
 
 

@@ -85,7 +85,7 @@ def run_engine(
     """An engine in this thread, polled until ``until(engine)``, then ``settle_s`` more
     (so a timer sweep runs after the last record)."""
     engine = ProcessorEngine(settings, metrics=metrics, batch_size=batch_size)
-    engine.open(lambda topic: ensure_changelog(settings, topic))
+    engine.open(lambda topic, n: ensure_changelog(settings, topic, n))
     deadline = time.monotonic() + timeout_s
     try:
         while not until(engine):

@@ -152,6 +152,16 @@ def check(
 
         truth = Truth(truth.final, Counter({k: v for k, v in truth.windows.items() if ended(k)}))
         windows = Counter({k: v for k, v in windows.items() if ended(k)})
+    _check_runs(states, dead, truth, extra_dead)
+    diff = {k: (windows.get(k, 0), v) for k, v in truth.windows.items() if windows.get(k, 0) != v}
+    diff |= {k: (v, 0) for k, v in windows.items() if k not in truth.windows and k[2] in FIGURES}
+    assert not diff, f"{len(diff)} window figures differ (stored, truth): {list(diff.items())[:5]}"
+    return dead
+
+
+def _check_runs(
+    states: dict[str, list[AgentState]], dead: list[Any], truth: Truth, extra_dead: int
+) -> None:
     full = [*PATH, S.COMPLETED]
     wrong = {
         run: got
@@ -160,7 +170,20 @@ def check(
     }
     assert not wrong, f"{len(wrong)} runs differ, e.g. {list(wrong.items())[:3]}"
     assert len(dead) == extra_dead, [d.reason for d in dead[:5]]
-    diff = {k: (windows.get(k, 0), v) for k, v in truth.windows.items() if windows.get(k, 0) != v}
-    diff |= {k: (v, 0) for k, v in windows.items() if k not in truth.windows and k[2] in FIGURES}
-    assert not diff, f"{len(diff)} window figures differ (stored, truth): {list(diff.items())[:5]}"
+
+
+def check_lifecycle(settings: Settings, truth: Truth, *, extra_dead: int = 0) -> list[Any]:
+    """The lifecycle verdicts (each run's published states, the dead letters) against the
+    truth, rollups left out; the dead letters."""
+    states, _, dead = stored(settings)
+    _check_runs(states, dead, truth, extra_dead)
     return dead
+
+
+def finished(settings: Settings, truth: Truth) -> bool:
+    """Every run of the truth has its verdict (COMPLETED or FAILED) committed."""
+    final: dict[str, AgentState] = {}
+    for r in read_committed(settings, "lifecycle"):
+        if isinstance(r, StateTransition) and r.to_state in (S.COMPLETED, S.FAILED):
+            final[r.run_id] = r.to_state
+    return all(run in final for run in truth.final)

@@ -27,9 +27,16 @@ class Fault:
 def schedule(options: SoakOptions, rng: random.Random) -> list[Fault]:
     d = options.duration_s
     faults: list[Fault] = []
+    rebalance = "rebalance" in options.faults and options.workers >= 2
     if "kill" in options.faults:
+        # kill-and-restart never picks the worker that leaves for good
+        pick = options.workers - 1 if rebalance else options.workers
         for _ in range(max(2, round(d / 40))):
-            faults.append(Fault(rng.uniform(0.1, 0.85) * d, "kill", rng.randrange(options.workers)))
+            faults.append(Fault(rng.uniform(0.1, 0.85) * d, "kill", rng.randrange(pick)))
+    if rebalance:
+        # worker 0 holds the sink: the last one leaves, a new one joins later
+        faults.append(Fault(rng.uniform(0.2, 0.35) * d, "rebalance", options.workers - 1))
+        faults.append(Fault(rng.uniform(0.55, 0.7) * d, "rebalance", -1))
     if "broker" in options.faults:
         faults.append(Fault(rng.uniform(0.4, 0.6) * d, "broker"))
     if "clickhouse" in options.faults:
@@ -87,6 +94,11 @@ def inject(
                 fleet.kill(fault.index)
                 fleet.workers[fault.index].wait_ready(120, status)
                 status.note(f"worker {fault.index} consuming again")
+            elif fault.name == "rebalance" and fault.index >= 0:
+                fleet.leave(fault.index)
+            elif fault.name == "rebalance":
+                fleet.join().wait_ready(180, status)
+                status.note("the new worker is consuming")
             elif fault.name == "broker":
                 if local is None:
                     status.note("broker fault skipped (not a broker the soak started)")

@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,9 +115,16 @@ class Worker:
 class Fleet:
     """The workers, restarted when they die unexpectedly (a supervisor)."""
 
-    def __init__(self, workers: list[Worker], status: Status) -> None:
+    def __init__(
+        self,
+        workers: list[Worker],
+        status: Status,
+        spawn: Callable[[int], Worker] | None = None,
+    ) -> None:
         self.workers = workers
         self.status = status
+        #: a new worker (a new identity) for :meth:`join`
+        self.spawn = spawn
         self.stop_event = threading.Event()
         self.thread = threading.Thread(target=self._supervise, name="soak-supervisor", daemon=True)
 
@@ -147,6 +155,27 @@ class Fleet:
             self.status.kills += 1
             self.status.note(f"SIGKILL worker {index} (pid {pid}); restarted")
             worker.start()
+
+    def leave(self, index: int) -> None:
+        """SIGKILL worker ``index`` for good: its partitions move to the others (after its
+        static membership's session), a scale-in the hard way."""
+        worker = self.workers[index]
+        with worker.lock:
+            pid = worker.proc.pid if worker.proc else None
+            worker.kill()
+            self.status.kills += 1
+            self.status.note(f"SIGKILL worker {index} (pid {pid}) for good: a rebalance")
+
+    def join(self) -> Worker:
+        """Start a new worker with a new identity: the group rebalances."""
+        if self.spawn is None:
+            raise RuntimeError("this fleet cannot spawn workers")
+        worker = self.spawn(len(self.workers))
+        with worker.lock:
+            worker.start()
+        self.workers.append(worker)
+        self.status.note(f"worker {worker.index} joins (a new identity): a rebalance")
+        return worker
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -212,7 +212,13 @@ class _Soak:
                     Worker(i, worker_env(sections, self.home, i, self.tag), self.home, i == 0)
                     for i in range(options.workers)
                 ]
-                fleet = Fleet(workers, status)
+                fleet = Fleet(
+                    workers,
+                    status,
+                    spawn=lambda i: Worker(
+                        i, worker_env(sections, self.home, i, self.tag), self.home, False
+                    ),
+                )
                 status.phase = "starting the worker"
                 fleet.start()
                 try:

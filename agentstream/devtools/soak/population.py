@@ -58,7 +58,18 @@ __all__ = [
 ]
 
 #: the faults ``agentstream soak --faults`` knows
-FAULTS: Final = ("kill", "broker", "clickhouse", "backlog", "duplicates", "late", "clock")
+#: ``rebalance`` (with ``--workers`` 2 or more): the last worker is SIGKILLed for good (its
+#: partitions move to the others), a new worker (a new identity) joins later
+FAULTS: Final = (
+    "kill",
+    "broker",
+    "clickhouse",
+    "backlog",
+    "duplicates",
+    "late",
+    "clock",
+    "rebalance",
+)
 
 Phase = Literal["backlog", "live", "late", "closing"]
 S = AgentState

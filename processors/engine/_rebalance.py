@@ -1,0 +1,167 @@
+"""The engine's side of a rebalance, and where each state change goes in the changelog.
+
+With the range assignor (eager protocol) every rebalance revokes the whole assignment
+and assigns anew: the state of partition indexes assigned again is kept (nobody else had
+them in between), the state of indexes gone is dropped, the new ones are restored from
+their changelog partitions before any of their records is processed. Partitions *lost*
+(the group moved on without this worker: a session expired) are dropped at once.
+Nothing is decided between a revocation and the next assignment.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from agentstream.core.config import Settings
+from agentstream.processors.alerts import AlertEvaluator
+from agentstream.processors.engine._restore import restore_state
+from agentstream.processors.engine._state import (
+    ALERTS,
+    CELLS,
+    CLOCKS,
+    GLOBAL_PARTITION,
+    LEGACY_CLOCKS,
+    LEGACY_TRACKER,
+    LOW_CLOCK,
+    RUNS,
+    TrackedDict,
+    encode,
+    read_changelog,
+)
+from agentstream.processors.engine._watermarks import PartitionClocks
+from agentstream.processors.lifecycle import TimeoutTracker
+from agentstream.processors.rollups import RollupAggregator
+
+__all__ = ["Rebalancing"]
+
+log = logging.getLogger("agentstream.processors")
+
+
+class Rebalancing:
+    """Mixed into :class:`~processors.engine._engine.ProcessorEngine`: the rebalance
+    callbacks and the changelog writes (the attributes are the engine's)."""
+
+    settings: Settings
+    _producer: Any
+    _state_topic: str
+    _runs: TrackedDict
+    _alert_state: TrackedDict
+    _trackers: dict[int | None, TimeoutTracker]
+    _rollups: RollupAggregator
+    _evaluator: AlertEvaluator
+    _clocks: PartitionClocks
+    _positions: dict[tuple[str, int], int]
+    _started: dict[tuple[str, int], int]
+    _at: dict[tuple[str, int], int]
+    _gone: dict[str, int | None]
+    _held: set[int]
+    _active: set[int]
+    _closed_through: int
+    _restored: bool
+    _partitions: int
+    _drop_legacy: bool
+
+    def _assigned(self, consumer: Any, partitions: list[Any]) -> None:
+        """Keep the state of indexes kept, drop the others', restore the new ones'."""
+        self._rebalanced()
+        got = {tp.partition for tp in partitions}
+        self._drop(self._held - got)
+        self._load(got - self._held)
+        self._held = set(got)
+        self._active = set(got)
+        self._restored = True
+        if got and len(got) < self._partitions:
+            log.warning(
+                "processors: this worker holds partitions %s of %d: its rollups and alerts "
+                "cover only those until the two-stage rollups land (run one worker for them)",
+                sorted(got),
+                self._partitions,
+            )
+
+    def _revoked(self, consumer: Any, partitions: list[Any]) -> None:
+        # eager protocol: everything is revoked; the state is kept until the assignment
+        # says which indexes come back (no transaction is open: the last batch committed)
+        self._rebalanced()
+        self._active -= {tp.partition for tp in partitions}
+
+    def _lost(self, consumer: Any, partitions: list[Any]) -> None:
+        # the group moved on without us: another worker may have processed these
+        self._rebalanced()
+        lost = {tp.partition for tp in partitions}
+        self._active -= lost
+        self._drop(self._held & lost)
+        self._held -= lost
+
+    def _rebalanced(self) -> None:
+        self._clocks.unassigned()
+        self._started.clear()
+        self._at.clear()
+
+    def _drop(self, indexes: set[int]) -> None:
+        """Forget the state of partition indexes this worker no longer has."""
+        if not indexes:
+            return
+        runs = [k for k, r in self._runs.items() if r.get("p") in indexes]
+        self._runs.forget(runs)
+        for p in indexes:
+            self._trackers.pop(p, None)
+        self._clocks.drop(indexes)
+        if GLOBAL_PARTITION in indexes:
+            self._runs.forget([k for k, r in self._runs.items() if r.get("p") is None])
+            self._trackers.pop(None, None)
+            self._rollups = RollupAggregator(self.settings.rollups, event_watermark=False)
+            self._alert_state = self._evaluator.store = TrackedDict()
+            self._closed_through = 0
+            self._drop_legacy = False
+        log.info("processors: let go of partitions %s (%d runs)", sorted(indexes), len(runs))
+
+    def _load(self, indexes: set[int]) -> None:
+        """Restore the state of newly assigned partition indexes from their changelog
+        partitions (read to their end; or the worker stops with an error)."""
+        if not indexes:
+            return
+        timeout = self.settings.worker.restore_timeout_s
+        state = read_changelog(self.settings, self._state_topic, timeout, partitions=indexes)
+        restored = restore_state(self.settings, state)
+        self._runs.absorb(dict(restored.runs))
+        self._trackers.update(restored.trackers)
+        for p in indexes:
+            self._clocks.load(p, restored.clocks.entry(p))
+        if GLOBAL_PARTITION in indexes:
+            self._alert_state = self._evaluator.store = restored.alerts
+            self._rollups = restored.rollups
+            self._clocks.low = restored.clocks.low
+            self._drop_legacy = restored.legacy
+            mark = self._rollups.watermark
+            self._closed_through = 0 if mark is None else mark - mark % 1_000_000
+        log.info(
+            "restored partitions %s: %d runs, %d rollup entries, %d alert states",
+            sorted(indexes),
+            len(restored.runs),
+            restored.cells,
+            len(restored.alerts),
+        )
+
+    def _write_state(self) -> None:
+        """Each change to the changelog partition of its partition index (``_state``)."""
+        produce, topic, home = self._producer.produce, self._state_topic, GLOBAL_PARTITION
+        gone = self._gone
+        for key, value in self._runs.drain().items():
+            p = value.get("p") if value is not None else gone.pop(key, None)
+            produce(topic, encode(value), RUNS.key(key), partition=home if p is None else p)
+        gone.clear()
+        alerts, cells = self._alert_state.drain(), self._rollups.drain_changes()
+        dirty = {p for _, p in self._positions} | (self._held if self._drop_legacy else set())
+        for p in dirty:
+            produce(topic, encode(self._clocks.entry(p)), CLOCKS.key(str(p)), partition=p)
+        if home not in self._held:
+            return  # increment 2 partitions these; until then partition 0's owner keeps them
+        for key, value in alerts.items():
+            produce(topic, encode(value), ALERTS.key(key), partition=home)
+        for key, cell in cells.items():
+            produce(topic, encode(cell), CELLS.key(key), partition=home)
+        produce(topic, encode(self._clocks.low), CLOCKS.key(LOW_CLOCK), partition=home)
+        if self._drop_legacy:
+            produce(topic, None, LEGACY_TRACKER.encode(), partition=home)
+            produce(topic, None, CLOCKS.key(LEGACY_CLOCKS), partition=home)
