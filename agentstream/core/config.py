@@ -358,6 +358,10 @@ class RollupSettings(_Section):
     #: ("too late for its window"). The same span bounds the duplicate filter (event ids
     #: are remembered per open 1 s window)
     horizon_s: float = Field(default=600.0, ge=0)
+    #: retention of the internal ``<prefix><app_id>-rollup-partials`` topic (per-partition
+    #: partial cells and marks, read at once by the merge stage; set when it is created):
+    #: the longest the processors may be down without losing windows in flight
+    partials_retention_s: float = Field(default=7 * 86_400.0, gt=0)
 
 
 class ClockSettings(_Section):

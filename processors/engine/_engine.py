@@ -51,6 +51,7 @@ from agentstream.processors.alerts import AlertEvaluator, rules_from_settings
 from agentstream.processors.engine._assignment import prepare_changelog
 from agentstream.processors.engine._rebalance import Rebalancing
 from agentstream.processors.engine._restore import invalid_event
+from agentstream.processors.engine._stages import TwoStageRollups, ensure_partials
 from agentstream.processors.engine._state import (
     TrackedDict,
 )
@@ -66,12 +67,10 @@ from agentstream.processors.lifecycle import (
     observe_tool_call,
 )
 from agentstream.processors.review import ReviewSampler
-from agentstream.processors.rollups import DUPLICATE, TOO_LATE, RollupAggregator
 from agentstream.schemas import (
     ModelCall,
     Record,
     ReviewDecision,
-    Rollup,
     StateTransition,
     ToolCall,
     encode_model,
@@ -83,7 +82,6 @@ log = logging.getLogger("agentstream.processors")
 _TRACER = trace.get_tracer("agentstream.processors")
 #: the agent streams the processors read, and their models
 _INPUTS: dict[str, type[Record]] = {s.name: s.model for s in STREAMS if s.writer == "agent"}
-_RollupInput = ToolCall | ModelCall | ReviewDecision | StateTransition
 
 
 @dataclass
@@ -105,9 +103,13 @@ class EngineStats:
     out_of_range: int = 0
     #: events the rollups already counted (same event id)
     rollup_duplicates: int = 0
+    #: records read from the partials topic (the merge stage's input)
+    partials: int = 0
+    #: partials that came after their window was forgotten by the merge stage
+    partials_refused: int = 0
 
 
-class ProcessorEngine(Rebalancing):
+class ProcessorEngine(TwoStageRollups, Rebalancing):
     """The stream processors in one loop; :meth:`run` until ``stop`` is set."""
 
     def __init__(
@@ -146,15 +148,12 @@ class ProcessorEngine(Rebalancing):
         #: per partition index, the timers of its runs (None: runs restored from a release
         #: that did not record their partition, until their next event)
         self._trackers: dict[int | None, TimeoutTracker] = {}
-        self._rollups = RollupAggregator(settings.rollups, event_watermark=False)
         self._evaluator = AlertEvaluator(rules_from_settings(settings), self._alert_state)
         self._clocks = PartitionClocks()
-        self._lateness_us = seconds_to_us(settings.rollups.allowed_lateness_s)
         self._grace_us = seconds_to_us(settings.lifecycle.timeout_grace_s)
         self._positions: dict[tuple[str, int], int] = {}
         #: per assigned partition, the committed offset it started from
         self._started: dict[tuple[str, int], int] = {}
-        self._closed_through = 0
         self._next_timer = 0.0
         self._restored = False
         #: partition indexes whose state this worker holds / may process now (between a
@@ -169,6 +168,8 @@ class ProcessorEngine(Rebalancing):
         self._partitions = 0
         self._drop_legacy = False
         self._failed: BaseException | None = None
+        self._partials = ""
+        self._init_stages()
 
     @property
     def inputs(self) -> list[str]:
@@ -182,8 +183,9 @@ class ProcessorEngine(Rebalancing):
 
     def health(self) -> dict[str, Any]:
         """``assigned`` (partition indexes), ``restored``, ``caught_up``, ``lag``, ``failed``,
-        ``open_runs`` (runs not finished yet)."""
+        ``open_runs`` (runs not finished yet), ``settled`` (:attr:`settled`)."""
         return {
+            "settled": self.settled,
             "open_runs": sum(r["state"] not in TERMINAL_STATES for r in self._runs.values()),
             "assigned": sorted(self._clocks.assigned),
             "restored": self._restored,
@@ -205,8 +207,9 @@ class ProcessorEngine(Rebalancing):
         self._partitions = prepare_changelog(
             self.settings, self._producer, self.inputs, self._state_topic, ensure_topic
         )
+        self._partials = ensure_partials(self.settings, self._partitions)
         self._consumer.subscribe(
-            list(self._topic_stream),
+            [*self._topic_stream, self._partials],
             on_assign=self._assigned,
             on_revoke=self._revoked,
             on_lost=self._lost,
@@ -259,6 +262,7 @@ class ProcessorEngine(Rebalancing):
         if not messages and not timer_due:
             return
         self._refresh_lags(now, messages)
+        self._partials_sent = False
         try:
             self._producer.begin_transaction()
             for message in messages:
@@ -293,6 +297,7 @@ class ProcessorEngine(Rebalancing):
             raise
         self._positions.clear()
         self._drop_legacy = False
+        self._settled = self._partials_lag == 0 and not self._partials_sent
         self.stats.batches += 1
         self._tallies.publish(self.metrics)
 
@@ -302,9 +307,14 @@ class ProcessorEngine(Rebalancing):
             lags = partition_lags(self._consumer, self._started)
         except KafkaException:
             self._clocks.refresh(None, now)
+            self._partials_lag = None
             return
         self.metrics.record_lag(self._group, lags)
-        self._clocks.refresh(lags, now, messages)
+        partials = self._partials
+        inputs = {k: v for k, v in lags.items() if k[0] != partials}
+        merge = [v for k, v in lags.items() if k[0] == partials]
+        self._partials_lag = None if not merge or None in merge else sum(v or 0 for v in merge)
+        self._clocks.refresh(inputs, now, [m for m in messages if m.topic() != partials])
 
     def _send(self, stream: str, key: str, record: Record, headers: Any = None) -> None:
         topic = self._out[stream]
@@ -320,6 +330,9 @@ class ProcessorEngine(Rebalancing):
             return
         topic, partition, offset = message.topic(), message.partition(), message.offset()
         self._positions[(topic, partition)] = offset + 1
+        if topic == self._partials:
+            self._handle_partial(message)
+            return
         self._clocks.consumed(topic, partition)
         self.stats.consumed += 1
         self._tallies.count_in(topic)
@@ -364,17 +377,10 @@ class ProcessorEngine(Rebalancing):
                 )
                 if moved is not None and moved is not run:
                     self._store_run(moved, p)
-            self._add_rollup(record, message, before)
+            self._add_rollup(record, message, before, p)
         elif isinstance(record, ModelCall | ReviewDecision):
-            self._add_rollup(record, message, before)
-        # windows close where the low watermark passes them: a fixed place in the input
-        low = self._clocks.low_mark(time.monotonic(), self.settings.rollups.idle_after_s)
-        if low is None:
-            return
-        mark = low - self._lateness_us
-        if mark - mark % 1_000_000 > self._closed_through:
-            self._closed_through = mark - mark % 1_000_000
-            self._emit_rollups(self._rollups.advance(mark, keep_from=self._open_deadline))
+            self._add_rollup(record, message, before, p)
+        self._advance_partition(p)
 
     def _store_run(self, state: RunState, p: int | None) -> None:
         """Store a run state read at partition index ``p`` (its clock now: ``read_at``)."""
@@ -393,24 +399,6 @@ class ProcessorEngine(Rebalancing):
         if tracker is None:
             tracker = self._trackers[p] = TimeoutTracker(self.settings.lifecycle)
         return tracker
-
-    def _add_rollup(self, event: _RollupInput, message: Any, clock: int) -> None:
-        verdict = self._rollups.add(event, clock)
-        if verdict == DUPLICATE:
-            self.stats.rollup_duplicates += 1
-        elif verdict == TOO_LATE:
-            self.stats.too_late += 1
-            if message is None:  # a timeout whose window is gone: counted, logged
-                log.warning(
-                    "processors: a timeout dated %s is too late for its window", event.event_time
-                )
-                return
-            horizon = self.settings.rollups.horizon_s
-            reason = (
-                f"too late for its window: its 1 s window ended more than {horizon:g} s "
-                "(rollups.horizon_s) before its partition's event time"
-            )
-            self._dead_letter(message, reason, "TooLate", event, detected_now=True)
 
     def _transition(self, tr: StateTransition, message: Any, before: int, headers: Any) -> None:
         p = message.partition()
@@ -434,7 +422,7 @@ class ProcessorEngine(Rebalancing):
     ) -> None:
         self._store_run(accepted.state, p)
         self._send("lifecycle", accepted.state["run_id"], accepted.transition, headers)
-        self._add_rollup(accepted.transition, message, clock)
+        self._add_rollup(accepted.transition, message, clock, p)
         self.stats.accepted += 1
 
     def _dead_letter(
@@ -466,7 +454,7 @@ class ProcessorEngine(Rebalancing):
         for timeout in sweep.timeouts:
             self._runs[timeout.state["run_id"]] = timeout.state
             self._send("lifecycle", timeout.state["run_id"], timeout.transition)
-            self._add_rollup(timeout.transition, None, clock)
+            self._add_rollup(timeout.transition, None, clock, p)
             self.stats.accepted += 1
             self.stats.timeouts += 1
         for run_id in sweep.expired:
@@ -494,32 +482,3 @@ class ProcessorEngine(Rebalancing):
                 clock = wall if clock is None else max(clock, wall)
             if clock is not None:
                 self._sweep(p, clock)
-
-    def _close_windows(self, now: float) -> None:
-        """Emit corrected windows; while every partition is read and quiet, the wall clock
-        closes windows."""
-        clocks, idle = self._clocks, self.settings.rollups.idle_after_s
-        quiet = bool(clocks.assigned) and all(clocks.wall_ok(p, now, idle) for p in clocks.assigned)
-        mark = now_us() - self._lateness_us if quiet else None
-        self._emit_rollups(self._rollups.advance(mark, keep_from=self._open_deadline))
-
-    def _open_deadline(self) -> int | None:
-        """The earliest deadline of a live run of an assigned partition: its timeout will
-        count in that window, so the rollups keep it (asked when a window would go)."""
-        assigned: set[int | None] = {*self._clocks.assigned, None}  # None: a legacy run
-        return min(
-            (
-                run["deadline"]
-                for run in self._runs.values()
-                if run["state"] not in TERMINAL_STATES and run.get("p") in assigned
-            ),
-            default=None,
-        )
-
-    def _emit_rollups(self, rollups: list[Rollup]) -> None:
-        for rollup in rollups:
-            self._send("rollups", rollup.scope_key, rollup)
-            self.stats.rollups += 1
-            for alert in self._evaluator.process(rollup):
-                self._send("alerts", f"{alert.rule_id}|{alert.scope_key}", alert)
-                self.stats.alerts += 1

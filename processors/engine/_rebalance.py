@@ -14,11 +14,8 @@ import logging
 from typing import Any
 
 from agentstream.core.config import Settings
-from agentstream.processors.alerts import AlertEvaluator
 from agentstream.processors.engine._restore import restore_state
 from agentstream.processors.engine._state import (
-    ALERTS,
-    CELLS,
     CLOCKS,
     GLOBAL_PARTITION,
     LEGACY_CLOCKS,
@@ -27,7 +24,7 @@ from agentstream.processors.engine._state import (
     RUNS,
     TrackedDict,
     encode,
-    read_changelog,
+    read_changelog_partitions,
 )
 from agentstream.processors.engine._watermarks import PartitionClocks
 from agentstream.processors.lifecycle import TimeoutTracker
@@ -46,10 +43,7 @@ class Rebalancing:
     _producer: Any
     _state_topic: str
     _runs: TrackedDict
-    _alert_state: TrackedDict
     _trackers: dict[int | None, TimeoutTracker]
-    _rollups: RollupAggregator
-    _evaluator: AlertEvaluator
     _clocks: PartitionClocks
     _positions: dict[tuple[str, int], int]
     _started: dict[tuple[str, int], int]
@@ -57,7 +51,6 @@ class Rebalancing:
     _gone: dict[str, int | None]
     _held: set[int]
     _active: set[int]
-    _closed_through: int
     _restored: bool
     _partitions: int
     _drop_legacy: bool
@@ -71,13 +64,6 @@ class Rebalancing:
         self._held = set(got)
         self._active = set(got)
         self._restored = True
-        if got and len(got) < self._partitions:
-            log.warning(
-                "processors: this worker holds partitions %s of %d: its rollups and alerts "
-                "cover only those until the two-stage rollups land (run one worker for them)",
-                sorted(got),
-                self._partitions,
-            )
 
     def _revoked(self, consumer: Any, partitions: list[Any]) -> None:
         # eager protocol: everything is revoked; the state is kept until the assignment
@@ -93,6 +79,15 @@ class Rebalancing:
         self._drop(self._held & lost)
         self._held -= lost
 
+    def _drop_stages(self, indexes: set[int]) -> None:
+        raise NotImplementedError  # processors.engine._stages
+
+    def _load_stages(self, p: int, state: dict[str, Any], rollups: RollupAggregator) -> None:
+        raise NotImplementedError  # processors.engine._stages
+
+    def _write_stages(self) -> None:
+        raise NotImplementedError  # processors.engine._stages
+
     def _rebalanced(self) -> None:
         self._clocks.unassigned()
         self._started.clear()
@@ -107,12 +102,10 @@ class Rebalancing:
         for p in indexes:
             self._trackers.pop(p, None)
         self._clocks.drop(indexes)
+        self._drop_stages(indexes)
         if GLOBAL_PARTITION in indexes:
             self._runs.forget([k for k, r in self._runs.items() if r.get("p") is None])
             self._trackers.pop(None, None)
-            self._rollups = RollupAggregator(self.settings.rollups, event_watermark=False)
-            self._alert_state = self._evaluator.store = TrackedDict()
-            self._closed_through = 0
             self._drop_legacy = False
         log.info("processors: let go of partitions %s (%d runs)", sorted(indexes), len(runs))
 
@@ -122,25 +115,31 @@ class Rebalancing:
         if not indexes:
             return
         timeout = self.settings.worker.restore_timeout_s
-        state = read_changelog(self.settings, self._state_topic, timeout, partitions=indexes)
-        restored = restore_state(self.settings, state)
-        self._runs.absorb(dict(restored.runs))
-        self._trackers.update(restored.trackers)
-        for p in indexes:
+        per = read_changelog_partitions(
+            self.settings, self._state_topic, timeout, partitions=indexes
+        )
+        runs = cells = alerts = 0
+        for p in sorted(indexes):
+            state = per.get(p, {})
+            restored = restore_state(self.settings, state)
+            self._runs.absorb(dict(restored.runs))
+            self._trackers.update(restored.trackers)
             self._clocks.load(p, restored.clocks.entry(p))
-        if GLOBAL_PARTITION in indexes:
-            self._alert_state = self._evaluator.store = restored.alerts
-            self._rollups = restored.rollups
-            self._clocks.low = restored.clocks.low
-            self._drop_legacy = restored.legacy
-            mark = self._rollups.watermark
-            self._closed_through = 0 if mark is None else mark - mark % 1_000_000
+            self._load_stages(p, state, restored.rollups)
+            if p == GLOBAL_PARTITION:
+                self._clocks.low = restored.clocks.low
+                self._drop_legacy = restored.legacy
+            runs, cells, alerts = (
+                runs + len(restored.runs),
+                cells + restored.cells,
+                alerts + len(restored.alerts),
+            )
         log.info(
             "restored partitions %s: %d runs, %d rollup entries, %d alert states",
             sorted(indexes),
-            len(restored.runs),
-            restored.cells,
-            len(restored.alerts),
+            runs,
+            cells,
+            alerts,
         )
 
     def _write_state(self) -> None:
@@ -151,16 +150,12 @@ class Rebalancing:
             p = value.get("p") if value is not None else gone.pop(key, None)
             produce(topic, encode(value), RUNS.key(key), partition=home if p is None else p)
         gone.clear()
-        alerts, cells = self._alert_state.drain(), self._rollups.drain_changes()
+        self._write_stages()
         dirty = {p for _, p in self._positions} | (self._held if self._drop_legacy else set())
         for p in dirty:
             produce(topic, encode(self._clocks.entry(p)), CLOCKS.key(str(p)), partition=p)
         if home not in self._held:
-            return  # increment 2 partitions these; until then partition 0's owner keeps them
-        for key, value in alerts.items():
-            produce(topic, encode(value), ALERTS.key(key), partition=home)
-        for key, cell in cells.items():
-            produce(topic, encode(cell), CELLS.key(key), partition=home)
+            return
         produce(topic, encode(self._clocks.low), CLOCKS.key(LOW_CLOCK), partition=home)
         if self._drop_legacy:
             produce(topic, None, LEGACY_TRACKER.encode(), partition=home)

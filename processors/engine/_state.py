@@ -10,13 +10,18 @@ store      id                                     value
            ``ids|<start>``, ``meta``)
 ``alert``  ``<rule>|<scope>``                     alert rule state
 ``clock``  ``<p>`` (per partition index), ``low`` the event clocks (``_watermarks``)
+``merge``  the merge stage's partials, emitted    :class:`~processors.rollups.MergeStage`
+           windows, source marks, ``meta``        entries
 =========  =====================================  ===============================
 
 **Layout.** The changelog has as many partitions as every input topic: a run's state
 (and the event clock of partition index ``p``) lives on changelog partition ``p``, the
 partition its input records come from, so a worker restores only the partitions it was
-assigned (:mod:`processors.engine._assignment`). The rollup cells, the alert states and
-the low watermark (``clock:low``) live on partition 0 (:data:`GLOBAL_PARTITION`).
+assigned (:mod:`processors.engine._assignment`). The rollup cells of partition index ``p``
+(stage 1) live on ``p``; the merge stage and alert states of the scopes whose partials go
+to partials partition ``q`` (stage 2, :mod:`processors.engine._stages`) live on ``q``. Only
+the low watermark (``clock:low``) and an older release's leftovers live on partition 0
+(:data:`GLOBAL_PARTITION`).
 
 Values are JSON; a tombstone (``None``) deletes a key. Changes are written in the same
 Kafka transaction as the outputs and the consumer offsets, so after a crash the restored
@@ -46,11 +51,13 @@ __all__ = [
     "LEGACY_CLOCKS",
     "LEGACY_TRACKER",
     "LOW_CLOCK",
+    "MERGE",
     "RUNS",
     "Store",
     "TrackedDict",
     "encode",
     "read_changelog",
+    "read_changelog_partitions",
 ]
 
 #: the changelog key of an older release's event clock (migrated, then deleted)
@@ -91,6 +98,7 @@ RUNS: Final = Store("run")
 CELLS: Final = Store("cell")
 ALERTS: Final = Store("alert")
 CLOCKS: Final = Store("clock")
+MERGE: Final = Store("merge")
 
 
 class TrackedDict(MutableMapping[str, Any]):
@@ -143,6 +151,22 @@ def read_changelog(
     timeout_s: float = 60.0,
     partitions: Collection[int] | None = None,
 ) -> dict[str, Any]:
+    """Every live key of the changelog topic (:func:`read_changelog_partitions`), the
+    partitions' keys in one dict (a key on two partitions: the higher partition's value)."""
+    state: dict[str, Any] = {}
+    for _, keys in sorted(
+        read_changelog_partitions(settings, topic, timeout_s, partitions).items()
+    ):
+        state.update(keys)
+    return state
+
+
+def read_changelog_partitions(
+    settings: Settings,
+    topic: str,
+    timeout_s: float = 60.0,
+    partitions: Collection[int] | None = None,
+) -> dict[int, dict[str, Any]]:
     """Every live key of the changelog topic (committed records only), read to its end;
     ``partitions``: only those (default: all).
 
@@ -159,7 +183,7 @@ def read_changelog(
         "restore",
         {"group.id": f"{topic}-restore", "isolation.level": "read_uncommitted"},
     )
-    state: dict[str, Any] = {}
+    per: dict[int, dict[str, Any]] = {}
     deadline = time.monotonic() + timeout_s
     io_timeout = max(timeout_s, 10.0)  # one metadata or offsets request
     try:
@@ -175,7 +199,7 @@ def read_changelog(
                 ends[partition], at[partition] = high, low
         # all at once: one assignment, each record applied to its own partition's keys (a
         # key moved by the migration has a tombstone on partition 0 and its value elsewhere)
-        per: dict[int, dict[str, Any]] = {p: {} for p in ends}
+        per.update({p: {} for p in ends})
         consumer.assign([TopicPartition(topic, p, o) for p, o in at.items()])
         read = 0
         while True:
@@ -210,14 +234,12 @@ def read_changelog(
                 per[p].pop(key, None)
             else:
                 per[p][key] = json.loads(value)
-        for p in sorted(per):
-            state.update(per[p])
     except KafkaException as exc:
         raise AgentstreamError(f"cannot restore processor state from {topic}: {exc}") from exc
     finally:
         consumer.close()
         ends_of.close()
-    return state
+    return per
 
 
 _NO_LEADER_YET: Final = frozenset(

@@ -179,6 +179,12 @@ class PartitionClocks:
         """Index ``p`` has records left at the record being handled."""
         return any(v is None or v > 0 for (_, q), v in self._left.items() if q == p)
 
+    def idle(self, p: int, now: float, idle_after_s: float) -> bool:
+        """Index ``p`` has nothing left to read and read nothing for ``idle_after_s``
+        (monotonic ``now``): it holds no rollup window back (the low watermark leaves it
+        out; the merge stage too)."""
+        return not self._unread(p) and now - self._last_input.get(p, 0.0) > idle_after_s
+
     def wall_ok(self, p: int, now: float, idle_after_s: float) -> bool:
         """May the wall clock stand in for the event time of index ``p`` (module doc)?"""
         since = self._caught_up_since.get(p)

@@ -9,6 +9,8 @@ Pure and deterministic; :mod:`processors.engine` is a thin shell around it:
 * :class:`LatencySketch` — ddsketch bins, exact merge, compact bytes (the
   ``latency_sketch`` of a Rollup);
 * :func:`merge_rollups` — partial rollups of one window, or 1 s into 1 min;
+* :class:`MergeStage` — the second stage of the two-stage rollups: per-partition
+  partial cells merged into the rollups once every partition's mark has passed;
 * :func:`scopes_of` — the scopes an event counts in.
 
 Example::
@@ -43,6 +45,14 @@ from agentstream.processors.rollups._cells import (
     scopes_of,
 )
 from agentstream.processors.rollups._merge import merge_rollups
+from agentstream.processors.rollups._partials import (
+    Mark,
+    MergeStage,
+    Partial,
+    decode_message,
+    encode_mark,
+    encode_partial,
+)
 from agentstream.processors.rollups._sketch import (
     FORMAT_VERSION,
     LatencySketch,
@@ -63,6 +73,9 @@ __all__ = [
     "Cell",
     "CellJson",
     "LatencySketch",
+    "Mark",
+    "MergeStage",
+    "Partial",
     "RollupAggregator",
     "RollupEvent",
     "Scope",
@@ -70,6 +83,9 @@ __all__ = [
     "SketchJson",
     "Verdict",
     "build_rollup",
+    "decode_message",
+    "encode_mark",
+    "encode_partial",
     "mapping_for",
     "merge_rollups",
     "scopes_of",

@@ -172,6 +172,16 @@ class RollupAggregator:
         """The watermark (µs): windows ending at or before it are closed."""
         return self._watermark
 
+    @property
+    def closed(self) -> int | None:
+        """Windows ending at or before it are closed (emitted; later events correct them)."""
+        return self._closed
+
+    @property
+    def dropped(self) -> int | None:
+        """Windows ending at or before it are forgotten (no event can change them now)."""
+        return self._dropped
+
     # ------------------------------------------------------------------ input
 
     def add(self, event: RollupEvent, clock_us: int | None = None) -> Verdict:
@@ -295,17 +305,29 @@ class RollupAggregator:
         on (µs: the earliest deadline of a live run, whose timeout will count there;
         asked only when a window would be dropped).
         """
+        stamp = computed_at or utc_now()
+        return [
+            build_rollup(resolution, start, cell, self._accuracy, stamp)
+            for resolution, start, cell in self.advance_cells(watermark, keep_from)
+        ]
+
+    def advance_cells(
+        self,
+        watermark: int | None = None,
+        keep_from: Callable[[], int | None] | None = None,
+    ) -> list[tuple[Resolution, int, Cell]]:
+        """:meth:`advance`, the cells instead of their rollups (live objects: read them
+        before the next :meth:`add`)."""
         if watermark is not None and (self._watermark is None or watermark > self._watermark):
             self._watermark = watermark
         mark = self._watermark
         if mark is None:
             return []
         before = self._closed
-        stamp = computed_at or utc_now()
-        out: list[Rollup] = []
+        out: list[tuple[Resolution, int, Cell]] = []
         for index, resolution in enumerate(TIERS):
             parent = TIERS[index + 1] if index + 1 < len(TIERS) else None
-            out.extend(self._close(resolution, parent, before, mark, stamp))
+            out.extend(self._close(resolution, parent, before, mark))
         self._closed = mark if before is None else max(before, mark)
         self._corrected.clear()
         through = mark - self._horizon
@@ -315,6 +337,41 @@ class RollupAggregator:
                 through = min(through, floor - floor % _SECOND)
         self._drop(through)
         return out
+
+    def open_cells(self) -> list[tuple[Resolution, int, Cell]]:
+        """The current value of every window not closed yet, in the emitted resolutions:
+        its own cell plus the finer cells not merged into it yet (what it would hold if
+        it closed now; new objects)."""
+        closed = self._closed
+        totals: dict[_CellKey, Cell] = {}
+        for index, resolution in enumerate(TIERS):
+            length = RESOLUTION_US[resolution]
+            for start, window in self._windows[resolution].items():
+                if closed is not None and start + length <= closed:
+                    continue
+                for key, cell in window.items():
+                    total = totals.get((resolution, start, key))
+                    if total is None:
+                        total = totals[(resolution, start, key)] = Cell(cell.scope)
+                    total.merge(cell)
+            parent = TIERS[index + 1] if index + 1 < len(TIERS) else None
+            if parent is None:
+                continue
+            kinds = self._kinds[parent]
+            for (tier, start, key), total in list(totals.items()):
+                if tier != resolution or total.scope.kind not in kinds:
+                    continue
+                up = (parent, window_start(start, parent), key)
+                if up not in totals:
+                    totals[up] = Cell(total.scope)
+                totals[up].merge(total)
+        return [
+            (resolution, start, totals[(resolution, start, key)])
+            for resolution, start, key in sorted(
+                totals, key=lambda k: (TIERS.index(k[0]), k[1], k[2])
+            )
+            if resolution in self._emit
+        ]
 
     def _droppable(self, through: int) -> bool:
         return any(s + RESOLUTION_US[r] <= through for r in TIERS for s in self._windows[r]) or any(
@@ -327,8 +384,7 @@ class RollupAggregator:
         parent: Resolution | None,
         before: int | None,
         mark: int,
-        stamp: datetime,
-    ) -> list[Rollup]:
+    ) -> list[tuple[Resolution, int, Cell]]:
         tier = self._windows[resolution]
         length = RESOLUTION_US[resolution]
         emit: set[_CellKey] = {key for key in self._corrected if key[0] == resolution}
@@ -357,7 +413,7 @@ class RollupAggregator:
         if resolution not in self._emit:
             return []
         return [
-            build_rollup(resolution, start, tier[start][key], self._accuracy, stamp)
+            (resolution, start, tier[start][key])
             for resolution, start, key in sorted(emit, key=lambda k: (k[1], k[2]))
         ]
 

@@ -190,9 +190,10 @@ def _open(settings: Settings, batch_size: int) -> ProcessorEngine:
 
 
 def _drive(engine: ProcessorEngine, records: int) -> None:
-    """Poll until the engine has read (and committed) ``records`` records."""
+    """Poll until the engine has read (and committed) ``records`` records and merged the
+    partials they gave (the rollups and alerts of those records are out)."""
     deadline = time.monotonic() + 60
-    while engine.stats.consumed < records:
+    while engine.stats.consumed < records or not engine.settled:
         if time.monotonic() > deadline:
             raise AssertionError(f"the engine did not read the stage: {engine.stats}")
         engine.poll(0.2)

@@ -98,6 +98,10 @@ def run_engine(
                     f"open runs: {open_runs[:3]}; clocks {engine._clocks.to_json()}"
                 )
             engine.poll(0.3)
+        while not engine.settled:  # the merge stage has the rollups of what was read
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the merge stage did not catch up: {engine.health()}")
+            engine.poll(0.3)
         settle = time.monotonic() + settle_s
         while time.monotonic() < settle:
             engine.poll(0.3)
