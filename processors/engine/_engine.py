@@ -32,7 +32,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaException, TopicPartition
@@ -55,7 +54,7 @@ from agentstream.processors.engine._stages import TwoStageRollups, ensure_partia
 from agentstream.processors.engine._state import (
     TrackedDict,
 )
-from agentstream.processors.engine._tallies import Tallies
+from agentstream.processors.engine._tallies import EngineStats, Tallies
 from agentstream.processors.engine._watermarks import PartitionClocks, partition_lags
 from agentstream.processors.lifecycle import (
     TERMINAL_STATES,
@@ -82,31 +81,6 @@ log = logging.getLogger("agentstream.processors")
 _TRACER = trace.get_tracer("agentstream.processors")
 #: the agent streams the processors read, and their models
 _INPUTS: dict[str, type[Record]] = {s.name: s.model for s in STREAMS if s.writer == "agent"}
-
-
-@dataclass
-class EngineStats:
-    """Counters, for logs, tests and the bench."""
-
-    consumed: int = 0
-    accepted: int = 0
-    rejected: int = 0
-    duplicates: int = 0
-    invalid: int = 0
-    timeouts: int = 0
-    rollups: int = 0
-    alerts: int = 0
-    batches: int = 0
-    #: events dead-lettered as too late for their rollup window
-    too_late: int = 0
-    #: events dead-lettered for an event time out of range (clock sanity)
-    out_of_range: int = 0
-    #: events the rollups already counted (same event id)
-    rollup_duplicates: int = 0
-    #: records read from the partials topic (the merge stage's input)
-    partials: int = 0
-    #: partials that came after their window was forgotten by the merge stage
-    partials_refused: int = 0
 
 
 class ProcessorEngine(TwoStageRollups, Rebalancing):

@@ -45,7 +45,7 @@ from agentstream.processors.engine._state import (
     TrackedDict,
     encode,
 )
-from agentstream.processors.engine._tallies import Tallies
+from agentstream.processors.engine._tallies import EngineStats, Tallies
 from agentstream.processors.engine._watermarks import PartitionClocks
 from agentstream.processors.lifecycle import TERMINAL_STATES
 from agentstream.processors.rollups import (
@@ -107,7 +107,7 @@ class TwoStageRollups:
     """Mixed into :class:`~processors.engine._engine.ProcessorEngine` (its attributes)."""
 
     settings: Settings
-    stats: Any
+    stats: EngineStats
     _producer: Any
     _state_topic: str
     _partials: str

@@ -1,10 +1,13 @@
-"""Per-batch counts of records in, out and dead-lettered, published once a batch commits."""
+"""The engine's counters, and per-batch counts of records in, out and dead-lettered,
+published once a batch commits."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from agentstream.core.metrics import PipelineMetrics
 
-__all__ = ["Tallies"]
+__all__ = ["EngineStats", "Tallies"]
 
 
 class Tallies:
@@ -40,3 +43,28 @@ class Tallies:
         self.read.clear()
         self.written.clear()
         self.invalid.clear()
+
+
+@dataclass
+class EngineStats:
+    """Counters, for logs, tests and the bench."""
+
+    consumed: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    timeouts: int = 0
+    rollups: int = 0
+    alerts: int = 0
+    batches: int = 0
+    #: events dead-lettered as too late for their rollup window
+    too_late: int = 0
+    #: events dead-lettered for an event time out of range (clock sanity)
+    out_of_range: int = 0
+    #: events the rollups already counted (same event id)
+    rollup_duplicates: int = 0
+    #: records read from the partials topic (the merge stage's input)
+    partials: int = 0
+    #: partials that came after their window was forgotten by the merge stage
+    partials_refused: int = 0
