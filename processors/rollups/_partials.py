@@ -226,11 +226,10 @@ class MergeStage:
     def _prune(self) -> None:
         if len(self._marks) < self._sources:
             return
-        dropped = [m.dropped for m in self._marks.values() if m.dropped is not None]
-        # a source with no dropped mark never closed a window: it holds nothing back
-        if not dropped:
-            return
-        floor = min(dropped)
+        dropped = [m.dropped for m in self._marks.values()]
+        if None in dropped:
+            return  # a source that never dropped a window may still correct any of them
+        floor = min(d for d in dropped if d is not None)
         if self._pruned is not None and floor <= self._pruned:
             return
         self._pruned = floor
