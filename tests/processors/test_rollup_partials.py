@@ -121,10 +121,11 @@ class Pipeline:
 
     def read(self, p: int, event: ToolCall) -> None:
         t = to_us(event.event_time)
-        before = self.newest[p] if self.newest[p] is not None else t
-        self.newest[p] = max(before, t)
+        newest = self.newest[p]
+        before = t if newest is None else newest
+        self.newest[p] = newest = max(before, t)
         self.aggs[p].add(event, before)
-        mark = self.newest[p] - round(LATENESS_S * SECOND)  # type: ignore[operator]
+        mark = newest - round(LATENESS_S * SECOND)
         self.send(p, self.aggs[p].advance_cells(mark))
 
     def send(self, p: int, cells: list[Any], idle: bool = False) -> None:
