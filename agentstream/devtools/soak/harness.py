@@ -69,6 +69,7 @@ from agentstream.devtools.soak.population import (
 )
 from agentstream.devtools.soak.truth import compute_truth, to_us
 from agentstream.devtools.soak.wiring import group_lag, overrides, shift, worker_env
+from agentstream.processors.engine import partials_topic
 
 __all__ = ["SoakOptions", "SoakResult", "cleanup", "run_soak"]
 
@@ -138,6 +139,7 @@ class _Soak:
         inputs = {topics.name(s) for s in INPUTS}
         sink_inputs = {topics.name(s) for s in SINK_INPUTS}
         outputs = {topics.name(s) for s in OUTPUTS}
+        partials = partials_topic(settings)
         groups = [settings.worker.processors_group, settings.sink.consumer_group]
         deadline = time.monotonic() + self.options.drain_timeout_s
         quiet_since: float | None = None
@@ -155,6 +157,8 @@ class _Soak:
                 lag for t, lag in sink if t in sink_inputs
             )
             behind += sum(max(0, lag - 1) for t, lag in sink if t in outputs)  # commit marker
+            # the merge stage's input (the processors' own partials): merged too
+            behind += sum(max(0, lag - 1) for t, lag in lags.get(groups[0], []) if t == partials)
             self.status.figures["lag"] = behind
             complete = len(processors) == len(inputs) * settings.kafka.partitions
             now = time.monotonic()
