@@ -216,7 +216,7 @@ class TwoStageRollups:
             )
         if cells:
             self._partials_sent = True
-            self._tallies.count_out(topic)
+            self._tallies.count_out(topic, len(cells))
 
     def _open_deadline(self, p: int) -> int | None:
         """The earliest deadline of a live run of ``p``: its timeout will count in that
@@ -254,6 +254,7 @@ class TwoStageRollups:
             if marks != sent:
                 self._marks_sent[p] = marks
                 self._partials_sent = True
+                self._tallies.count_out(self._partials, self._partitions)
                 for q in range(self._partitions):
                     self._producer.produce(
                         self._partials, encode_mark(p, *marks), _MARK_KEY, partition=q

@@ -23,8 +23,8 @@ class Tallies:
     def count_in(self, topic: str) -> None:
         self.read[topic] = self.read.get(topic, 0) + 1
 
-    def count_out(self, topic: str) -> None:
-        self.written[topic] = self.written.get(topic, 0) + 1
+    def count_out(self, topic: str, n: int = 1) -> None:
+        self.written[topic] = self.written.get(topic, 0) + n
 
     def count_invalid(self, topic: str, error_type: str) -> None:
         self.invalid[(topic, error_type)] = self.invalid.get((topic, error_type), 0) + 1

@@ -296,3 +296,32 @@ def test_idle_sources_hold_nothing_and_pruning_waits_for_every_source() -> None:
 def test_a_bad_message_names_its_field(body: bytes, field: str) -> None:
     with pytest.raises(CodecError, match=field):
         decode_message(body)
+
+
+def test_open_cells_hold_every_event_of_the_windows_not_closed_yet() -> None:
+    """What an idle partition sends: per open window, every event counted so far (its own
+    cell and the finer cells not merged into it yet), from plain counts."""
+    rng = random.Random(5)
+    agg = RollupAggregator(SETTINGS, event_watermark=False)
+    events = [_call(rng, T0 + timedelta(milliseconds=i * 700), "acme") for i in range(300)]
+    for event in events:
+        agg.add(event)
+    cut = T0 + timedelta(seconds=95, milliseconds=500)  # inside the second minute
+    closed = agg.advance_cells(to_us(cut))
+    assert closed
+    want: Counter[Any] = Counter()
+    for event in events:
+        for resolution, length in (("1s", 1), ("1m", 60)):
+            start = event.event_time.replace(microsecond=0)
+            start -= timedelta(seconds=start.second % length)
+            if start + timedelta(seconds=length) > cut.replace(microsecond=0):
+                want[(resolution, start, "global")] += 1
+    got = {
+        (resolution, datetime.fromtimestamp(start / SECOND, UTC), cell.scope.key): cell.f[0]
+        for resolution, start, cell in agg.open_cells()
+        if cell.scope.key == "global"
+    }
+    assert got == dict(want)
+    assert got[("1m", T0 + timedelta(minutes=1), "global")] == sum(
+        T0 + timedelta(minutes=1) <= e.event_time < T0 + timedelta(minutes=2) for e in events
+    )
