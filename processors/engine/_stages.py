@@ -129,8 +129,9 @@ class TwoStageRollups:
         self._closed_through: dict[int, int] = {}
         self._marks_sent: dict[int, tuple[int | None, int | None, bool]] = {}
         self._meta_written: dict[int, Any] = {}
-        #: partition indexes whose aggregator took an event in this batch
+        #: partition indexes whose aggregator took an event / sent partials in this batch
         self._touched: set[int] = set()
+        self._moved: set[int] = set()
         #: stage 2: per held partials partition, its merge stage
         self._merges: dict[int, MergeStage] = {}
         #: the changelog partition of each alert state, and the changes of this batch
@@ -215,6 +216,7 @@ class TwoStageRollups:
                 partition=_home(key, n),
             )
         if cells:
+            self._moved.add(p)
             self._partials_sent = True
             self._tallies.count_out(topic, len(cells))
 
@@ -251,7 +253,10 @@ class TwoStageRollups:
             if idle and (sent is None or not sent[2] or p in self._touched):
                 self._send_partials(p, agg.open_cells())
             marks = (_floor(agg.closed), _floor(agg.dropped), idle)  # windows end on seconds
-            if marks != sent:
+            # an idle partition's marks move with the wall clock: sent only with partials
+            # (what they close) or when it turns idle, not every second while it is quiet
+            quiet = idle and sent is not None and sent[2] and p not in self._moved
+            if marks != sent and not quiet:
                 self._marks_sent[p] = marks
                 self._partials_sent = True
                 self._tallies.count_out(self._partials, self._partitions)
@@ -260,6 +265,7 @@ class TwoStageRollups:
                         self._partials, encode_mark(p, *marks), _MARK_KEY, partition=q
                     )
         self._touched.clear()
+        self._moved.clear()
         for q in sorted(self._active):
             merge = self._merges.get(q)
             if merge is not None:

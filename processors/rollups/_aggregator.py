@@ -70,6 +70,7 @@ from agentstream.processors.rollups._figures import (
     add_tool_call,
     add_transition,
 )
+from agentstream.processors.rollups._partials import open_cells
 from agentstream.processors.rollups._sketch import mapping_for
 from agentstream.schemas import (
     ModelCall,
@@ -339,39 +340,9 @@ class RollupAggregator:
         return out
 
     def open_cells(self) -> list[tuple[Resolution, int, Cell]]:
-        """The current value of every window not closed yet, in the emitted resolutions:
-        its own cell plus the finer cells not merged into it yet (what it would hold if
-        it closed now; new objects)."""
-        closed = self._closed
-        totals: dict[_CellKey, Cell] = {}
-        for index, resolution in enumerate(TIERS):
-            length = RESOLUTION_US[resolution]
-            for start, window in self._windows[resolution].items():
-                if closed is not None and start + length <= closed:
-                    continue
-                for key, cell in window.items():
-                    total = totals.get((resolution, start, key))
-                    if total is None:
-                        total = totals[(resolution, start, key)] = Cell(cell.scope)
-                    total.merge(cell)
-            parent = TIERS[index + 1] if index + 1 < len(TIERS) else None
-            if parent is None:
-                continue
-            kinds = self._kinds[parent]
-            for (tier, start, key), total in list(totals.items()):
-                if tier != resolution or total.scope.kind not in kinds:
-                    continue
-                up = (parent, window_start(start, parent), key)
-                if up not in totals:
-                    totals[up] = Cell(total.scope)
-                totals[up].merge(total)
-        return [
-            (resolution, start, totals[(resolution, start, key)])
-            for resolution, start, key in sorted(
-                totals, key=lambda k: (TIERS.index(k[0]), k[1], k[2])
-            )
-            if resolution in self._emit
-        ]
+        """The current value of every window not closed yet, in the emitted resolutions
+        (:func:`~processors.rollups._partials.open_cells`; new objects)."""
+        return open_cells(self._windows, self._closed, self._kinds, self._emit)
 
     def _droppable(self, through: int) -> bool:
         return any(s + RESOLUTION_US[r] <= through for r in TIERS for s in self._windows[r]) or any(

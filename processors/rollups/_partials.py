@@ -28,16 +28,16 @@ Messages (JSON, on ``<prefix><app_id>-rollup-partials``) and the changelog entri
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, TypeAlias, cast
 
 from agentstream.core.errors import CodecError
 from agentstream.processors._clock import from_us, to_us
-from agentstream.processors.rollups._build import RESOLUTION_US, TIERS, build_rollup
+from agentstream.processors.rollups._build import RESOLUTION_US, TIERS, build_rollup, window_start
 from agentstream.processors.rollups._cells import Cell, CellJson
-from agentstream.schemas import Resolution, Rollup, utc_now
+from agentstream.schemas import Resolution, Rollup, ScopeKind, utc_now
 
 __all__ = [
     "Mark",
@@ -46,6 +46,7 @@ __all__ = [
     "decode_message",
     "encode_mark",
     "encode_partial",
+    "open_cells",
 ]
 
 _STATE_VERSION: Final = 1
@@ -119,6 +120,45 @@ def decode_message(value: bytes | None) -> Partial | Mark:
     except (KeyError, TypeError, ValueError) as exc:
         raise CodecError(f"rollup partial: field {field!r}: {exc!s}") from exc
     return Partial(src, resolution, start, cell)
+
+
+def open_cells(
+    windows: Mapping[Resolution, Mapping[int, Mapping[str, Cell]]],
+    closed: int | None,
+    kinds: Mapping[Resolution, Collection[ScopeKind]],
+    emitted: Collection[Resolution],
+) -> list[tuple[Resolution, int, Cell]]:
+    """An aggregator's windows not closed yet (ending after ``closed``), each with what it
+    would hold if it closed now: its own cell plus the finer cells not merged into it yet
+    (a tier is merged into the next one when it closes); only the ``emitted`` resolutions,
+    the next tier holding the scope ``kinds`` of its resolution. What an idle partition
+    sends (:mod:`processors.engine._stages`)."""
+    totals: dict[_Window, Cell] = {}
+    for index, resolution in enumerate(TIERS):
+        length = RESOLUTION_US[resolution]
+        for start, window in windows[resolution].items():
+            if closed is not None and start + length <= closed:
+                continue
+            for key, cell in window.items():
+                total = totals.get((resolution, start, key))
+                if total is None:
+                    total = totals[(resolution, start, key)] = Cell(cell.scope)
+                total.merge(cell)
+        parent = TIERS[index + 1] if index + 1 < len(TIERS) else None
+        if parent is None:
+            continue
+        for (tier, start, key), total in list(totals.items()):
+            if tier != resolution or total.scope.kind not in kinds[parent]:
+                continue
+            up = (parent, window_start(start, parent), key)
+            if up not in totals:
+                totals[up] = Cell(total.scope)
+            totals[up].merge(total)
+    return [
+        (resolution, start, totals[(resolution, start, key)])
+        for resolution, start, key in sorted(totals, key=lambda k: (TIERS.index(k[0]), k[1], k[2]))
+        if resolution in emitted
+    ]
 
 
 def _opt_int(value: Any) -> int | None:
