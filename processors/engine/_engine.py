@@ -169,6 +169,8 @@ class ProcessorEngine(Rebalancing):
         self._partitions = 0
         self._drop_legacy = False
         self._failed: BaseException | None = None
+        #: when the loop last came round (monotonic): the worker's watchdog reads it
+        self.beat = time.monotonic()
 
     @property
     def inputs(self) -> list[str]:
@@ -226,6 +228,7 @@ class ProcessorEngine(Rebalancing):
         """Poll until ``stop`` is set; ``on_ready`` once partitions are assigned."""
         ready = False
         while not stop.is_set():
+            self.beat = time.monotonic()
             self.poll(0.2)
             if not ready and self._consumer.assignment():
                 ready = True
