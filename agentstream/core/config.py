@@ -465,6 +465,21 @@ class WorkerSettings(_Section):
     #: the processors' state must be read from its changelog within this long, or the
     #: worker stops with an error naming how far it got
     restore_timeout_s: float = Field(default=300.0, gt=0)
+    #: a component whose loop has not come round for this long is stuck (a client call that
+    #: never returns, as librdkafka's ``send_offsets_to_transaction`` can while the group
+    #: coordinator is away): the worker then exits with status 3 for its orchestrator to
+    #: restart it. Keep it above ``restore_timeout_s`` plus a transaction's own timeouts
+    #: (about 2 minutes): a restore runs inside one turn of the loop.
+    stuck_after_s: float = Field(default=600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _stuck_after_restore(self) -> WorkerSettings:
+        if self.stuck_after_s <= self.restore_timeout_s:
+            raise ValueError(
+                "worker.stuck_after_s must exceed worker.restore_timeout_s (a restore runs "
+                "inside one turn of the processors' loop)"
+            )
+        return self
 
     @property
     def transactional_id(self) -> str:

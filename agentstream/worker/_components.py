@@ -64,6 +64,10 @@ class ProcessorsComponent:
     def open(self) -> None:
         self.engine.open(lambda topic, n: ensure_changelog(self._settings, topic, n))
 
+    def progress(self) -> float:
+        """When the engine's loop last came round (monotonic)."""
+        return self.engine.beat
+
     def run(self, stop: threading.Event) -> None:
         def ready() -> None:
             _processors_log.info("processors consuming %s", ", ".join(sorted(self.engine.inputs)))

@@ -18,12 +18,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from agentstream.core.config import WorkerSettings
 from agentstream.core.metrics import PipelineMetrics
 
-__all__ = ["Component", "ComponentHealth", "Supervised"]
+__all__ = ["Component", "ComponentHealth", "Progressing", "Supervised"]
 
 log = logging.getLogger("agentstream.worker")
 
@@ -41,6 +41,15 @@ class Component(Protocol):
 
     def abort(self) -> None:
         """Let go after a failure: release clients without committing anything more."""
+        ...
+
+
+@runtime_checkable
+class Progressing(Protocol):
+    """A component whose loop says when it last came round, for the watchdog."""
+
+    def progress(self) -> float:
+        """``time.monotonic()`` at the loop's last turn."""
         ...
 
 
@@ -106,6 +115,13 @@ class Supervised:
 
     def health(self) -> ComponentHealth:
         return ComponentHealth(self.name, self._state, self._restarts, self._error)
+
+    def stuck_for(self, now: float) -> float:
+        """How long the running component's loop has not come round (0: not watched)."""
+        current: object = self.current
+        if self._state != "running" or not isinstance(current, Progressing):
+            return 0.0
+        return max(0.0, now - current.progress())
 
     def _loop(self) -> None:
         backoff = self._settings.restart_backoff_s

@@ -5,8 +5,12 @@ ready file."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import threading
+import time
+import traceback
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
@@ -98,9 +102,33 @@ class Worker:
             component.start()
 
     def wait(self) -> int:
-        """Block until stopped; the exit status (1 when a component gave up)."""
-        self._stop.wait()
+        """Block until stopped; the exit status (1 when a component gave up). Meanwhile the
+        watchdog: a component stuck past ``worker.stuck_after_s`` ends the process."""
+        limit = self.settings.worker.stuck_after_s
+        while not self._stop.wait(min(5.0, limit / 10)):
+            for component in self._components:
+                stuck = component.stuck_for(time.monotonic())
+                if stuck > limit:
+                    self._stuck(component, stuck)
         return 1 if self._gave_up is not None else 0
+
+    def _stuck(self, component: Supervised, stuck: float) -> None:
+        """Log where the stuck thread is, then exit at once (status 3): closing its clients
+        could block as well, and everything it did not commit is redone by the next start."""
+        frames = sys._current_frames()
+        where = [
+            "".join(traceback.format_stack(frames[thread.ident]))
+            for thread in threading.enumerate()
+            if thread.name == f"agentstream-{component.name}" and thread.ident in frames
+        ]
+        log.critical(
+            "worker exits: %s has not come round for %.0f s (worker.stuck_after_s); it is in\n%s",
+            component.name,
+            stuck,
+            "\n".join(where) or "(no stack)",
+        )
+        logging.shutdown()
+        os._exit(3)
 
     def stop(self) -> None:
         """Stop every component (processors first), the web port, then the backend."""

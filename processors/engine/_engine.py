@@ -144,6 +144,8 @@ class ProcessorEngine(TwoStageRollups, Rebalancing):
         self._failed: BaseException | None = None
         self._partials = ""
         self._init_stages()
+        #: when the loop last came round (monotonic): the worker's watchdog reads it
+        self.beat = time.monotonic()
 
     @property
     def inputs(self) -> list[str]:
@@ -203,6 +205,7 @@ class ProcessorEngine(TwoStageRollups, Rebalancing):
         """Poll until ``stop`` is set; ``on_ready`` once partitions are assigned."""
         ready = False
         while not stop.is_set():
+            self.beat = time.monotonic()
             self.poll(0.2)
             if not ready and self._consumer.assignment():
                 ready = True

@@ -5,9 +5,19 @@ from __future__ import annotations
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 __all__ = ["consume_all"]
+
+#: what a topic created a moment ago may answer until its leader is known everywhere
+_NOT_YET = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._TIMED_OUT,
+    }
+)
 
 
 def consume_all(
@@ -31,7 +41,7 @@ def consume_all(
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         parts = [TopicPartition(topic, p, 0) for p in sorted(metadata.topics[topic].partitions)]
-        ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in parts}
+        ends = {tp.partition: _end(consumer, tp, timeout_s) for tp in parts}
         if expected is not None:
             assert sum(ends.values()) == expected, f"{topic} holds {sum(ends.values())} messages"
         consumer.assign(parts)
@@ -51,3 +61,16 @@ def consume_all(
     finally:
         consumer.close()
     return out
+
+
+def _end(consumer: Consumer, tp: TopicPartition, timeout_s: float) -> int:
+    """The high watermark; a topic created a moment ago may not have its leader known yet
+    (NOT_LEADER_FOR_PARTITION and the like are retriable: asked again until the deadline)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return int(consumer.get_watermark_offsets(tp, timeout=10)[1])
+        except KafkaException as exc:
+            if exc.args[0].code() not in _NOT_YET or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)

@@ -34,7 +34,13 @@ def overrides(home: Path, tag: str, bootstrap: str) -> dict[str, dict[str, Any]]
             "replay_interval_s": 1,
             "delivery_timeout_ms": 600_000,
         },
-        "worker": {"app_id": f"soak-{tag}", "data_dir": home / "worker"},
+        # a worker stuck in a client call exits (the fleet restarts it) well within the run
+        "worker": {
+            "app_id": f"soak-{tag}",
+            "data_dir": home / "worker",
+            "restore_timeout_s": 60,
+            "stuck_after_s": 180,
+        },
     }
 
 
