@@ -68,7 +68,13 @@ from agentstream.devtools.soak.population import (
     generate,
 )
 from agentstream.devtools.soak.truth import compute_truth, to_us
-from agentstream.devtools.soak.wiring import group_lag, overrides, shift, worker_env
+from agentstream.devtools.soak.wiring import (
+    group_lag,
+    overrides,
+    shift,
+    unread_records,
+    worker_env,
+)
 from agentstream.processors.engine import partials_topic
 
 __all__ = ["SoakOptions", "SoakResult", "cleanup", "run_soak"]
@@ -156,9 +162,16 @@ class _Soak:
             behind = sum(lag for _, lag in processors) + sum(
                 lag for t, lag in sink if t in sink_inputs
             )
-            behind += sum(max(0, lag - 1) for t, lag in sink if t in outputs)  # commit marker
-            # the merge stage's input (the processors' own partials): merged too
-            behind += sum(max(0, lag - 1) for t, lag in lags.get(groups[0], []) if t == partials)
+            # outputs (and the merge stage's own input, the partials): past the commit marker
+            # there may be an aborted transaction's markers (kills, the broker stop): what
+            # counts is whether a record is left to read
+            tails = sum(max(0, lag - 1) for t, lag in sink if t in outputs)
+            merge = sum(max(0, lag - 1) for t, lag in lags.get(groups[0], []) if t == partials)
+            if not behind and tails:
+                tails = unread_records(settings, groups[1], outputs)
+            if not behind and merge:
+                merge = unread_records(settings, groups[0], {partials})
+            behind += tails + merge
             self.status.figures["lag"] = behind
             complete = len(processors) == len(inputs) * settings.kafka.partitions
             now = time.monotonic()

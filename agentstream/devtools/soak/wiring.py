@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -99,6 +100,45 @@ def group_lag(settings: Settings, groups: list[str]) -> dict[str, list[tuple[str
         group: [(tp.topic, max(0, ends[(tp.topic, tp.partition)] - tp.offset)) for tp in parts]
         for group, parts in committed.items()
     }
+
+
+def unread_records(settings: Settings, group: str, topics: set[str], wait_s: float = 1.0) -> int:
+    """Records a read_committed reader of ``group`` would still get from its committed
+    offsets in ``topics`` (looked for ``wait_s``): a partition's lag also counts the
+    transaction markers after its last record (a commit marker each, and an aborted
+    transaction's marker after a kill or a broker stop), which no one ever consumes."""
+    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+
+    from agentstream.core.kafka import admin_client
+
+    admin = admin_client(settings)
+    [future] = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group)], request_timeout=10
+    ).values()
+    parts = [
+        TopicPartition(tp.topic, tp.partition, tp.offset)
+        for tp in future.result().topic_partitions or []
+        if tp.topic in topics and tp.offset >= 0
+    ]
+    if not parts:
+        return 0
+    reader = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": f"{group}-drain-check",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
+    try:
+        reader.assign(parts)
+        found = 0
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            found += sum(1 for m in reader.consume(500, 0.2) if not m.error())
+        return found
+    finally:
+        reader.close()
 
 
 def shift(pop: Population, delta: timedelta) -> Population:
