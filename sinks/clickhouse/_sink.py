@@ -32,7 +32,7 @@ from agentstream.core.redact import Counts, Redactor
 from agentstream.schemas import Record, Rollup
 from agentstream.sinks._base import Batch, BatchingSink, Position, Rejected
 from agentstream.sinks.clickhouse._backend import ClickHouseBackend
-from agentstream.sinks.clickhouse._tables import SINK_REDACTIONS, TABLES, TableSpec, table_for
+from agentstream.sinks.clickhouse._tables import TABLES, TableSpec, table_for
 
 __all__ = ["ClickHouseSink", "Row", "is_rejection", "spans_too_many_partitions"]
 
@@ -120,7 +120,7 @@ class ClickHouseSink(BatchingSink[Row]):
         super().__init__(settings, clock=clock)
         self.backend = backend
         self.tables = tables
-        redactor = (
+        self._redactor = (
             Redactor(
                 phone_region=settings.redact_phone_region,
                 phone_leniency=settings.redact_phone_leniency,
@@ -131,11 +131,7 @@ class ClickHouseSink(BatchingSink[Row]):
         #: replacements the sink's own redaction pass made, per table and kind, not yet
         #: taken by :meth:`take_redactions`
         self._redactions: dict[str, Counts] = {name: {} for name in tables}
-        self._builders = {name: spec.row_builder(redactor) for name, spec in tables.items()}
-        #: tables whose rows end with what the sink's redaction replaced (``sink_redactions``)
-        self._counted = frozenset(
-            name for name, spec in tables.items() if spec.columns[-1] == SINK_REDACTIONS
-        )
+        self._builders = {name: spec.row_builder() for name, spec in tables.items()}
         #: model -> (table, row builder) for models stored in one table (not rollups)
         self._routes: dict[type[Record], tuple[str, Callable[[Record], tuple[Any, ...]]]] = {}
         #: rows inserted and batches per table since start
@@ -154,11 +150,10 @@ class ClickHouseSink(BatchingSink[Row]):
         if route is None:
             route = self._route(record)
         table, builder = route
-        values = builder(record)
         self.add(
             table,
             Row(
-                values,
+                builder(record),
                 raw,
                 key,
                 getattr(record, "event_id", None),
@@ -167,10 +162,6 @@ class ClickHouseSink(BatchingSink[Row]):
             ),
             position,
         )
-        if table in self._counted and values[-1]:  # counted once the row is buffered
-            counts = self._redactions[table]
-            for kind, n in values[-1].items():
-                counts[kind] = counts.get(kind, 0) + n
         return table
 
     def _route(self, record: Record) -> tuple[str, Callable[[Record], tuple[Any, ...]]]:
@@ -193,7 +184,40 @@ class ClickHouseSink(BatchingSink[Row]):
         spec = self.tables.get(batch.key)
         if spec is None:
             raise StorageError(f"the sink has no table {batch.key!r}")
+        if self._redactor is not None and spec.redacted_at:
+            self._redact(spec, batch, self._redactor)
         return self._insert(spec, batch)
+
+    def _redact(self, spec: TableSpec, batch: Batch[Row], redactor: Redactor) -> None:
+        """Redact the batch's free text again, a column at a time, in place.
+
+        One screen of the whole column (:meth:`Redactor.screen`) finds the few values
+        that may hold something; only those go through the precise pass. What it
+        replaces is added to each row's ``sink_redactions`` and to :meth:`take_redactions`.
+        A batch written again (a retry) is redacted again: redacted text stays as it
+        is and counts nothing, so nothing is counted twice.
+        """
+        items = batch.items
+        total = self._redactions.setdefault(spec.name, {})
+        for at, is_json in spec.redacted_at:
+            column = [row.values[at] for row in items]
+            redact = redactor.json_text if is_json else redactor.text
+            for j in redactor.screen(column):
+                value = column[j]
+                if not isinstance(value, str) or not value:
+                    continue
+                found: Counts = {}
+                new = redact(value, found)
+                if not found and new is value:
+                    continue
+                row = items[j]
+                values = list(row.values)
+                values[at] = new
+                counts = values[-1]
+                for kind, n in found.items():
+                    counts[kind] = counts.get(kind, 0) + n
+                    total[kind] = total.get(kind, 0) + n
+                items[j] = row._replace(values=tuple(values))
 
     def _insert(self, spec: TableSpec, batch: Batch[Row]) -> list[Rejected[Row]]:
         try:

@@ -16,7 +16,6 @@ from typing import Any, get_args
 
 from agentstream.core.catalog import STREAMS
 from agentstream.core.errors import StorageError
-from agentstream.core.redact import Counts, Redactor
 from agentstream.schemas import (
     Alert,
     InvalidEvent,
@@ -58,49 +57,31 @@ class TableSpec:
         """The deduplicated view analysts read."""
         return f"{self.name}_dedup"
 
-    def row_builder(self, redactor: Redactor | None = None) -> Callable[[Record], tuple[Any, ...]]:
-        """A function record -> row values.
+    @property
+    def redacted_at(self) -> tuple[tuple[int, bool], ...]:
+        """The free-text columns redacted again before they are stored: (index, JSON text?)."""
+        fields = enumerate(self.model.model_fields)
+        return tuple((i, c == "params") for i, c in fields if c in REDACTED_FIELDS)
 
-        With ``redactor`` the free-text fields are redacted again (``params`` as JSON text,
-        the others as text, as the Emitter does) and the row's ``sink_redactions`` holds
-        what this pass replaced, by kind.
+    def row_builder(self) -> Callable[[Record], tuple[Any, ...]]:
+        """A function record -> row values (the model's fields, in model order).
+
+        A table with free text gets one more value, ``sink_redactions``: a fresh, empty
+        dict the sink's redaction pass fills in when it redacts the batch (before its
+        insert, the whole column at a time).
         """
-        fields = tuple(self.model.model_fields)
-        getter = attrgetter(*fields)
-        redact_at = [i for i, c in enumerate(fields) if c in REDACTED_FIELDS]
-        if not redact_at:
+        getter = attrgetter(*self.model.model_fields)
+        if not self.redacted_at:
 
             def plain(record: Record) -> tuple[Any, ...]:
                 return tuple(getter(record))
 
             return plain
-        if redactor is None:
 
-            def unredacted(record: Record) -> tuple[Any, ...]:
-                return (*getter(record), {})
+        def with_counts(record: Record) -> tuple[Any, ...]:
+            return (*getter(record), {})
 
-            return unredacted
-        # text() and json_text() screen a value cheaply before any pattern runs: a clean
-        # value costs one call and comes back as the same object, and the row stays a tuple
-        passes = [
-            (i, redactor.json_text if fields[i] == "params" else redactor.text) for i in redact_at
-        ]
-
-        def redacted(record: Record) -> tuple[Any, ...]:
-            values: tuple[Any, ...] = getter(record)
-            found: Counts = {}
-            changed: list[Any] | None = None
-            for i, redact in passes:
-                value = values[i]
-                if isinstance(value, str) and value:
-                    new = redact(value, found)
-                    if new is not value:
-                        if changed is None:
-                            changed = list(values)
-                        changed[i] = new
-            return (*(values if changed is None else changed), found)
-
-        return redacted
+        return with_counts
 
 
 #: the column of each model's own time (TTL, partitions, ``--since``)
