@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from operator import attrgetter
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any, get_args
 
@@ -70,16 +70,18 @@ class TableSpec:
         dict the sink's redaction pass fills in when it redacts the batch (before its
         insert, the whole column at a time).
         """
-        getter = attrgetter(*self.model.model_fields)
+        # a model's fields live in its __dict__: one C call reads them all, faster than
+        # attribute lookups through the model's class
+        getter = itemgetter(*self.model.model_fields)
         if not self.redacted_at:
 
             def plain(record: Record) -> tuple[Any, ...]:
-                return tuple(getter(record))
+                return tuple(getter(record.__dict__))
 
             return plain
 
         def with_counts(record: Record) -> tuple[Any, ...]:
-            return (*getter(record), {})
+            return (*getter(record.__dict__), {})
 
         return with_counts
 
