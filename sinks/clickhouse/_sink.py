@@ -114,6 +114,7 @@ class Row(NamedTuple):
 #: record, raw bytes, key -> the record's :class:`Row`
 RowMaker = Callable[[Record, bytes | None, bytes | None], Row]
 
+_VALUES: Final = itemgetter(0)  # Row -> its values
 _new_row: Final = tuple.__new__  # a Row without NamedTuple's Python-level __new__
 
 
@@ -217,7 +218,7 @@ class ClickHouseSink(BatchingSink[Row]):
     def _redact(self, spec: TableSpec, batch: Batch[Row], redactor: Redactor) -> None:
         """Redact the batch's free text again, a column at a time, in place.
 
-        One screen of the whole column (:meth:`Redactor.screen`) finds the few values
+        One screen of the whole columns (:meth:`Redactor.screen`) finds the few values
         that may hold something; only those go through the precise pass. What it
         replaces is added to each row's ``sink_redactions`` and to :meth:`take_redactions`.
         A batch written again (a retry) is redacted again: redacted text stays as it
@@ -225,32 +226,37 @@ class ClickHouseSink(BatchingSink[Row]):
         """
         items = batch.items
         total = self._redactions.setdefault(spec.name, {})
-        for at, is_json in spec.redacted_at:
-            column = [row.values[at] for row in items]
-            redact = redactor.json_text if is_json else redactor.text
-            for j in redactor.screen(column):
-                value = column[j]
-                if not isinstance(value, str) or not value:
-                    continue
-                found: Counts = {}
-                new = redact(value, found)
-                if not found and new is value:
-                    continue
-                row = items[j]
-                values = list(row.values)
-                values[at] = new
-                counts = values[-1]
-                for kind, n in found.items():
-                    counts[kind] = counts.get(kind, 0) + n
-                    total[kind] = total.get(kind, 0) + n
-                items[j] = row._replace(values=tuple(values))
+        size = len(items)
+        rows = list(map(_VALUES, items))
+        passes = spec.redacted_at
+        texts: list[Any] = []  # the free-text columns one after the other: one screen
+        for at, _ in passes:
+            texts.extend(map(itemgetter(at), rows))
+        for n in redactor.screen(texts):
+            value = texts[n]
+            if not isinstance(value, str) or not value:
+                continue
+            at, is_json = passes[n // size]
+            found: Counts = {}
+            new = (redactor.json_text if is_json else redactor.text)(value, found)
+            if not found and new is value:
+                continue
+            j = n % size
+            row = items[j]
+            values = list(row.values)
+            values[at] = new
+            counts = values[-1]
+            for kind, count in found.items():
+                counts[kind] = counts.get(kind, 0) + count
+                total[kind] = total.get(kind, 0) + count
+            items[j] = row._replace(values=tuple(values))
 
     def _insert(self, spec: TableSpec, batch: Batch[Row]) -> list[Rejected[Row]]:
         try:
             self.backend.insert(
                 spec.name,
                 spec.columns,
-                [row.values for row in batch.items],
+                list(map(_VALUES, batch.items)),
                 dedup_token=batch.token(),
             )
         except (StorageError, TypeError, ValueError) as exc:

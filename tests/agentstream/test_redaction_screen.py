@@ -88,3 +88,10 @@ def test_extra_patterns_screen_nothing_out() -> None:
 def test_text_arrow_cannot_hold_is_screened_value_by_value() -> None:
     redactor = Redactor()
     assert redactor.screen(["plain", "\ud800 bob@example.com", "\ud800 plain"]) == [1]
+
+
+def test_missing_and_empty_values_are_no_candidates() -> None:
+    column = [None, "", "bob@example.com", None, "\ud800 key", "\ud800"]
+    assert Redactor().screen(column) == [2, 4]
+    assert Redactor(extra_patterns={"ticket": r"TKT-\d+"}).screen(column) == [2, 4, 5]
+    assert Redactor().screen([None, "", "bob@example.com", "ok", None]) == [2]  # Arrow's way

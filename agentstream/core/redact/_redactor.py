@@ -156,13 +156,14 @@ class Redactor:
             return True
         return _may_hold(value, value.lower())
 
-    def screen(self, values: Sequence[str]) -> list[int]:
+    def screen(self, values: Sequence[str | None]) -> list[int]:
         """Indices (ascending) of ``values`` that may hold something to redact: every
         value :meth:`may_match` passes, maybe more (one vectorised scan of the column;
-        see :mod:`agentstream.core.redact._screen`). The rest need no redaction pass.
+        see :mod:`agentstream.core.redact._screen`). The rest need no redaction pass;
+        ``None`` and empty values are never candidates.
         """
         if self._extra:
-            return list(range(len(values)))
+            return [i for i, value in enumerate(values) if value]
         return candidates(values, LONG_NUMBER.pattern, self.may_match)
 
     def text(self, value: str, counts: Counts | None = None) -> str:

@@ -70,8 +70,15 @@ def _pattern(digits: str) -> str:
     return f"(?i:{needles})|{digits}"
 
 
-def candidates(values: Sequence[str], digits: str, may_hold: Callable[[str], bool]) -> list[int]:
-    """Indices (ascending) of ``values`` that may hold something to redact.
+def _kept(value: str | None, may_hold: Callable[[str], bool]) -> bool:
+    return bool(value) and isinstance(value, str) and may_hold(value)
+
+
+def candidates(
+    values: Sequence[str | None], digits: str, may_hold: Callable[[str], bool]
+) -> list[int]:
+    """Indices (ascending) of ``values`` that may hold something to redact (``None``
+    and empty values never do).
 
     ``digits`` is the per-value screen's digit-run pattern (its ASCII reading must be
     RE2's), ``may_hold`` the per-value screen.
@@ -84,12 +91,12 @@ def candidates(values: Sequence[str], digits: str, may_hold: Callable[[str], boo
 
         array = pa.array(values, pa.string())
     except (ImportError, ValueError, TypeError, UnicodeError):  # no pyarrow, a lone surrogate
-        return [i for i, value in enumerate(values) if may_hold(value)]
+        return [i for i, value in enumerate(values) if _kept(value, may_hold)]
     hits = pc.match_substring_regex(array, pattern=_pattern(digits))
     ascii_only = pc.string_is_ascii(array)
     found: list[int] = pc.indices_nonzero(pc.and_(hits, ascii_only)).to_pylist()
     if pc.all(ascii_only).as_py():
         return found
     others = pc.indices_nonzero(pc.invert(ascii_only)).to_pylist()
-    found.extend(i for i in others if may_hold(values[i]))
+    found.extend(i for i in others if _kept(values[i], may_hold))
     return sorted(found)
