@@ -33,7 +33,7 @@ from agentstream.core.redact import Counts, Redactor
 from agentstream.schemas import Record, Rollup
 from agentstream.sinks._base import Batch, BatchingSink, Position, Rejected
 from agentstream.sinks.clickhouse._backend import ClickHouseBackend
-from agentstream.sinks.clickhouse._tables import TABLES, TableSpec, table_for
+from agentstream.sinks.clickhouse._tables import SINK_REDACTIONS, TABLES, TableSpec, table_for
 
 __all__ = ["ClickHouseSink", "Row", "is_rejection", "spans_too_many_partitions"]
 
@@ -100,7 +100,9 @@ _ROW_IDS: Final = ("event_id", "run_id", "tenant_id")
 class Row(NamedTuple):
     """One row to insert, with what a dead letter needs if ClickHouse refuses it.
 
-    A named tuple: one is built per record on the sink's hot path.
+    A named tuple: one is built per record on the sink's hot path. ``values`` are the
+    model's fields (:attr:`TableSpec.fields`); ``sink_redactions`` what the sink's own
+    redaction pass replaced in them (``None``: nothing).
     """
 
     values: tuple[Any, ...]
@@ -109,12 +111,14 @@ class Row(NamedTuple):
     event_id: str | None = None
     run_id: str | None = None
     tenant_id: str | None = None
+    sink_redactions: Counts | None = None
 
 
 #: record, raw bytes, key -> the record's :class:`Row`
 RowMaker = Callable[[Record, bytes | None, bytes | None], Row]
 
 _VALUES: Final = itemgetter(0)  # Row -> its values
+_COUNTS: Final = itemgetter(Row._fields.index("sink_redactions"))  # Row -> its counts
 _new_row: Final = tuple.__new__  # a Row without NamedTuple's Python-level __new__
 
 
@@ -132,14 +136,14 @@ def _row_maker(spec: TableSpec) -> RowMaker:
 
         def make(record: Record, raw: bytes | None, key: bytes | None) -> Row:
             values = build(record)
-            return _new_row(Row, (values, raw, key, *pick(values)))
+            return _new_row(Row, (values, raw, key, *pick(values), None))
 
         return make
 
     def make_some(record: Record, raw: bytes | None, key: bytes | None) -> Row:
         values = build(record)
         ids = tuple(None if i is None else values[i] for i in at)
-        return _new_row(Row, (values, raw, key, *ids))
+        return _new_row(Row, (values, raw, key, *ids, None))
 
     return make_some
 
@@ -245,20 +249,16 @@ class ClickHouseSink(BatchingSink[Row]):
             row = items[j]
             values = list(row.values)
             values[at] = new
-            counts = values[-1]
+            counts = dict(row.sink_redactions or {})
             for kind, count in found.items():
                 counts[kind] = counts.get(kind, 0) + count
                 total[kind] = total.get(kind, 0) + count
-            items[j] = row._replace(values=tuple(values))
+            items[j] = row._replace(values=tuple(values), sink_redactions=counts)
 
     def _insert(self, spec: TableSpec, batch: Batch[Row]) -> list[Rejected[Row]]:
         try:
-            self.backend.insert(
-                spec.name,
-                spec.columns,
-                list(map(_VALUES, batch.items)),
-                dedup_token=batch.token(),
-            )
+            columns, rows = _insert_rows(spec, batch.items)
+            self.backend.insert(spec.name, columns, rows, dedup_token=batch.token())
         except (StorageError, TypeError, ValueError) as exc:
             if spans_too_many_partitions(exc):
                 pieces = _split_by_partition(spec, batch)
@@ -284,6 +284,14 @@ class ClickHouseSink(BatchingSink[Row]):
         return []
 
 
+def _insert_rows(spec: TableSpec, items: list[Row]) -> tuple[tuple[str, ...], list[Any]]:
+    """The columns and rows of an insert: ``sink_redactions`` only when a row has some
+    (the column's default is the empty map, so a clean batch is inserted without it)."""
+    if spec.columns[-1] == SINK_REDACTIONS and any(map(_COUNTS, items)):
+        return spec.columns, [(*row.values, row.sink_redactions or {}) for row in items]
+    return spec.fields, list(map(_VALUES, items))
+
+
 def _partition_of(value: Any) -> Any:
     """The partition of a row by its time column: ``toYYYYMM`` (any other value: itself)."""
     if isinstance(value, dt.datetime | dt.date):
@@ -298,7 +306,7 @@ def _split_by_partition(spec: TableSpec, batch: Batch[Row]) -> list[Batch[Row]] 
     The cut depends only on the rows, so a retry or a replay cuts the same way and the
     pieces keep their deduplication tokens.
     """
-    at = spec.columns.index(spec.time_column)
+    at = spec.fields.index(spec.time_column)
     keys = [_partition_of(row.values[at]) for row in batch.items]
     ordered = list(dict.fromkeys(keys))
     if len(ordered) < 2:

@@ -44,10 +44,16 @@ class TableSpec:
     time_column: str
 
     @property
+    def fields(self) -> tuple[str, ...]:
+        """The model's fields, in model order: the values of a row (:meth:`row_builder`)."""
+        return tuple(self.model.model_fields)
+
+    @property
     def columns(self) -> tuple[str, ...]:
         """The insert columns: the model's fields, in model order, then ``sink_redactions``
-        when the model has free text (what the sink's own redaction pass replaced)."""
-        fields = tuple(self.model.model_fields)
+        when the model has free text (what the sink's own redaction pass replaced; a row
+        inserted without it stores an empty map)."""
+        fields = self.fields
         if any(f in REDACTED_FIELDS for f in fields):
             return (*fields, SINK_REDACTIONS)
         return fields
@@ -64,26 +70,15 @@ class TableSpec:
         return tuple((i, c == "params") for i, c in fields if c in REDACTED_FIELDS)
 
     def row_builder(self) -> Callable[[Record], tuple[Any, ...]]:
-        """A function record -> row values (the model's fields, in model order).
-
-        A table with free text gets one more value, ``sink_redactions``: a fresh, empty
-        dict the sink's redaction pass fills in when it redacts the batch (before its
-        insert, the whole column at a time).
-        """
+        """A function record -> row values (the model's fields, in model order)."""
         # a model's fields live in its __dict__: one C call reads them all, faster than
         # attribute lookups through the model's class
-        getter = itemgetter(*self.model.model_fields)
-        if not self.redacted_at:
+        getter = itemgetter(*self.fields)
 
-            def plain(record: Record) -> tuple[Any, ...]:
-                return tuple(getter(record.__dict__))
+        def values(record: Record) -> tuple[Any, ...]:
+            return tuple(getter(record.__dict__))
 
-            return plain
-
-        def with_counts(record: Record) -> tuple[Any, ...]:
-            return (*getter(record.__dict__), {})
-
-        return with_counts
+        return values
 
 
 #: the column of each model's own time (TTL, partitions, ``--since``)
