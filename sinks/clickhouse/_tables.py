@@ -71,14 +71,20 @@ class TableSpec:
 
     def row_builder(self) -> Callable[[Record], tuple[Any, ...]]:
         """A function record -> row values (the model's fields, in model order)."""
-        # a model's fields live in its __dict__: one C call reads them all, faster than
-        # attribute lookups through the model's class
-        getter = itemgetter(*self.fields)
+        getter = self.fields_getter()
 
         def values(record: Record) -> tuple[Any, ...]:
             return tuple(getter(record.__dict__))
 
         return values
+
+    def fields_getter(self) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+        """A function a record's ``__dict__`` -> its row values (see :meth:`row_builder`).
+
+        A model's fields live in its ``__dict__``: one C call reads them all, faster
+        than attribute lookups through the model's class.
+        """
+        return itemgetter(*self.fields)
 
 
 #: the column of each model's own time (TTL, partitions, ``--since``)
