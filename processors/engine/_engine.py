@@ -264,6 +264,7 @@ class ProcessorEngine(Rebalancing):
         self._refresh_lags(now, messages)
         try:
             self._producer.begin_transaction()
+            self._advance_low()
             for message in messages:
                 self._handle(message)
             if timer_due:
@@ -370,7 +371,12 @@ class ProcessorEngine(Rebalancing):
             self._add_rollup(record, message, before)
         elif isinstance(record, ModelCall | ReviewDecision):
             self._add_rollup(record, message, before)
-        # windows close where the low watermark passes them: a fixed place in the input
+        self._advance_low()
+
+    def _advance_low(self) -> None:
+        """Close the windows the low watermark passed: after each record (a fixed place in
+        the input), and at each batch (the lags just learnt may have let an index clock
+        move: a partition found read to its end no longer holds it)."""
         low = self._clocks.low_mark(time.monotonic(), self.settings.rollups.idle_after_s)
         if low is None:
             return

@@ -154,6 +154,9 @@ class PartitionClocks:
                 self._caught_up_since.setdefault(p, now)
         for p in [p for p in self._caught_up_since if all(q != p for _, q in lags)]:
             del self._caught_up_since[p]
+        for p in {p for _, p in lags}:
+            # a topic of p whose end was unknown held its clock: now it may move
+            self._update_index(p)
 
     @property
     def assigned(self) -> set[int]:
