@@ -25,10 +25,12 @@ __all__ = [
     "DEFAULT_AGENT_VERSION",
     "DEFAULT_USER_ID",
     "RunContext",
+    "active_span",
     "active_trace",
     "current_context",
     "current_trace",
     "run_context",
+    "trace_of",
     "traceparent",
 ]
 
@@ -142,23 +144,40 @@ def run_context(
 
 
 _get_current_span: Callable[[], Any] | None = None
+_invalid_span: Any = None
 
 
-def active_trace() -> tuple[str, str, bool] | None:
-    """``(trace_id, span_id, sampled)`` of the active OpenTelemetry span, as hex, or None."""
-    global _get_current_span
+def active_span() -> Any:
+    """The ``SpanContext`` of the active OpenTelemetry span, or None (none, or not valid).
+
+    Its ids are formatted by :func:`trace_of` (a tool-call scope does it off the
+    caller's thread).
+    """
+    global _get_current_span, _invalid_span
     if _get_current_span is None:
-        from opentelemetry.trace import get_current_span
+        from opentelemetry.trace import INVALID_SPAN, get_current_span
 
-        _get_current_span = get_current_span
-    span_context = _get_current_span().get_span_context()
-    if not span_context.is_valid:
+        _get_current_span, _invalid_span = get_current_span, INVALID_SPAN
+    span = _get_current_span()
+    if span is _invalid_span:  # no span (the common case without tracing): say so fast
         return None
+    span_context = span.get_span_context()
+    return span_context if span_context.is_valid else None
+
+
+def trace_of(span_context: Any) -> tuple[str, str, bool]:
+    """``(trace_id, span_id, sampled)`` of a ``SpanContext``, as hex."""
     return (
         f"{span_context.trace_id:032x}",
         f"{span_context.span_id:016x}",
         bool(span_context.trace_flags & 0x01),
     )
+
+
+def active_trace() -> tuple[str, str, bool] | None:
+    """``(trace_id, span_id, sampled)`` of the active OpenTelemetry span, as hex, or None."""
+    span_context = active_span()
+    return None if span_context is None else trace_of(span_context)
 
 
 def current_trace() -> tuple[str | None, str | None]:

@@ -13,7 +13,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any, Final, TypeVar, overload
+from typing import Any, Final, Protocol, TypeVar, overload
 
 from pydantic_core import to_json
 
@@ -39,13 +39,31 @@ from agentstream.schemas import (
     StateTransition,
 )
 
-__all__ = ["Classifier", "EmitterCore", "Headers"]
+__all__ = ["Classifier", "Deferred", "EmitterCore", "Headers"]
 
 E = TypeVar("E", bound=AgentEvent)
 F = TypeVar("F", bound=Callable[..., Any])
 Headers = list[tuple[str, bytes]] | None
 #: exception → (error class, error code); see :func:`agentstream.classify_error`
 Classifier = Callable[[BaseException], tuple[ErrorClass, str]]
+
+
+class Deferred(Protocol):
+    """An event whose fields are built on the encoder thread (an ended tool-call scope)."""
+
+    @property
+    def event_type(self) -> type[AgentEvent]:
+        """The type of the event."""
+        ...
+
+    def materialize(self) -> tuple[dict[str, Any], bool]:
+        """The event's fields (all checked at the call site) and the trace's sampled flag."""
+        ...
+
+    def settle(self, event: Any) -> None:
+        """``event`` was sent (validated, redacted, encoded)."""
+        ...
+
 
 ID_FIELDS: Final = ("tenant_id", "user_id", "agent_id", "agent_version", "run_id")
 _TERMINAL: Final = frozenset({AgentState.COMPLETED, AgentState.FAILED})
@@ -110,6 +128,12 @@ class _RunStates:
 
 class EmitterCore:
     """The event pipeline and the helpers; subclasses implement :meth:`_send`."""
+
+    #: with an encoder thread: ``submit_deferred(job, size)`` queues a :class:`Deferred`
+    #: (its free text ``size`` characters) whose event the thread builds; False when not
+    #: taken (very large: the caller emits the fields itself); raises DeliveryError once
+    #: closed. None: no encoder thread (the caller emits the fields).
+    submit_deferred: Callable[[Deferred, int], bool] | None = None
 
     def __init__(
         self,
@@ -230,6 +254,10 @@ class EmitterCore:
             if trace is not None:
                 data["trace_id"], data["span_id"], sampled = trace
         return data, sampled
+
+    def no_run_context(self, record: str, run_id: str | None) -> EventValidationError:
+        """The error of a helper used outside any :func:`run_context` (names the ids)."""
+        return _no_context(record, [n for n in ID_FIELDS if n != "run_id" or run_id is None])
 
     def _redacted(self, event_type: type[AgentEvent], data: Mapping[str, Any]) -> dict[str, Any]:
         """The free-text fields of ``data`` that redaction changes, redacted, and the
