@@ -32,7 +32,13 @@ from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError, to_json
 
 from agentstream.core.catalog import AGENT_EVENTS
-from agentstream.emitter._callsite import call_site, fields_check, placeholder, settle
+from agentstream.emitter._callsite import (
+    call_site,
+    fields_check,
+    placeholder,
+    plain_check,
+    settle,
+)
 from agentstream.emitter._context import RunContext, active_span, current_context, trace_of
 from agentstream.schemas import CallStatus, ContractError, ErrorClass, Retention, ToolCall
 from agentstream.schemas._base import new_uuid
@@ -66,12 +72,41 @@ _OUTCOME: Final = (
 #: where the fields redaction rewrites are in a scope's ``_ended`` (their length bounds
 #: the encoded size; each is one of the _OUTCOME fields)
 _SIZED: Final = tuple(2 + _OUTCOME.index(name) for name in AGENT_EVENTS[ToolCall].free_text)
-#: guards a placeholder made for ``scope.event`` and the event id made lazily
-_LAZY: Final = threading.Lock()
+#: guards a placeholder made for ``scope.event``; the event id made lazily
+_SHOWN: Final = threading.Lock()
+_ID: Final = threading.Lock()
+
+#: the outcome fields' checks without pydantic (None: pydantic checks that field)
+_PLAIN: Final = {name: plain_check(ToolCall, name) for name in _OUTCOME}
+#: JSON scalars a flat ``params`` dict is copied with (immutable: the copy is a snapshot)
+_SCALARS: Final = frozenset({int, float, bool, type(None)})
+#: most characters a JSON scalar other than text takes (a bounded int, a float)
+_SCALAR_CHARS: Final = 24
+#: a flat ``params`` dict whose JSON may be longer is serialised at the call site (the
+#: exact length then decides whether it fits)
+_FLAT_MAX: Final = 8192
 
 _SCOPE: contextvars.ContextVar[ToolCallScope | None] = contextvars.ContextVar(
     "agentstream_tool_call", default=None
 )
+
+
+def _flat_copy(params: dict[Any, Any]) -> tuple[dict[str, Any], int] | None:
+    """A copy of a dict of JSON scalars with text keys, and a bound on its JSON text's
+    length; None for any other dict (nested, or a value JSON cannot hold as it is)."""
+    bound = 2
+    for key, value in params.items():
+        if type(key) is not str:
+            return None
+        kind = type(value)
+        if kind is str:
+            bound += 6 * len(value) + 3  # each character escaped at worst (\uXXXX)
+        elif kind in _SCALARS and (kind is not int or -(2**63) <= value < 2**64):
+            bound += _SCALAR_CHARS
+        else:
+            return None
+        bound += 6 * len(key) + 4
+    return params.copy(), bound
 
 
 def current_tool_call() -> ToolCallScope | None:
@@ -194,7 +229,7 @@ class ToolCallScope:
         sent = self._sent
         if sent is not None or self._ended is None:
             return sent
-        with _LAZY:  # made once, whoever asks first
+        with _SHOWN:  # made once, whoever asks first
             shown = self._shown
             if shown is None:
                 data, _ = self.materialize()
@@ -308,18 +343,28 @@ class ToolCallScope:
             given["output_valid"] = valid
         if fallback is not False:
             given["fallback_used"] = fallback
-        if given:
-            try:
-                fields_check(ToolCall, tuple(given))(given)
-            except ValidationError:
-                return False
+        for name, value in given.items():
+            check = _PLAIN[name]
+            if check is None or not check(value):  # pydantic tells (it is slower)
+                try:
+                    fields_check(ToolCall, tuple(given))(given)
+                except ValidationError:
+                    return False
+                break
+        size = 0
         if params is not None and type(params) is not str:
-            if not isinstance(params, dict | list | tuple):
-                return False
-            try:  # a snapshot: the caller may change its dict once the scope ended
-                fallback_of = repr if self._emitter.redactor is not None else None
-                params = to_json(params, fallback=fallback_of, inf_nan_mode="null").decode()
-            except PydanticSerializationError:
+            # a snapshot: the caller may change its dict once the scope ended; a flat dict
+            # of JSON scalars is copied (serialised on the encoder thread), others serialised
+            found = _flat_copy(params) if type(params) is dict else None
+            if found is not None and found[1] <= _FLAT_MAX:
+                params, size = found
+            elif isinstance(params, dict | list | tuple):
+                try:
+                    fallback_of = repr if self._emitter.redactor is not None else None
+                    params = to_json(params, fallback=fallback_of, inf_nan_mode="null").decode()
+                except PydanticSerializationError:
+                    return False
+            else:
                 return False
             ended = (
                 latency_ms,
@@ -332,10 +377,9 @@ class ToolCallScope:
                 fallback,
                 params,
             )
-        size = 0
         for at in _SIZED:
             value = ended[at]
-            if value is not None:
+            if type(value) is str:
                 size += len(value)
         self._ended = ended
         return submit(self, size)
@@ -375,9 +419,12 @@ class ToolCallScope:
         if ended is None:  # pragma: no cover - queued only once it ended
             raise RuntimeError("the tool_call scope has not ended")
         data, sampled = self._fields(ended)
+        params = data.get("params")
+        if type(params) is dict:  # a flat copy (see _defer): JSON text, as it is sent
+            data["params"] = to_json(params, inf_nan_mode="null").decode()
         event_id = self._event_id
         if event_id is None:
-            with _LAZY:
+            with _ID:
                 event_id = self._event_id
                 if event_id is None:
                     event_id = self._event_id = new_uuid()
