@@ -21,7 +21,18 @@ import sys
 from collections.abc import Callable
 from enum import StrEnum
 from types import UnionType
-from typing import Annotated, Any, Final, NotRequired, TypeVar, Union, cast, get_args, get_origin
+from typing import (
+    Annotated,
+    Any,
+    Final,
+    NotRequired,
+    Protocol,
+    TypeVar,
+    Union,
+    cast,
+    get_args,
+    get_origin,
+)
 
 from pydantic import (
     AfterValidator,
@@ -42,6 +53,7 @@ from agentstream.schemas import AgentEvent
 
 __all__ = [
     "CallSite",
+    "Deferred",
     "accept",
     "call_site",
     "copy_of",
@@ -89,6 +101,23 @@ class CallSite:
     defaults: dict[str, Any]
     #: fields whose default is a factory (called per placeholder)
     factories: tuple[tuple[str, Callable[[], Any]], ...]
+
+
+class Deferred(Protocol):
+    """An event whose fields are built on the encoder thread (an ended tool-call scope)."""
+
+    @property
+    def event_type(self) -> type[AgentEvent]:
+        """The type of the event."""
+        ...
+
+    def materialize(self) -> tuple[dict[str, Any], bool]:
+        """The event's fields (all checked at the call site) and the trace's sampled flag."""
+        ...
+
+    def settle(self, event: Any) -> None:
+        """``event`` was sent (validated, redacted, encoded)."""
+        ...
 
 
 _SITES: dict[type[AgentEvent], CallSite] = {}

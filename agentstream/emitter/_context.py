@@ -16,15 +16,21 @@ required.
 from __future__ import annotations
 
 import contextvars
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from agentstream.schemas import AgentState
 
 __all__ = [
     "DEFAULT_AGENT_VERSION",
     "DEFAULT_USER_ID",
     "RunContext",
+    "RunStates",
     "active_span",
     "active_trace",
     "current_context",
@@ -66,6 +72,29 @@ class RunContext:
     def fields(self) -> dict[str, str]:
         """The ids as event fields (a new dict)."""
         return self._fields.copy()
+
+
+class RunStates:
+    """Last state per run (LRU-bounded), so ``transition`` can fill ``from_state``; a run
+    in one of the ``terminal`` states is forgotten."""
+
+    def __init__(self, limit: int, terminal: frozenset[AgentState]) -> None:
+        self._limit = limit
+        self._terminal = terminal
+        self._states: OrderedDict[str, AgentState] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, run_id: str) -> AgentState | None:
+        return self._states.get(run_id)
+
+    def set(self, run_id: str, state: AgentState) -> None:
+        if state in self._terminal:
+            self._states.pop(run_id, None)
+            return
+        self._states[run_id] = state
+        self._states.move_to_end(run_id)
+        while len(self._states) > self._limit:
+            self._states.popitem(last=False)
 
 
 _CURRENT: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(

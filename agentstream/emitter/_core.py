@@ -10,10 +10,8 @@ an encoded message goes (:class:`~agentstream.Emitter`: Kafka;
 from __future__ import annotations
 
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Protocol, TypeVar, overload
+from typing import Any, Final, TypeVar, overload
 
 from pydantic_core import to_json
 
@@ -21,8 +19,9 @@ from agentstream.core.catalog import AGENT_EVENTS
 from agentstream.core.config import Settings
 from agentstream.core.errors import ConfigError, ContractError, EventValidationError
 from agentstream.core.redact import Redactor
+from agentstream.emitter._callsite import Deferred
 from agentstream.emitter._classify import classify_error
-from agentstream.emitter._context import active_trace, current_context
+from agentstream.emitter._context import RunStates, active_trace, current_context
 from agentstream.emitter._toolcall import ToolCallScope, ToolSpec
 from agentstream.schemas import (
     AgentEvent,
@@ -46,23 +45,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 Headers = list[tuple[str, bytes]] | None
 #: exception → (error class, error code); see :func:`agentstream.classify_error`
 Classifier = Callable[[BaseException], tuple[ErrorClass, str]]
-
-
-class Deferred(Protocol):
-    """An event whose fields are built on the encoder thread (an ended tool-call scope)."""
-
-    @property
-    def event_type(self) -> type[AgentEvent]:
-        """The type of the event."""
-        ...
-
-    def materialize(self) -> tuple[dict[str, Any], bool]:
-        """The event's fields (all checked at the call site) and the trace's sampled flag."""
-        ...
-
-    def settle(self, event: Any) -> None:
-        """``event`` was sent (validated, redacted, encoded)."""
-        ...
 
 
 ID_FIELDS: Final = ("tenant_id", "user_id", "agent_id", "agent_version", "run_id")
@@ -105,27 +87,6 @@ def _oversize(event: AgentEvent, size: int, limit: int) -> EventValidationError:
     )
 
 
-class _RunStates:
-    """Last state per run (LRU-bounded), so ``transition`` can fill ``from_state``."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._states: OrderedDict[str, AgentState] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, run_id: str) -> AgentState | None:
-        return self._states.get(run_id)
-
-    def set(self, run_id: str, state: AgentState) -> None:
-        if state in _TERMINAL:
-            self._states.pop(run_id, None)
-            return
-        self._states[run_id] = state
-        self._states.move_to_end(run_id)
-        while len(self._states) > self._limit:
-            self._states.popitem(last=False)
-
-
 class EmitterCore:
     """The event pipeline and the helpers; subclasses implement :meth:`_send`."""
 
@@ -152,7 +113,7 @@ class EmitterCore:
         self._max_bytes = es.max_event_bytes
         self._topics = {cls: s.topic(settings.topics) for cls, s in AGENT_EVENTS.items()}
         self.classify: Classifier = classify or classify_error
-        self._runs = _RunStates(es.max_tracked_runs)
+        self._runs = RunStates(es.max_tracked_runs, _TERMINAL)
         self._specs: dict[tuple[Any, ...], ToolSpec] = {}
 
     @staticmethod
