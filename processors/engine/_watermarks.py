@@ -62,6 +62,12 @@ class PartitionClocks:
         self._caught_up_since: dict[int, float] = {}
         #: per index: when its last record was read (monotonic s)
         self._last_input: dict[int, float] = {}
+        #: derived from the keys of ``_left`` / ``_lags`` (rebuilt when either is replaced):
+        #: the per-record clock updates read them instead of scanning every partition
+        self._by_index: dict[int, tuple[tuple[str, int], ...]] = {}
+        self._by_index_of: object = None
+        self._assigned: frozenset[int] = frozenset()
+        self._assigned_of: object = None
 
     @classmethod
     def from_legacy(cls, tracker: dict[str, Any]) -> PartitionClocks:
@@ -128,7 +134,23 @@ class PartitionClocks:
     @property
     def assigned(self) -> set[int]:
         """The assigned partition indexes."""
-        return {p for _, p in self._lags}
+        return set(self._assigned_indexes())
+
+    def _assigned_indexes(self) -> frozenset[int]:
+        if self._assigned_of is not self._lags:
+            self._assigned = frozenset(p for _, p in self._lags)
+            self._assigned_of = self._lags
+        return self._assigned
+
+    def _keys_of(self, p: int) -> tuple[tuple[str, int], ...]:
+        """The ``_left`` keys of index ``p``."""
+        if self._by_index_of is not self._left:
+            by_index: dict[int, list[tuple[str, int]]] = {}
+            for key in self._left:
+                by_index.setdefault(key[1], []).append(key)
+            self._by_index = {q: tuple(keys) for q, keys in by_index.items()}
+            self._by_index_of = self._left
+        return self._by_index.get(p, ())
 
     @property
     def lag(self) -> int | None:
@@ -147,7 +169,12 @@ class PartitionClocks:
 
     def _unread(self, p: int) -> bool:
         """Index ``p`` has records left at the record being handled."""
-        return any(v is None or v > 0 for (_, q), v in self._left.items() if q == p)
+        left = self._left
+        for key in self._keys_of(p):
+            v = left[key]
+            if v is None or v > 0:
+                return True
+        return False
 
     def wall_ok(self, p: int, now: float, idle_after_s: float) -> bool:
         """May the wall clock stand in for the event time of index ``p`` (module doc)?"""
@@ -178,7 +205,7 @@ class PartitionClocks:
 
     def _update_index(self, p: int) -> None:
         left = self._left
-        topics = [k for k in left if k[1] == p]
+        topics = self._keys_of(p)
         if not topics:
             return  # the assignment is not known: hold
         unread = [k for k in topics if left[k] is None or (left[k] or 0) > 0]
@@ -195,7 +222,7 @@ class PartitionClocks:
 
     def low_mark(self, now: float, idle_after_s: float) -> int | None:
         """The low watermark (module doc); never goes back."""
-        considered = self.assigned
+        considered = self._assigned_indexes()
         if not considered:
             return self.low
         active = [
