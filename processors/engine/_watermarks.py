@@ -65,6 +65,7 @@ class PartitionClocks:
         #: derived from the keys of ``_left`` / ``_lags`` (rebuilt when either is replaced):
         #: the per-record clock updates read them instead of scanning every partition
         self._by_index: dict[int, tuple[tuple[str, int], ...]] = {}
+        self._unread_n: dict[int, int] = {}
         self._by_index_of: object = None
         self._assigned: frozenset[int] = frozenset()
         self._assigned_of: object = None
@@ -145,12 +146,20 @@ class PartitionClocks:
     def _keys_of(self, p: int) -> tuple[tuple[str, int], ...]:
         """The ``_left`` keys of index ``p``."""
         if self._by_index_of is not self._left:
-            by_index: dict[int, list[tuple[str, int]]] = {}
-            for key in self._left:
-                by_index.setdefault(key[1], []).append(key)
-            self._by_index = {q: tuple(keys) for q, keys in by_index.items()}
-            self._by_index_of = self._left
+            self._index_left()
         return self._by_index.get(p, ())
+
+    def _index_left(self) -> None:
+        """Rebuild what is derived from ``_left``: its keys per index, and per index how
+        many of its partitions have records left (kept up to date by :meth:`consumed`)."""
+        by_index: dict[int, list[tuple[str, int]]] = {}
+        unread: dict[int, int] = {}
+        for key, v in self._left.items():
+            by_index.setdefault(key[1], []).append(key)
+            unread[key[1]] = unread.get(key[1], 0) + (v is None or v > 0)
+        self._by_index = {q: tuple(keys) for q, keys in by_index.items()}
+        self._unread_n = unread
+        self._by_index_of = self._left
 
     @property
     def lag(self) -> int | None:
@@ -169,12 +178,9 @@ class PartitionClocks:
 
     def _unread(self, p: int) -> bool:
         """Index ``p`` has records left at the record being handled."""
-        left = self._left
-        for key in self._keys_of(p):
-            v = left[key]
-            if v is None or v > 0:
-                return True
-        return False
+        if self._by_index_of is not self._left:
+            self._index_left()
+        return self._unread_n.get(p, 0) > 0
 
     def wall_ok(self, p: int, now: float, idle_after_s: float) -> bool:
         """May the wall clock stand in for the event time of index ``p`` (module doc)?"""
@@ -190,7 +196,11 @@ class PartitionClocks:
         """One record of ``(topic, p)`` is being handled (whatever it holds)."""
         left = self._left.get((topic, p))
         if left:
+            if self._by_index_of is not self._left:
+                self._index_left()
             self._left[(topic, p)] = left - 1
+            if left == 1:
+                self._unread_n[p] -= 1
 
     def observe(self, topic: str, p: int, event_us: int, now: float) -> int:
         """A sane event of ``(topic, p)`` was read: the newest of that partition *before* it
