@@ -218,7 +218,11 @@ class PartitionClocks:
         topics = self._keys_of(p)
         if not topics:
             return  # the assignment is not known: hold
-        unread = [k for k in topics if left[k] is None or (left[k] or 0) > 0]
+        unread = (
+            [k for k in topics if left[k] is None or (left[k] or 0) > 0]
+            if self._unread_n.get(p, 0)
+            else []
+        )
         if any(k not in self.newest for k in unread):
             return  # a partition with records not read from yet: hold
         marks = [self.newest[k] for k in unread] or [
