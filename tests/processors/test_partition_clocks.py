@@ -28,6 +28,9 @@ class _Message:
         return self._partition
 
 
+Lags = dict[tuple[str, int], int | None]
+
+
 def _batch(*keys: tuple[str, int]) -> list[_Message]:
     return [_Message(t, p) for t, p in keys]
 
@@ -35,7 +38,7 @@ def _batch(*keys: tuple[str, int]) -> list[_Message]:
 def test_an_index_clock_holds_at_its_slowest_topic_until_that_topic_is_read() -> None:
     clocks = PartitionClocks()
     # after the batch: nothing left anywhere; the batch holds 2 records of a/0, 1 of b/0
-    lags = {("a", 0): 0, ("b", 0): 0, ("a", 1): 0, ("b", 1): 0}
+    lags: Lags = {("a", 0): 0, ("b", 0): 0, ("a", 1): 0, ("b", 1): 0}
     clocks.refresh(lags, 100.0, _batch(("a", 0), ("a", 0), ("b", 0)))
     clocks.consumed("a", 0)
     clocks.observe("a", 0, 5_000, 100.0)
@@ -54,7 +57,7 @@ def test_an_index_clock_holds_at_its_slowest_topic_until_that_topic_is_read() ->
 
 def test_the_low_watermark_waits_for_an_index_with_records_left() -> None:
     clocks = PartitionClocks()
-    lags = {("a", 0): 0, ("a", 1): 0}
+    lags: Lags = {("a", 0): 0, ("a", 1): 0}
     clocks.refresh(lags, 0.0, _batch(("a", 0), ("a", 1), ("a", 1)))
     clocks.consumed("a", 0)
     clocks.observe("a", 0, 50, 0.0)
@@ -67,7 +70,8 @@ def test_the_low_watermark_waits_for_an_index_with_records_left() -> None:
     clocks.observe("a", 1, 70, 0.0)
     assert clocks.low_mark(0.0, 10.0) == 50
     # a new batch (new lag maps): index 0 has records left again, index 1 is quiet
-    clocks.refresh({("a", 0): 3, ("a", 1): 0}, 30.0)
+    again: Lags = {("a", 0): 3, ("a", 1): 0}
+    clocks.refresh(again, 30.0)
     assert clocks.low_mark(30.0, 10.0) == 50
     clocks.consumed("a", 0)
     clocks.observe("a", 0, 90, 30.0)
@@ -77,12 +81,14 @@ def test_the_low_watermark_waits_for_an_index_with_records_left() -> None:
 
 def test_a_rebalance_forgets_what_is_left_to_read() -> None:
     clocks = PartitionClocks()
-    clocks.refresh({("a", 0): 2}, 0.0)
+    first: Lags = {("a", 0): 2}
+    clocks.refresh(first, 0.0)
     assert clocks.assigned == {0}
     clocks.unassigned()
     assert clocks.assigned == set()
     clocks.consumed("a", 0)  # a record of a partition no longer known: no error, no effect
     assert clocks.lag is None
-    clocks.refresh({("a", 0): 0, ("a", 3): 1}, 1.0)
+    after: Lags = {("a", 0): 0, ("a", 3): 1}
+    clocks.refresh(after, 1.0)
     assert clocks.assigned == {0, 3}
     assert clocks.lag == 1
