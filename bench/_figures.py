@@ -61,6 +61,21 @@ def emit_overhead(ctx: BenchContext) -> list[Figure]:
             target="≤ 100 µs",
             note=f"encoding on the caller: {inline.p99_us:.1f} µs",
         ),
+        *(
+            [
+                Figure(
+                    "emit overhead, tool_call helper after a 1 ms wait p50",
+                    result.helper_paced.p50_us,
+                    "µs",
+                    "raw produce() after a 1 ms wait p50",
+                    result.raw_paced.p50_us,
+                    higher_is_better=False,
+                    note="each call after a blocking wait (caches cold, as in an agent doing I/O)",
+                )
+            ]
+            if result.helper_paced is not None and result.raw_paced is not None
+            else []
+        ),
         Figure(
             "emit overhead, helper encoding on the caller p50",
             inline.p50_us,

@@ -8,7 +8,11 @@
   and events carrying each corpus text as ``result_summary`` (p50 and mean, µs).
   With the default memory durability this runs on the encoder thread, not the
   agent's: it bounds the encoder's throughput (``bench._emit`` prints both), while
-  ``emit(model)`` with and without redaction show what the agent's thread pays.
+  ``emit(model)`` with and without redaction show what the agent's thread pays;
+* the sink's screen of a batch column (``Redactor.screen``, one pass over 5,000
+  values) beside the per-value screen (``may_match`` on each) of the same values:
+  ns per value, best of 5 (a clean column: the bench's tool-call texts; a mixed one:
+  those with every corpus text among them).
 
 Run it with ``python -m bench._redaction``.
 """
@@ -34,6 +38,9 @@ class RedactionBench:
     #: µs per event, ToolCalls carrying the corpus texts
     corpus_p50_us: float
     corpus_mean_us: float
+    #: ns per value: (column screen, per-value screen) on a clean and on a mixed column
+    screen_clean_ns: tuple[float, float] = (float("nan"), float("nan"))
+    screen_mixed_ns: tuple[float, float] = (float("nan"), float("nan"))
 
 
 def _time(call: Any, data: dict[str, Any], repeat: int) -> list[float]:
@@ -44,6 +51,20 @@ def _time(call: Any, data: dict[str, Any], repeat: int) -> list[float]:
         call(data)
         out.append((clock() - start) / 1000)
     return out
+
+
+def _screen_ns(redactor: Any, column: list[str]) -> tuple[float, float]:
+    """ns per value of ``redactor.screen(column)`` and of ``may_match`` on each value."""
+    clock = time.perf_counter_ns
+    column_best = value_best = float("inf")
+    for _ in range(5):
+        start = clock()
+        redactor.screen(column)
+        column_best = min(column_best, clock() - start)
+        start = clock()
+        [redactor.may_match(value) for value in column]
+        value_best = min(value_best, clock() - start)
+    return column_best / len(column), value_best / len(column)
 
 
 def measure_redaction(repeat: int = 2_000) -> RedactionBench:
@@ -77,6 +98,12 @@ def measure_redaction(repeat: int = 2_000) -> RedactionBench:
             redact(data)
             corpus_times.append((clock() - start) / 1000)
     corpus_times.sort()
+    clean_column = [
+        text
+        for i in range(2_500)
+        for text in (f'{{"query": "find the nearest store to {i % 997}"}}', f"{i % 7} results")
+    ]
+    mixed = [*clean_column[: 5_000 - len(texts)], *texts]
     return RedactionBench(
         result.positives,
         result.negatives,
@@ -85,6 +112,8 @@ def measure_redaction(repeat: int = 2_000) -> RedactionBench:
         clean_times[len(clean_times) // 2],
         corpus_times[len(corpus_times) // 2],
         statistics.fmean(corpus_times),
+        _screen_ns(redactor, clean_column),
+        _screen_ns(redactor, mixed),
     )
 
 
@@ -96,6 +125,11 @@ def main() -> int:
     print(
         f"redaction per event: corpus p50 {r.corpus_p50_us:.1f} us, mean {r.corpus_mean_us:.1f} us"
     )
+    for name, (column, value) in (("clean", r.screen_clean_ns), ("mixed", r.screen_mixed_ns)):
+        print(
+            f"sink screen, {name} column of 5,000: {column:.0f} ns/value "
+            f"(per-value screen {value:.0f} ns/value, {value / column:.1f}x)"
+        )
     return 0
 
 

@@ -125,6 +125,20 @@ class _Reader(NamedTuple):
     writer_version: int | None
 
 
+#: the reader of each known single-object fingerprint (schema versions never change)
+_single_object_readers: dict[bytes, _Reader] = {}
+
+
+def _single_object_reader(fingerprint: bytes) -> _Reader | None:
+    entry = _single_object_readers.get(fingerprint)
+    if entry is None:
+        found = version_by_fingerprint(fingerprint)
+        if found is None:
+            return None
+        entry = _single_object_readers[fingerprint] = _reader_for(*found)
+    return entry
+
+
 def _reader_for(rt: RecordType, version: SchemaVersion) -> _Reader:
     same = version.fingerprint == rt.current.fingerprint
     reader = None if same else _decoding_schema(rt.current)
@@ -241,13 +255,13 @@ class AvroCodec:
                 raise CodecError(f"truncated single-object header: {size} bytes of 10")
             if data[1] != 0x01:
                 raise CodecError(f"bad single-object marker c3 {data[1]:02x} (expected c3 01)")
-            found = version_by_fingerprint(data[2:10])
+            found = _single_object_reader(data[2:10])
             if found is None:
                 raise CodecError(
                     f"unknown writer schema: fingerprint {data[2:10].hex()} is no version "
                     "of any record (is schemas/history up to date?)"
                 )
-            entry = _reader_for(*found)
+            entry = found
             offset = 10
         elif first == 0x00:
             if size < 5:

@@ -239,9 +239,14 @@ class BatchingSink(Sink[T]):
         queue = self._batches.get(key)
         if queue is None:
             queue = self._batches[key] = deque()
-        if not queue or len(queue[-1]) >= self.settings.batch_size:
-            queue.append(Batch(key, self._clock()))
-        queue[-1].append(item, position)
+        # Batch.append, inlined: this runs once per item
+        batch = queue[-1] if queue else None
+        if batch is None or len(batch.items) >= self.settings.batch_size:
+            batch = Batch(key, self._clock())
+            queue.append(batch)
+        batch.items.append(item)
+        batch.positions.append(position)
+        batch._token = None
         self._buffered += 1
 
     def due(self) -> bool:

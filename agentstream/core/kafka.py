@@ -56,6 +56,12 @@ _PRODUCER: Final[Mapping[str, ConfigValue]] = {
 
 Kind = Literal["consumer", "producer", "admin"]
 
+#: the processors' failover: librdkafka's defaults are 45 s and 60 s; a SIGKILLed worker
+#: that does not come back then left its partitions unprocessed for over a minute
+#: (``make bench``); both can be overridden per role (``kafka.overrides``)
+_PROCESSORS_SESSION_MS: Final = 15_000
+_PROCESSORS_TRANSACTION_MS: Final = 20_000
+
 #: what the guarantees rest on: no override may change these
 _PROTECTED: Final = frozenset(
     {
@@ -81,6 +87,9 @@ def _role_defaults(settings: Settings, role: Role, kind: Kind) -> dict[str, Conf
             # the range assignor gives a worker the same partition of every input topic:
             # a run's transitions, tool calls and model calls meet in one process
             conf["partition.assignment.strategy"] = "range"
+            # a static member that died holds its partitions this long (librdkafka's
+            # heartbeats run on its own threads, so a busy Python loop never expires it)
+            conf["session.timeout.ms"] = _PROCESSORS_SESSION_MS
         return conf
     if role == "emitter":
         es = settings.emitter
@@ -96,6 +105,10 @@ def _role_defaults(settings: Settings, role: Role, kind: Kind) -> dict[str, Conf
             # (spooled, logged once) before they would merely time out
             "topic.metadata.propagation.max.ms": max(1, min(30_000, es.delivery_timeout_ms // 2)),
         }
+    if role == "processors":
+        # a dead worker's open transaction holds its changelog partitions' last stable
+        # offset this long: the next owner's restore waits for it (a batch takes seconds)
+        return {**_PRODUCER, **quiet, "transaction.timeout.ms": _PROCESSORS_TRANSACTION_MS}
     return {**_PRODUCER, **quiet}
 
 

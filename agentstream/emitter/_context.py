@@ -16,19 +16,27 @@ required.
 from __future__ import annotations
 
 import contextvars
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from agentstream.schemas import AgentState
 
 __all__ = [
     "DEFAULT_AGENT_VERSION",
     "DEFAULT_USER_ID",
     "RunContext",
+    "RunStates",
+    "active_span",
     "active_trace",
     "current_context",
     "current_trace",
     "run_context",
+    "trace_of",
     "traceparent",
 ]
 
@@ -64,6 +72,29 @@ class RunContext:
     def fields(self) -> dict[str, str]:
         """The ids as event fields (a new dict)."""
         return self._fields.copy()
+
+
+class RunStates:
+    """Last state per run (LRU-bounded), so ``transition`` can fill ``from_state``; a run
+    in one of the ``terminal`` states is forgotten."""
+
+    def __init__(self, limit: int, terminal: frozenset[AgentState]) -> None:
+        self._limit = limit
+        self._terminal = terminal
+        self._states: OrderedDict[str, AgentState] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, run_id: str) -> AgentState | None:
+        return self._states.get(run_id)
+
+    def set(self, run_id: str, state: AgentState) -> None:
+        if state in self._terminal:
+            self._states.pop(run_id, None)
+            return
+        self._states[run_id] = state
+        self._states.move_to_end(run_id)
+        while len(self._states) > self._limit:
+            self._states.popitem(last=False)
 
 
 _CURRENT: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
@@ -142,23 +173,40 @@ def run_context(
 
 
 _get_current_span: Callable[[], Any] | None = None
+_invalid_span: Any = None
 
 
-def active_trace() -> tuple[str, str, bool] | None:
-    """``(trace_id, span_id, sampled)`` of the active OpenTelemetry span, as hex, or None."""
-    global _get_current_span
+def active_span() -> Any:
+    """The ``SpanContext`` of the active OpenTelemetry span, or None (none, or not valid).
+
+    Its ids are formatted by :func:`trace_of` (a tool-call scope does it off the
+    caller's thread).
+    """
+    global _get_current_span, _invalid_span
     if _get_current_span is None:
-        from opentelemetry.trace import get_current_span
+        from opentelemetry.trace import INVALID_SPAN, get_current_span
 
-        _get_current_span = get_current_span
-    span_context = _get_current_span().get_span_context()
-    if not span_context.is_valid:
+        _get_current_span, _invalid_span = get_current_span, INVALID_SPAN
+    span = _get_current_span()
+    if span is _invalid_span:  # no span (the common case without tracing): say so fast
         return None
+    span_context = span.get_span_context()
+    return span_context if span_context.is_valid else None
+
+
+def trace_of(span_context: Any) -> tuple[str, str, bool]:
+    """``(trace_id, span_id, sampled)`` of a ``SpanContext``, as hex."""
     return (
         f"{span_context.trace_id:032x}",
         f"{span_context.span_id:016x}",
         bool(span_context.trace_flags & 0x01),
     )
+
+
+def active_trace() -> tuple[str, str, bool] | None:
+    """``(trace_id, span_id, sampled)`` of the active OpenTelemetry span, as hex, or None."""
+    span_context = active_span()
+    return None if span_context is None else trace_of(span_context)
 
 
 def current_trace() -> tuple[str | None, str | None]:

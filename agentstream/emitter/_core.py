@@ -10,8 +10,6 @@ an encoded message goes (:class:`~agentstream.Emitter`: Kafka;
 from __future__ import annotations
 
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar, overload
 
@@ -21,8 +19,9 @@ from agentstream.core.catalog import AGENT_EVENTS
 from agentstream.core.config import Settings
 from agentstream.core.errors import ConfigError, ContractError, EventValidationError
 from agentstream.core.redact import Redactor
+from agentstream.emitter._callsite import Deferred
 from agentstream.emitter._classify import classify_error
-from agentstream.emitter._context import active_trace, current_context
+from agentstream.emitter._context import RunStates, active_trace, current_context
 from agentstream.emitter._toolcall import ToolCallScope, ToolSpec
 from agentstream.schemas import (
     AgentEvent,
@@ -39,13 +38,14 @@ from agentstream.schemas import (
     StateTransition,
 )
 
-__all__ = ["Classifier", "EmitterCore", "Headers"]
+__all__ = ["Classifier", "Deferred", "EmitterCore", "Headers"]
 
 E = TypeVar("E", bound=AgentEvent)
 F = TypeVar("F", bound=Callable[..., Any])
 Headers = list[tuple[str, bytes]] | None
 #: exception → (error class, error code); see :func:`agentstream.classify_error`
 Classifier = Callable[[BaseException], tuple[ErrorClass, str]]
+
 
 ID_FIELDS: Final = ("tenant_id", "user_id", "agent_id", "agent_version", "run_id")
 _TERMINAL: Final = frozenset({AgentState.COMPLETED, AgentState.FAILED})
@@ -87,29 +87,14 @@ def _oversize(event: AgentEvent, size: int, limit: int) -> EventValidationError:
     )
 
 
-class _RunStates:
-    """Last state per run (LRU-bounded), so ``transition`` can fill ``from_state``."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._states: OrderedDict[str, AgentState] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, run_id: str) -> AgentState | None:
-        return self._states.get(run_id)
-
-    def set(self, run_id: str, state: AgentState) -> None:
-        if state in _TERMINAL:
-            self._states.pop(run_id, None)
-            return
-        self._states[run_id] = state
-        self._states.move_to_end(run_id)
-        while len(self._states) > self._limit:
-            self._states.popitem(last=False)
-
-
 class EmitterCore:
     """The event pipeline and the helpers; subclasses implement :meth:`_send`."""
+
+    #: with an encoder thread: ``submit_deferred(job, size)`` queues a :class:`Deferred`
+    #: (its free text ``size`` characters) whose event the thread builds; False when not
+    #: taken (very large: the caller emits the fields itself); raises DeliveryError once
+    #: closed. None: no encoder thread (the caller emits the fields).
+    submit_deferred: Callable[[Deferred, int], bool] | None = None
 
     def __init__(
         self,
@@ -128,7 +113,7 @@ class EmitterCore:
         self._max_bytes = es.max_event_bytes
         self._topics = {cls: s.topic(settings.topics) for cls, s in AGENT_EVENTS.items()}
         self.classify: Classifier = classify or classify_error
-        self._runs = _RunStates(es.max_tracked_runs)
+        self._runs = RunStates(es.max_tracked_runs, _TERMINAL)
         self._specs: dict[tuple[Any, ...], ToolSpec] = {}
 
     @staticmethod
@@ -230,6 +215,10 @@ class EmitterCore:
             if trace is not None:
                 data["trace_id"], data["span_id"], sampled = trace
         return data, sampled
+
+    def no_run_context(self, record: str, run_id: str | None) -> EventValidationError:
+        """The error of a helper used outside any :func:`run_context` (names the ids)."""
+        return _no_context(record, [n for n in ID_FIELDS if n != "run_id" or run_id is None])
 
     def _redacted(self, event_type: type[AgentEvent], data: Mapping[str, Any]) -> dict[str, Any]:
         """The free-text fields of ``data`` that redaction changes, redacted, and the

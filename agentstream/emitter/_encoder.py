@@ -52,7 +52,7 @@ from pydantic_core import PydanticSerializationError, to_json
 from agentstream.core.catalog import AGENT_EVENTS
 from agentstream.core.errors import DeliveryError
 from agentstream.emitter._callsite import accept, copy_of, settle
-from agentstream.emitter._core import EmitterCore, Headers
+from agentstream.emitter._core import Deferred, EmitterCore, Headers
 from agentstream.schemas import AgentEvent, InvalidEvent
 from agentstream.schemas._base import MAX_RAW_BYTES, MAX_TEXT_CHARS, new_uuid, utc_now
 
@@ -60,8 +60,9 @@ __all__ = ["BackgroundEncoder", "EncodingEmitter"]
 
 E = TypeVar("E", bound=AgentEvent)
 _log: Final = logging.getLogger("agentstream.emitter")
-#: (event type, fields or built event, trace sampled, the placeholder emit returned)
-_Job = tuple[type[AgentEvent], "dict[str, Any] | AgentEvent", bool, AgentEvent]
+#: (event type, fields, built event or deferred job, trace sampled, the placeholder
+#: emit returned: None for a deferred job, which settles itself)
+_Job = tuple[type[AgentEvent], "dict[str, Any] | AgentEvent | Deferred", bool, "AgentEvent | None"]
 #: events encoded per hold of the lock (a caller that must go inline waits at most this)
 _CHUNK: Final = 64
 #: events a caller encodes itself when the queue is full
@@ -165,6 +166,15 @@ class BackgroundEncoder:
         self._submit((type(event), event, sampled, shown))
         return shown
 
+    def submit_deferred(self, job: Deferred, size: int) -> bool:
+        """Queue ``job`` (checked at the call site; ``size`` characters of free text);
+        False when very large (the caller runs the full pipeline). Refused with
+        DeliveryError once the queue is stopped (closing)."""
+        if size > self._max_text:
+            return False
+        self._submit((job.event_type, job, True, None))
+        return True
+
     def _submit(self, job: _Job) -> None:
         queue = self._queue
         if len(queue) >= self._queue_max:
@@ -236,15 +246,25 @@ class BackgroundEncoder:
         return done
 
     def _encode(self, job: _Job) -> None:
-        event_type, data, sampled, shown = job
+        event_type, given, sampled, shown = job
         core = self._core
+        data: dict[str, Any] | AgentEvent = {}
+        deferred: Deferred | None = None
         try:
+            if isinstance(given, dict | AgentEvent):
+                data = given
+            else:
+                deferred = given
+                data, sampled = deferred.materialize()
             event = core.completed(event_type, data)
             topic, key, value, headers = core.encoded(event, sampled)
         except Exception as exc:
             self._dead_letter(event_type, data, exc)
             return
-        settle(shown, event)
+        if deferred is not None:
+            deferred.settle(event)
+        elif shown is not None:
+            settle(shown, event)
         self._route(topic, key, value, headers)
 
     def _dead_letter(
@@ -315,6 +335,8 @@ class EncodingEmitter(EmitterCore):
                 queue_max=es.encoder_queue_max,
                 invalid_topic=self.settings.topics.name("invalid"),
             )
+            # the tool-call scopes queue themselves (the closed check: the queue's own)
+            self.submit_deferred = self._encoder.submit_deferred
 
     def _check_open(self) -> None:
         if self._closed:

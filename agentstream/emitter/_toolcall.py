@@ -4,24 +4,47 @@
 Entering it binds the run's ids (a missing :func:`run_context` fails here, before
 the tool runs) and starts the clock; leaving it builds the ``ToolCall`` and
 emits it. Used as a decorator, every call of the function gets a fresh scope.
+
+With an encoder thread (memory durability, the default) the scope ends without
+building anything: it checks what the caller set on it (the outcome fields, with a
+validator of just those fields, derived from the contract; the tool's static fields
+once per :class:`ToolSpec`), snapshots ``params`` as JSON text, and queues *itself*;
+the encoder thread builds the fields (:meth:`ToolCallScope.materialize`), the
+event id and the event, and settles ``scope.event``. Anything the fast check
+does not pass takes the generic path (the reduced check of every field, and the
+full pipeline on the caller's thread when that refuses it, naming the field).
 """
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import functools
 import inspect
 import logging
+import threading
 from collections.abc import Callable
-from time import perf_counter
+from datetime import UTC, datetime
+from time import perf_counter, time
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, TypeVar
 
+from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError, to_json
+
+from agentstream.core.catalog import AGENT_EVENTS
+from agentstream.emitter._callsite import (
+    call_site,
+    fields_check,
+    placeholder,
+    plain_check,
+    settle,
+)
+from agentstream.emitter._context import RunContext, active_span, current_context, trace_of
 from agentstream.schemas import CallStatus, ContractError, ErrorClass, Retention, ToolCall
+from agentstream.schemas._base import new_uuid
 
 if TYPE_CHECKING:
-    from agentstream.emitter._core import EmitterCore
+    from agentstream.emitter._core import Deferred, EmitterCore
 
 __all__ = ["ToolCallScope", "ToolSpec", "current_tool_call"]
 
@@ -36,9 +59,54 @@ _TRUSTED: Final = frozenset(
 )
 _TRUSTED_BUT_RUN: Final = _TRUSTED - {"run_id"}
 
+#: what the caller may set on a scope, checked when it ends (in this order)
+_OUTCOME: Final = (
+    "status",
+    "error_class",
+    "error_code",
+    "result_summary",
+    "output_valid",
+    "fallback_used",
+    "params",
+)
+#: where the fields redaction rewrites are in a scope's ``_ended`` (their length bounds
+#: the encoded size; each is one of the _OUTCOME fields)
+_SIZED: Final = tuple(2 + _OUTCOME.index(name) for name in AGENT_EVENTS[ToolCall].free_text)
+#: guards a placeholder made for ``scope.event``; the event id made lazily
+_SHOWN: Final = threading.Lock()
+_ID: Final = threading.Lock()
+
+#: the outcome fields' checks without pydantic (None: pydantic checks that field)
+_PLAIN: Final = {name: plain_check(ToolCall, name) for name in _OUTCOME}
+#: JSON scalars a flat ``params`` dict is copied with (immutable: the copy is a snapshot)
+_SCALARS: Final = frozenset({int, float, bool, type(None)})
+#: most characters a JSON scalar other than text takes (a bounded int, a float)
+_SCALAR_CHARS: Final = 24
+#: a flat ``params`` dict whose JSON may be longer is serialised at the call site (the
+#: exact length then decides whether it fits)
+_FLAT_MAX: Final = 8192
+
 _SCOPE: contextvars.ContextVar[ToolCallScope | None] = contextvars.ContextVar(
     "agentstream_tool_call", default=None
 )
+
+
+def _flat_copy(params: dict[Any, Any]) -> tuple[dict[str, Any], int] | None:
+    """A copy of a dict of JSON scalars with text keys, and a bound on its JSON text's
+    length; None for any other dict (nested, or a value JSON cannot hold as it is)."""
+    bound = 2
+    for key, value in params.items():
+        if type(key) is not str:
+            return None
+        kind = type(value)
+        if kind is str:
+            bound += 6 * len(value) + 3  # each character escaped at worst (\uXXXX)
+        elif kind in _SCALARS and (kind is not int or -(2**63) <= value < 2**64):
+            bound += _SCALAR_CHARS
+        else:
+            return None
+        bound += 6 * len(key) + 4
+    return params.copy(), bound
 
 
 def current_tool_call() -> ToolCallScope | None:
@@ -53,7 +121,16 @@ class ToolSpec:
     out are not validated again: faster).
     """
 
-    __slots__ = ("atomic", "attempt", "idempotent", "retention", "static", "timeout_ms", "tool")
+    __slots__ = (
+        "_checked",
+        "atomic",
+        "attempt",
+        "idempotent",
+        "retention",
+        "static",
+        "timeout_ms",
+        "tool",
+    )
 
     def __init__(
         self,
@@ -82,6 +159,20 @@ class ToolSpec:
         if retention != Retention.BUSINESS:
             static["retention"] = retention
         self.static = static
+        self._checked: bool | None = None
+
+    def checked(self) -> bool:
+        """Whether ``static`` passes the call-site check of ``ToolCall`` (run once)."""
+        checked = self._checked
+        if checked is None:
+            try:
+                call_site(ToolCall).validate(dict(self.static))
+            except ValidationError:
+                checked = False
+            else:
+                checked = True
+            self._checked = checked
+        return checked
 
 
 class ToolCallScope:
@@ -93,6 +184,8 @@ class ToolCallScope:
     ``event`` holds the ``ToolCall`` that was emitted.
     """
 
+    #: the event a scope emits (what the encoder thread builds from it)
+    event_type: ClassVar[type[ToolCall]] = ToolCall
     # class-level defaults: a scope only stores what the call changes (cheaper to create)
     status: CallStatus | str = CallStatus.SUCCESS
     error_class: ErrorClass | str = ErrorClass.NONE
@@ -100,11 +193,18 @@ class ToolCallScope:
     result_summary: str | None = None
     output_valid: bool = True
     fallback_used: bool = False
-    event: ToolCall | None = None
     _t0: float | None = None
     _token: contextvars.Token[ToolCallScope | None] | None = None
-    _data: dict[str, Any]
-    _sampled: bool = True
+    _ctx: RunContext
+    #: the active span's context when the scope started (formatted off-thread)
+    _span: Any = None
+    #: (latency_ms, end time as a POSIX timestamp, then the _OUTCOME values) as it ended
+    _ended: tuple[Any, ...] | None = None
+    #: the event as sent (or, synchronously, as returned by the emitter)
+    _sent: ToolCall | None = None
+    #: a placeholder handed out by ``event`` before the encoder thread sent the event
+    _shown: ToolCall | None = None
+    _event_id: str | None = None
 
     def __init__(
         self, emitter: EmitterCore, spec: ToolSpec, params: Any = None, run_id: str | None = None
@@ -121,6 +221,23 @@ class ToolCallScope:
     def tool(self) -> str:
         """The tool's name."""
         return self._spec.tool
+
+    @property
+    def event(self) -> ToolCall | None:
+        """The ``ToolCall`` emitted when the scope ended (None before): the event as sent
+        once encoded (until then, an event holding the values given)."""
+        sent = self._sent
+        if sent is not None or self._ended is None:
+            return sent
+        with _SHOWN:  # made once, whoever asks first
+            shown = self._shown
+            if shown is None:
+                data, _ = self.materialize()
+                shown = self._shown = placeholder(ToolCall, data)
+        sent = self._sent  # after _shown is set: settle() sees one or this sees the other
+        if sent is not None:
+            settle(shown, sent)
+        return shown
 
     def fail(
         self,
@@ -147,17 +264,25 @@ class ToolCallScope:
     def _start(self) -> None:
         if self._t0 is not None:
             raise RuntimeError("a tool_call scope is used once; call emitter.tool_call() again")
-        self._data, self._sampled = self._emitter.context_fields("ToolCall", None, self._run_id)
+        ctx = current_context()
+        if ctx is None:
+            raise self._emitter.no_run_context("ToolCall", self._run_id)
+        self._ctx = ctx
+        self._span = active_span()
         self._token = _SCOPE.set(self)
         self._t0 = perf_counter()
 
     def _finish(self, exc: BaseException | None) -> None:
         latency_ms = (perf_counter() - (self._t0 or 0.0)) * 1000.0
-        if self._token is not None:
-            # left in another context (e.g. a generator): not ours to reset
-            with contextlib.suppress(ValueError):
-                _SCOPE.reset(self._token)
+        ended_at = time()
+        token = self._token
+        if token is not None:
             self._token = None
+            # not contextlib.suppress: an object per call on the agent's hot path
+            try:  # noqa: SIM105
+                _SCOPE.reset(token)
+            except ValueError:  # left in another context (e.g. a generator): not ours
+                pass
         status, error_class, error_code = self.status, self.error_class, self.error_code
         if exc is not None:
             found_class, found_code = self._emitter.classify(exc)
@@ -166,32 +291,153 @@ class ToolCallScope:
                 error_class = found_class
             if error_code is None:
                 error_code = found_code
-        spec = self._spec
-        data = self._data
-        data.update(spec.static)
+        ended = (
+            latency_ms,
+            ended_at,
+            status,
+            error_class,
+            error_code,
+            self.result_summary,
+            self.output_valid,
+            self.fallback_used,
+            self.params,
+        )
+        emitter = self._emitter
+        try:
+            submit = emitter.submit_deferred
+            if submit is not None and self._defer(ended, submit):
+                return
+            self._ended = ended
+            data, sampled = self._fields(ended)
+            trusted = _TRUSTED if self._run_id is None else _TRUSTED_BUT_RUN
+            self._sent = emitter.emit_data(ToolCall, data, sampled, trusted)
+        except Exception as problem:
+            if exc is None:
+                raise
+            # never hide the tool's own exception
+            _log.error(
+                "agentstream: the ToolCall of %r was not emitted: %s", self._spec.tool, problem
+            )
+            exc.add_note(f"agentstream: the ToolCall event was not emitted: {problem}")
+
+    def _defer(self, ended: tuple[Any, ...], submit: Callable[[Deferred, int], bool]) -> bool:
+        """Check what the caller set, snapshot ``params`` and ``submit`` this scope to the
+        encoder thread; False when something needs the generic path (which names it)."""
+        if not self._spec.checked():
+            return False
+        latency_ms, ended_at, status, error_class, error_code, summary, valid, fallback, params = (
+            ended
+        )
+        # only what differs from the defaults is checked (the defaults are valid), by a
+        # validator of just those fields (params: JSON text made here, checked off-thread)
+        given: dict[str, Any] = {}
+        if status is not CallStatus.SUCCESS:
+            given["status"] = status
+        if error_class is not ErrorClass.NONE:
+            given["error_class"] = error_class
+        if error_code is not None:
+            given["error_code"] = error_code
+        if summary is not None:
+            given["result_summary"] = summary
+        if valid is not True:
+            given["output_valid"] = valid
+        if fallback is not False:
+            given["fallback_used"] = fallback
+        for name, value in given.items():
+            check = _PLAIN[name]
+            if check is None or not check(value):  # pydantic tells (it is slower)
+                try:
+                    fields_check(ToolCall, tuple(given))(given)
+                except ValidationError:
+                    return False
+                break
+        size = 0
+        if params is not None and type(params) is not str:
+            # a snapshot: the caller may change its dict once the scope ended; a flat dict
+            # of JSON scalars is copied (serialised on the encoder thread), others serialised
+            found = _flat_copy(params) if type(params) is dict else None
+            if found is not None and found[1] <= _FLAT_MAX:
+                params, size = found
+            elif isinstance(params, dict | list | tuple):
+                try:
+                    fallback_of = repr if self._emitter.redactor is not None else None
+                    params = to_json(params, fallback=fallback_of, inf_nan_mode="null").decode()
+                except PydanticSerializationError:
+                    return False
+            else:
+                return False
+            ended = (
+                latency_ms,
+                ended_at,
+                status,
+                error_class,
+                error_code,
+                summary,
+                valid,
+                fallback,
+                params,
+            )
+        for at in _SIZED:
+            value = ended[at]
+            if type(value) is str:
+                size += len(value)
+        self._ended = ended
+        return submit(self, size)
+
+    def _fields(self, ended: tuple[Any, ...]) -> tuple[dict[str, Any], bool]:
+        """The event's fields as the scope ``ended`` (no id, no time), and the trace's
+        sampled flag."""
+        _, _, status, error_class, error_code, summary, output_valid, fallback, params = ended
+        data = self._ctx.fields()
+        if self._run_id is not None:
+            data["run_id"] = self._run_id
+        sampled = True
+        if self._span is not None:
+            data["trace_id"], data["span_id"], sampled = trace_of(self._span)
+        data.update(self._spec.static)
         data["status"] = status
-        data["latency_ms"] = latency_ms
+        data["latency_ms"] = ended[0]
         if error_class != ErrorClass.NONE:
             data["error_class"] = error_class
         if error_code is not None:
             data["error_code"] = error_code
-        if self.fallback_used is not False:
-            data["fallback_used"] = self.fallback_used
-        if self.output_valid is not True:
-            data["output_valid"] = self.output_valid
-        if self.result_summary is not None:
-            data["result_summary"] = self.result_summary
-        if self.params is not None:
-            data["params"] = self.params
-        trusted = _TRUSTED if self._run_id is None else _TRUSTED_BUT_RUN
-        if exc is None:
-            self.event = self._emitter.emit_data(ToolCall, data, self._sampled, trusted)
-            return
-        try:
-            self.event = self._emitter.emit_data(ToolCall, data, self._sampled, trusted)
-        except Exception as problem:  # never hide the tool's own exception
-            _log.error("agentstream: the ToolCall of %r was not emitted: %s", spec.tool, problem)
-            exc.add_note(f"agentstream: the ToolCall event was not emitted: {problem}")
+        if fallback is not False:
+            data["fallback_used"] = fallback
+        if output_valid is not True:
+            data["output_valid"] = output_valid
+        if summary is not None:
+            data["result_summary"] = summary
+        if params is not None:
+            data["params"] = params
+        return data, sampled
+
+    # -- the encoder thread's side (a deferred job) ----------------------------------------------
+
+    def materialize(self) -> tuple[dict[str, Any], bool]:
+        """The event's fields, with its id (made once) and time; the sampled flag."""
+        ended = self._ended
+        if ended is None:  # pragma: no cover - queued only once it ended
+            raise RuntimeError("the tool_call scope has not ended")
+        data, sampled = self._fields(ended)
+        params = data.get("params")
+        if type(params) is dict:  # a flat copy (see _defer): JSON text, as it is sent
+            data["params"] = to_json(params, inf_nan_mode="null").decode()
+        event_id = self._event_id
+        if event_id is None:
+            with _ID:
+                event_id = self._event_id
+                if event_id is None:
+                    event_id = self._event_id = new_uuid()
+        data["event_id"] = event_id
+        data["event_time"] = datetime.fromtimestamp(ended[1], UTC)
+        return data, sampled
+
+    def settle(self, event: ToolCall) -> None:
+        """The encoder thread sent ``event``: ``scope.event`` is it from now on."""
+        self._sent = event
+        shown = self._shown  # after _sent is set: see the ``event`` property
+        if shown is not None:
+            settle(shown, event)
 
     # -- protocols -----------------------------------------------------------------------------
 

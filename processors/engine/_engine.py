@@ -242,6 +242,7 @@ class ProcessorEngine(TwoStageRollups, Rebalancing):
         self._partials_sent = False
         try:
             self._producer.begin_transaction()
+            self._advance_partitions()
             for message in messages:
                 self._handle(message)
             if timer_due:

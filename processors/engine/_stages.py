@@ -205,6 +205,12 @@ class TwoStageRollups:
                 p, agg.advance_cells(mark, keep_from=lambda: self._open_deadline(p))
             )
 
+    def _advance_partitions(self) -> None:
+        """At each batch: the lags just learnt may have let an index clock move (a partition
+        found read to its end no longer holds it)."""
+        for p in sorted(self._active):
+            self._advance_partition(p)
+
     def _send_partials(self, p: int, cells: list[tuple[Resolution, int, Cell]]) -> None:
         produce, topic, n = self._producer.produce, self._partials, self._partitions
         for resolution, start, cell in cells:

@@ -111,6 +111,13 @@ class TrackedDict(MutableMapping[str, Any]):
     def __getitem__(self, key: str) -> Any:
         return self._data[key]
 
+    # the mixin's get/__contains__ go through __getitem__ and a KeyError: the per-record path
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._data.get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
     def __setitem__(self, key: str, value: Any) -> None:
         self._data[key] = value
         self.changed[key] = value
@@ -142,7 +149,11 @@ class TrackedDict(MutableMapping[str, Any]):
 
 def encode(value: Any) -> bytes | None:
     """A changelog value (None: a tombstone)."""
-    return None if value is None else json.dumps(value, separators=(",", ":")).encode()
+    return None if value is None else _JSON.encode(value).encode()
+
+
+#: ``json.dumps`` with options builds an encoder per call; the changelog writes one per change
+_JSON: Final = json.JSONEncoder(separators=(",", ":"))
 
 
 def read_changelog(

@@ -70,6 +70,13 @@ class PartitionClocks:
         self._caught_up_since: dict[int, float] = {}
         #: per index: when its last record was read (monotonic s)
         self._last_input: dict[int, float] = {}
+        #: derived from the keys of ``_left`` / ``_lags`` (rebuilt when either is replaced):
+        #: the per-record clock updates read them instead of scanning every partition
+        self._by_index: dict[int, tuple[tuple[str, int], ...]] = {}
+        self._unread_n: dict[int, int] = {}
+        self._by_index_of: object = None
+        self._assigned: frozenset[int] = frozenset()
+        self._assigned_of: object = None
 
     @classmethod
     def from_legacy(cls, tracker: dict[str, Any]) -> PartitionClocks:
@@ -154,11 +161,38 @@ class PartitionClocks:
                 self._caught_up_since.setdefault(p, now)
         for p in [p for p in self._caught_up_since if all(q != p for _, q in lags)]:
             del self._caught_up_since[p]
+        for p in {p for _, p in lags}:
+            # a topic of p whose end was unknown held its clock: now it may move
+            self._update_index(p)
 
     @property
     def assigned(self) -> set[int]:
         """The assigned partition indexes."""
-        return {p for _, p in self._lags}
+        return set(self._assigned_indexes())
+
+    def _assigned_indexes(self) -> frozenset[int]:
+        if self._assigned_of is not self._lags:
+            self._assigned = frozenset(p for _, p in self._lags)
+            self._assigned_of = self._lags
+        return self._assigned
+
+    def _keys_of(self, p: int) -> tuple[tuple[str, int], ...]:
+        """The ``_left`` keys of index ``p``."""
+        if self._by_index_of is not self._left:
+            self._index_left()
+        return self._by_index.get(p, ())
+
+    def _index_left(self) -> None:
+        """Rebuild what is derived from ``_left``: its keys per index, and per index how
+        many of its partitions have records left (kept up to date by :meth:`consumed`)."""
+        by_index: dict[int, list[tuple[str, int]]] = {}
+        unread: dict[int, int] = {}
+        for key, v in self._left.items():
+            by_index.setdefault(key[1], []).append(key)
+            unread[key[1]] = unread.get(key[1], 0) + (v is None or v > 0)
+        self._by_index = {q: tuple(keys) for q, keys in by_index.items()}
+        self._unread_n = unread
+        self._by_index_of = self._left
 
     @property
     def lag(self) -> int | None:
@@ -177,7 +211,9 @@ class PartitionClocks:
 
     def _unread(self, p: int) -> bool:
         """Index ``p`` has records left at the record being handled."""
-        return any(v is None or v > 0 for (_, q), v in self._left.items() if q == p)
+        if self._by_index_of is not self._left:
+            self._index_left()
+        return self._unread_n.get(p, 0) > 0
 
     def idle(self, p: int, now: float, idle_after_s: float) -> bool:
         """Index ``p`` has nothing left to read and read nothing for ``idle_after_s``
@@ -199,7 +235,11 @@ class PartitionClocks:
         """One record of ``(topic, p)`` is being handled (whatever it holds)."""
         left = self._left.get((topic, p))
         if left:
+            if self._by_index_of is not self._left:
+                self._index_left()
             self._left[(topic, p)] = left - 1
+            if left == 1:
+                self._unread_n[p] -= 1
 
     def observe(self, topic: str, p: int, event_us: int, now: float) -> int:
         """A sane event of ``(topic, p)`` was read: the newest of that partition *before* it
@@ -214,10 +254,14 @@ class PartitionClocks:
 
     def _update_index(self, p: int) -> None:
         left = self._left
-        topics = [k for k in left if k[1] == p]
+        topics = self._keys_of(p)
         if not topics:
             return  # the assignment is not known: hold
-        unread = [k for k in topics if left[k] is None or (left[k] or 0) > 0]
+        unread = (
+            [k for k in topics if left[k] is None or (left[k] or 0) > 0]
+            if self._unread_n.get(p, 0)
+            else []
+        )
         if any(k not in self.newest for k in unread):
             return  # a partition with records not read from yet: hold
         marks = [self.newest[k] for k in unread] or [
@@ -231,7 +275,7 @@ class PartitionClocks:
 
     def low_mark(self, now: float, idle_after_s: float) -> int | None:
         """The low watermark (module doc); never goes back."""
-        considered = self.assigned
+        considered = self._assigned_indexes()
         if not considered:
             return self.low
         active = [

@@ -2,8 +2,8 @@
 
 Columnar inserts cost the engine a fraction of parsing text: the rows are
 transposed once (``zip``), each column becomes one Arrow array (pyarrow converts
-the Python values in C), and the engine reads the table through chdb's
-``Python()`` table function, casting each column to its ClickHouse type.
+the Python values in C), and the engine reads the table as an Arrow IPC stream
+(:func:`write_stream`), casting each column to its ClickHouse type.
 
 The Arrow type of each column follows its ClickHouse type (:func:`arrow_type`);
 a table with a type this module does not know is inserted as TabSeparated text
@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-__all__ = ["arrow_schema", "arrow_table", "arrow_type"]
+__all__ = ["arrow_schema", "arrow_table", "arrow_type", "write_stream"]
 
 _WRAPPERS = re.compile(r"^(Nullable|LowCardinality)\((.*)\)$")
 _DATETIME64 = re.compile(r"^DateTime64\(\s*\d+\s*(,.*)?\)$")
@@ -121,3 +122,12 @@ def arrow_table(schema: Any, rows: Sequence[Sequence[Any]]) -> Any:
         except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
             raise ValueError(f"column {field.name}: {exc}") from exc
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def write_stream(table: Any, path: Path) -> None:
+    """``table`` as an Arrow IPC stream in the file at ``path`` (replaced)."""
+    import pyarrow as pa
+    from pyarrow import ipc
+
+    with pa.OSFile(str(path), "wb") as sink, ipc.new_stream(sink, table.schema) as out:
+        out.write_table(table)

@@ -4,8 +4,10 @@ One process can hold one chdb folder at a time; while a worker runs it owns
 the folder and analysts go through the worker.
 
 Inserts are columnar: the rows become an Arrow table typed from the table's
-columns (:mod:`agentstream.sinks.clickhouse._arrow`), read by the engine through
-chdb's ``Python()`` table function, several times cheaper than parsing text.
+columns (:mod:`agentstream.sinks.clickhouse._arrow`), written as an Arrow IPC
+stream to a scratch file and read by the engine with ``INSERT ... FROM INFILE
+... FORMAT ArrowStream``: several times cheaper than parsing text, and cheaper
+than chdb's ``Python()`` table function over the same table.
 A table with a column type the Arrow mapping does not know, or an install
 without pyarrow, is inserted as TabSeparated text.
 """
@@ -16,13 +18,15 @@ import contextlib
 import datetime as dt
 import json
 import re
+import shutil
+import tempfile
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from agentstream.core.errors import StorageError
-from agentstream.sinks.clickhouse._arrow import arrow_schema, arrow_table
+from agentstream.sinks.clickhouse._arrow import arrow_schema, arrow_table, write_stream
 from agentstream.sinks.clickhouse._backend import QueryResult
 from agentstream.sinks.clickhouse._tsv import encode_param, encode_rows
 
@@ -96,6 +100,8 @@ class EmbeddedClickHouse:
             raise StorageError(
                 f"cannot open the embedded ClickHouse at {self.path}: {exc}"
             ) from exc
+        #: the Arrow stream of the insert under way (see :meth:`insert`)
+        self._scratch = Path(tempfile.mkdtemp(prefix="agentstream-insert-")) / "rows.arrows"
         self._run("SET output_format_json_quote_64bit_integers = 0")
         self._run("SET output_format_json_quote_decimals = 0")
         self._run(f"CREATE DATABASE IF NOT EXISTS {self.database}")
@@ -172,16 +178,19 @@ class EmbeddedClickHouse:
             clause = f" SETTINGS {', '.join(settings)}" if settings else ""
             self._run(f"{head}{clause} FORMAT TabSeparated\n{encode_rows(rows)}")
             return len(rows)
-        # an INSERT SELECT is deduplicated like an INSERT ... FORMAT (by token, else by the
-        # block's hash) only when asked: the Arrow table is read in order, so it is stable
-        settings.append("deduplicate_insert_select = 'enable_even_for_bad_queries'")
-        # chdb's Python() table function finds the Arrow table by its variable name
-        _agentstream_insert = arrow_table(schema, rows)
-        sql = f"{head} SETTINGS {', '.join(settings)} SELECT * FROM Python(_agentstream_insert)"
+        # chdb's query text cannot carry binary data: the Arrow stream goes through a file
+        # (cheaper for the engine than chdb's Python() table function over the same table)
+        table = arrow_table(schema, rows)
+        clause = f" SETTINGS {', '.join(settings)}" if settings else ""
+        infile = str(self._scratch).replace("\\", "\\\\").replace("'", "\\'")
+        sql = f"{head} FROM INFILE '{infile}'{clause} FORMAT ArrowStream"
         with self._lock:
             try:
+                write_stream(table, self._scratch)
                 self._session.query(sql, "CSV")
             except Exception as exc:
+                with contextlib.suppress(Exception):
+                    self._session.query("SELECT 1", "TabSeparated")
                 raise StorageError(f"ClickHouse (embedded): {_first_line(exc)}") from exc
         return len(rows)
 
@@ -208,3 +217,4 @@ class EmbeddedClickHouse:
     def close(self) -> None:
         with self._lock:
             self._session.close()
+            shutil.rmtree(self._scratch.parent, ignore_errors=True)

@@ -24,7 +24,8 @@ import datetime as dt
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from operator import itemgetter
+from typing import Any, Final, NamedTuple
 
 from agentstream.core.config import SinkSettings
 from agentstream.core.errors import StorageError
@@ -92,10 +93,16 @@ def _reason(exc: BaseException) -> str:
     return text[:1000] or type(exc).__name__
 
 
+#: the fields of a :class:`Row` after ``key``, read from the record's values when it has them
+_ROW_IDS: Final = ("event_id", "run_id", "tenant_id")
+
+
 class Row(NamedTuple):
     """One row to insert, with what a dead letter needs if ClickHouse refuses it.
 
-    A named tuple: one is built per record on the sink's hot path.
+    A named tuple: one is built per record on the sink's hot path. ``values`` are the
+    model's fields (:attr:`TableSpec.fields`); ``sink_redactions`` what the sink's own
+    redaction pass replaced in them (``None``: nothing).
     """
 
     values: tuple[Any, ...]
@@ -104,6 +111,42 @@ class Row(NamedTuple):
     event_id: str | None = None
     run_id: str | None = None
     tenant_id: str | None = None
+    sink_redactions: Counts | None = None
+
+
+#: record, raw bytes, key -> the record's :class:`Row`
+RowMaker = Callable[[Record, bytes | None, bytes | None], Row]
+
+_VALUES: Final = itemgetter(0)  # Row -> its values
+_COUNTS: Final = itemgetter(Row._fields.index("sink_redactions"))  # Row -> its counts
+_new_row: Final = tuple.__new__  # a Row without NamedTuple's Python-level __new__
+
+
+def _row_maker(spec: TableSpec) -> RowMaker:
+    """The function that makes the rows of ``spec``'s table (one call per record: lean).
+
+    The ids a dead letter carries are read from the row's own values.
+    """
+    build = spec.row_builder()
+    fields = list(spec.fields)
+    at = [fields.index(name) if name in fields else None for name in _ROW_IDS]
+    present = [i for i in at if i is not None]
+    if len(present) == len(_ROW_IDS):
+        pick = itemgetter(*present)
+        getter = spec.fields_getter()  # row_builder's, inlined: one call less per record
+
+        def make(record: Record, raw: bytes | None, key: bytes | None) -> Row:
+            values = getter(record.__dict__)
+            return _new_row(Row, (values, raw, key, *pick(values), None))
+
+        return make
+
+    def make_some(record: Record, raw: bytes | None, key: bytes | None) -> Row:
+        values = build(record)
+        ids = tuple(None if i is None else values[i] for i in at)
+        return _new_row(Row, (values, raw, key, *ids, None))
+
+    return make_some
 
 
 class ClickHouseSink(BatchingSink[Row]):
@@ -120,7 +163,7 @@ class ClickHouseSink(BatchingSink[Row]):
         super().__init__(settings, clock=clock)
         self.backend = backend
         self.tables = tables
-        redactor = (
+        self._redactor = (
             Redactor(
                 phone_region=settings.redact_phone_region,
                 phone_leniency=settings.redact_phone_leniency,
@@ -131,13 +174,9 @@ class ClickHouseSink(BatchingSink[Row]):
         #: replacements the sink's own redaction pass made, per table and kind, not yet
         #: taken by :meth:`take_redactions`
         self._redactions: dict[str, Counts] = {name: {} for name in tables}
-        self._builders = {name: spec.row_builder(redactor) for name, spec in tables.items()}
-        #: tables whose rows end with what the sink's redaction replaced (``sink_redactions``)
-        self._counted = frozenset(
-            name for name, spec in tables.items() if spec.columns[-1] == SINK_REDACTIONS
-        )
-        #: model -> (table, row builder) for models stored in one table (not rollups)
-        self._routes: dict[type[Record], tuple[str, Callable[[Record], tuple[Any, ...]]]] = {}
+        self._makers = {name: _row_maker(spec) for name, spec in tables.items()}
+        #: model -> (table, row maker) for models stored in one table (not rollups)
+        self._routes: dict[type[Record], tuple[str, RowMaker]] = {}
         #: rows inserted and batches per table since start
         self.inserted: dict[str, int] = {}
 
@@ -153,34 +192,18 @@ class ClickHouseSink(BatchingSink[Row]):
         route = self._routes.get(record.__class__)
         if route is None:
             route = self._route(record)
-        table, builder = route
-        values = builder(record)
-        self.add(
-            table,
-            Row(
-                values,
-                raw,
-                key,
-                getattr(record, "event_id", None),
-                getattr(record, "run_id", None),
-                getattr(record, "tenant_id", None),
-            ),
-            position,
-        )
-        if table in self._counted and values[-1]:  # counted once the row is buffered
-            counts = self._redactions[table]
-            for kind, n in values[-1].items():
-                counts[kind] = counts.get(kind, 0) + n
+        table, make = route
+        self.add(table, make(record, raw, key), position)
         return table
 
-    def _route(self, record: Record) -> tuple[str, Callable[[Record], tuple[Any, ...]]]:
+    def _route(self, record: Record) -> tuple[str, RowMaker]:
         table = table_for(record)
-        builder = self._builders.get(table)
-        if builder is None:
+        make = self._makers.get(table)
+        if make is None:
             raise StorageError(f"the sink has no table {table!r}")
         if not isinstance(record, Rollup):  # a rollup's table depends on its resolution
-            self._routes[record.__class__] = (table, builder)
-        return table, builder
+            self._routes[record.__class__] = (table, make)
+        return table, make
 
     def take_redactions(self) -> dict[str, Counts]:
         """What the sink's redaction pass replaced since the last call: table -> kind -> n."""
@@ -193,16 +216,50 @@ class ClickHouseSink(BatchingSink[Row]):
         spec = self.tables.get(batch.key)
         if spec is None:
             raise StorageError(f"the sink has no table {batch.key!r}")
+        if self._redactor is not None and spec.redacted_at:
+            self._redact(spec, batch, self._redactor)
         return self._insert(spec, batch)
+
+    def _redact(self, spec: TableSpec, batch: Batch[Row], redactor: Redactor) -> None:
+        """Redact the batch's free text again, a column at a time, in place.
+
+        One screen of the whole columns (:meth:`Redactor.screen`) finds the few values
+        that may hold something; only those go through the precise pass. What it
+        replaces is added to each row's ``sink_redactions`` and to :meth:`take_redactions`.
+        A batch written again (a retry) is redacted again: redacted text stays as it
+        is and counts nothing, so nothing is counted twice.
+        """
+        items = batch.items
+        total = self._redactions.setdefault(spec.name, {})
+        size = len(items)
+        rows = list(map(_VALUES, items))
+        passes = spec.redacted_at
+        texts: list[Any] = []  # the free-text columns one after the other: one screen
+        for at, _ in passes:
+            texts.extend(map(itemgetter(at), rows))
+        for n in redactor.screen(texts):
+            value = texts[n]
+            if not isinstance(value, str) or not value:
+                continue
+            at, is_json = passes[n // size]
+            found: Counts = {}
+            new = (redactor.json_text if is_json else redactor.text)(value, found)
+            if not found and new is value:
+                continue
+            j = n % size
+            row = items[j]
+            values = list(row.values)
+            values[at] = new
+            counts = dict(row.sink_redactions or {})
+            for kind, count in found.items():
+                counts[kind] = counts.get(kind, 0) + count
+                total[kind] = total.get(kind, 0) + count
+            items[j] = row._replace(values=tuple(values), sink_redactions=counts)
 
     def _insert(self, spec: TableSpec, batch: Batch[Row]) -> list[Rejected[Row]]:
         try:
-            self.backend.insert(
-                spec.name,
-                spec.columns,
-                [row.values for row in batch.items],
-                dedup_token=batch.token(),
-            )
+            columns, rows = _insert_rows(spec, batch.items)
+            self.backend.insert(spec.name, columns, rows, dedup_token=batch.token())
         except (StorageError, TypeError, ValueError) as exc:
             if spans_too_many_partitions(exc):
                 pieces = _split_by_partition(spec, batch)
@@ -228,6 +285,14 @@ class ClickHouseSink(BatchingSink[Row]):
         return []
 
 
+def _insert_rows(spec: TableSpec, items: list[Row]) -> tuple[tuple[str, ...], list[Any]]:
+    """The columns and rows of an insert: ``sink_redactions`` only when a row has some
+    (the column's default is the empty map, so a clean batch is inserted without it)."""
+    if spec.columns[-1] == SINK_REDACTIONS and any(map(_COUNTS, items)):
+        return spec.columns, [(*row.values, row.sink_redactions or {}) for row in items]
+    return spec.fields, list(map(_VALUES, items))
+
+
 def _partition_of(value: Any) -> Any:
     """The partition of a row by its time column: ``toYYYYMM`` (any other value: itself)."""
     if isinstance(value, dt.datetime | dt.date):
@@ -242,7 +307,7 @@ def _split_by_partition(spec: TableSpec, batch: Batch[Row]) -> list[Batch[Row]] 
     The cut depends only on the rows, so a retry or a replay cuts the same way and the
     pieces keep their deduplication tokens.
     """
-    at = spec.columns.index(spec.time_column)
+    at = spec.fields.index(spec.time_column)
     keys = [_partition_of(row.values[at]) for row in batch.items]
     ordered = list(dict.fromkeys(keys))
     if len(ordered) < 2:

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from operator import attrgetter
+from operator import itemgetter
 from types import MappingProxyType
 from typing import Any, get_args
 
 from agentstream.core.catalog import STREAMS
 from agentstream.core.errors import StorageError
-from agentstream.core.redact import Counts, Redactor
 from agentstream.schemas import (
     Alert,
     InvalidEvent,
@@ -45,10 +44,16 @@ class TableSpec:
     time_column: str
 
     @property
+    def fields(self) -> tuple[str, ...]:
+        """The model's fields, in model order: the values of a row (:meth:`row_builder`)."""
+        return tuple(self.model.model_fields)
+
+    @property
     def columns(self) -> tuple[str, ...]:
         """The insert columns: the model's fields, in model order, then ``sink_redactions``
-        when the model has free text (what the sink's own redaction pass replaced)."""
-        fields = tuple(self.model.model_fields)
+        when the model has free text (what the sink's own redaction pass replaced; a row
+        inserted without it stores an empty map)."""
+        fields = self.fields
         if any(f in REDACTED_FIELDS for f in fields):
             return (*fields, SINK_REDACTIONS)
         return fields
@@ -58,49 +63,28 @@ class TableSpec:
         """The deduplicated view analysts read."""
         return f"{self.name}_dedup"
 
-    def row_builder(self, redactor: Redactor | None = None) -> Callable[[Record], tuple[Any, ...]]:
-        """A function record -> row values.
+    @property
+    def redacted_at(self) -> tuple[tuple[int, bool], ...]:
+        """The free-text columns redacted again before they are stored: (index, JSON text?)."""
+        fields = enumerate(self.model.model_fields)
+        return tuple((i, c == "params") for i, c in fields if c in REDACTED_FIELDS)
 
-        With ``redactor`` the free-text fields are redacted again (``params`` as JSON text,
-        the others as text, as the Emitter does) and the row's ``sink_redactions`` holds
-        what this pass replaced, by kind.
+    def row_builder(self) -> Callable[[Record], tuple[Any, ...]]:
+        """A function record -> row values (the model's fields, in model order)."""
+        getter = self.fields_getter()
+
+        def values(record: Record) -> tuple[Any, ...]:
+            return tuple(getter(record.__dict__))
+
+        return values
+
+    def fields_getter(self) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+        """A function a record's ``__dict__`` -> its row values (see :meth:`row_builder`).
+
+        A model's fields live in its ``__dict__``: one C call reads them all, faster
+        than attribute lookups through the model's class.
         """
-        fields = tuple(self.model.model_fields)
-        getter = attrgetter(*fields)
-        redact_at = [i for i, c in enumerate(fields) if c in REDACTED_FIELDS]
-        if not redact_at:
-
-            def plain(record: Record) -> tuple[Any, ...]:
-                return tuple(getter(record))
-
-            return plain
-        if redactor is None:
-
-            def unredacted(record: Record) -> tuple[Any, ...]:
-                return (*getter(record), {})
-
-            return unredacted
-        # text() and json_text() screen a value cheaply before any pattern runs: a clean
-        # value costs one call and comes back as the same object, and the row stays a tuple
-        passes = [
-            (i, redactor.json_text if fields[i] == "params" else redactor.text) for i in redact_at
-        ]
-
-        def redacted(record: Record) -> tuple[Any, ...]:
-            values: tuple[Any, ...] = getter(record)
-            found: Counts = {}
-            changed: list[Any] | None = None
-            for i, redact in passes:
-                value = values[i]
-                if isinstance(value, str) and value:
-                    new = redact(value, found)
-                    if new is not value:
-                        if changed is None:
-                            changed = list(values)
-                        changed[i] = new
-            return (*(values if changed is None else changed), found)
-
-        return redacted
+        return itemgetter(*self.fields)
 
 
 #: the column of each model's own time (TTL, partitions, ``--since``)

@@ -19,6 +19,12 @@ def test_role_defaults_and_client_ids() -> None:
     assert sink["group.id"] == "g"
     processors = kafka.client_config(settings, "processors", "consumer")
     assert processors["partition.assignment.strategy"] == "range"
+    # a dead worker's partitions move on in seconds, not librdkafka's 45 s + 60 s
+    assert processors["session.timeout.ms"] < 45_000
+    txn = kafka.client_config(settings, "processors", "producer")["transaction.timeout.ms"]
+    assert isinstance(txn, int)
+    assert txn < 60_000
+    assert "transaction.timeout.ms" not in kafka.client_config(settings, "sink", "producer")
     emitter = kafka.client_config(settings, "emitter", "producer")
     assert emitter["enable.idempotence"] is True
     assert emitter["acks"] == "all"
@@ -34,6 +40,8 @@ def test_operator_overrides_reach_only_their_role() -> None:
     assert kafka.client_config(settings, "sink", "consumer")["fetch.max.bytes"] == 1048576
     assert "fetch.max.bytes" not in kafka.client_config(settings, "alerts", "consumer")
     assert kafka.client_config(settings, "processors", "producer")["linger.ms"] == 2
+    longer = load_settings(kafka={"overrides": {"processors": {"session.timeout.ms": 45000}}})
+    assert kafka.client_config(longer, "processors", "consumer")["session.timeout.ms"] == 45000
 
 
 @pytest.mark.parametrize("key", ["isolation.level", "enable.auto.commit", "enable.idempotence"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -190,13 +190,24 @@ def _open(settings: Settings, batch_size: int) -> ProcessorEngine:
 
 
 def _drive(engine: ProcessorEngine, records: int) -> None:
-    """Poll until the engine has read (and committed) ``records`` records and merged the
-    partials they gave (the rollups and alerts of those records are out)."""
+    """Poll until the engine has read (and committed) ``records`` records, knows every
+    input partition read to its end, and has committed one more batch since: the windows
+    its event clock passed are closed before the next stage (a partition whose end is not
+    known yet holds the clock); then until the merge stage has merged the partials they
+    gave (the rollups and alerts of those records are out)."""
     deadline = time.monotonic() + 60
-    while engine.stats.consumed < records or not engine.settled:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the engine did not read the stage: {engine.stats}")
-        engine.poll(0.2)
+
+    def poll_until(condition: Callable[[], bool], what: str) -> None:
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the engine did not {what}: {engine.stats}")
+            engine.poll(0.2)
+
+    poll_until(lambda: engine.stats.consumed >= records, "read the stage")
+    poll_until(lambda: engine.health()["lag"] == 0, "learn its partitions' ends")
+    batches = engine.stats.batches
+    poll_until(lambda: engine.stats.batches > batches, "commit a batch after")
+    poll_until(lambda: engine.settled, "merge its partials")
 
 
 def _records(events: Sequence[ToolCall]) -> list[tuple[str, str, bytes]]:

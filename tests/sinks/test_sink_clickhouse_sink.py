@@ -271,6 +271,26 @@ def test_server_errors_are_retried_with_the_same_token(clickhouse: ClickHouseBac
     assert clickhouse.query("SELECT count() FROM tool_calls").scalar() == 10
 
 
+def test_a_retried_batch_counts_its_redactions_once(clickhouse: ClickHouseBackend) -> None:
+    settings = load_settings(sink={"retry_initial_s": 0.01, "retry_max_s": 0.02})
+    migrate(clickhouse, settings)
+    sink = ClickHouseSink(FlakyBackend(clickhouse, failures=2), settings.sink)
+    leaky = [tool_call(n, result_summary=f"mail bob{n}@example.com") for n in range(3)]
+    clean = [tool_call(n) for n in range(3, 10)]
+    for n, record in enumerate([*clean[:2], *leaky, *clean[2:]]):
+        sink.add_record(record, Position("t", 0, n))
+    errors = [sink.flush(force=True).error is not None for _ in range(3)]
+    assert errors == [True, True, False]
+    assert sink.take_redactions() == {"tool_calls": {"email": 3}}
+    rows = clickhouse.query("SELECT event_id, result_summary, sink_redactions FROM tool_calls")
+    by_id = {str(r[0]): r[1:] for r in rows.rows}
+    assert len(by_id) == 10
+    for record in leaky:
+        assert by_id[record.event_id] == ("mail [REDACTED:email]", {"email": 1})
+    for record in clean:
+        assert by_id[record.event_id] == (record.result_summary, {})
+
+
 def test_rejection_is_told_apart_from_server_trouble() -> None:
     assert is_rejection(StorageError("Code: 469. DB::Exception: Constraint violated"))
     assert is_rejection(StorageError("Code: 27. DB::Exception: Cannot parse input"))

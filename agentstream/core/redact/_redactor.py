@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from agentstream.core.config import REDACT_KINDS
@@ -22,6 +22,7 @@ from agentstream.core.redact._patterns import (
     PROTECTED,
     SHAPES,
 )
+from agentstream.core.redact._screen import candidates
 from agentstream.core.redact._validate import (
     IBAN_LENGTHS,
     PhoneLeniency,
@@ -154,6 +155,16 @@ class Redactor:
         if self._extra:
             return True
         return _may_hold(value, value.lower())
+
+    def screen(self, values: Sequence[str | None]) -> list[int]:
+        """Indices (ascending) of ``values`` that may hold something to redact: every
+        value :meth:`may_match` passes, maybe more (one vectorised scan of the column;
+        see :mod:`agentstream.core.redact._screen`). The rest need no redaction pass;
+        ``None`` and empty values are never candidates.
+        """
+        if self._extra:
+            return [i for i, value in enumerate(values) if value]
+        return candidates(values, LONG_NUMBER.pattern, self.may_match)
 
     def text(self, value: str, counts: Counts | None = None) -> str:
         """``value`` with every finding replaced."""
