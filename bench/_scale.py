@@ -3,8 +3,9 @@ rebalance costs.
 
 * **Throughput.** The same pre-produced mixed workload (6 partitions) is read by one
   ``agentstream worker --no-sink --no-alerts`` process, then (another consumer group, the
-  same topics) by two. Events/s from the group's first commit to its last; per partition,
-  its records over the time its committed offsets took to reach its end (sampled).
+  same topics) by two. Events/s from the moment every process holds partitions (the
+  joins' own cost is the rebalance figure) to the group's last commit; per partition, its
+  records over the time its committed offsets took to reach its end (sampled).
 * **Rebalance.** Live traffic (tool calls, ~1,000/s) with one worker; a second worker
   joins: from its start to every partition committing again; then the second worker is
   SIGKILLed: from the kill to every partition committing again (its static membership
@@ -132,18 +133,26 @@ def _drain(bootstrap: str, workdir: Path, prefix: str, workers: int) -> tuple[fl
     first: float | None = None
     done_at: dict[tuple[str, int], float] = {}
     began: dict[int, float] = {}
+    #: when every worker held partitions, and the records committed by then
+    stable: tuple[float, int] | None = None
+    next_look = 0.0
     try:
         deadline = time.monotonic() + 600
         while len(done_at) < len(ends):
             if time.monotonic() > deadline:
                 raise TimeoutError("bench: the workers did not read the workload in 600 s")
             now = time.monotonic()
-            for key, offset in offsets.committed().items():
+            committed = offsets.committed()
+            for key, offset in committed.items():
                 if offset > 0:
                     first = first or now
                     began.setdefault(key[1], now)
                 if offset >= ends[key] and key not in done_at:
                     done_at[key] = now
+            if stable is None and now >= next_look:
+                next_look = now + 0.5
+                if _has_members(settings, workers):
+                    stable = (now, sum(max(0, o) for o in committed.values()))
             time.sleep(0.1)
     finally:
         for proc in procs:
@@ -151,13 +160,28 @@ def _drain(bootstrap: str, workdir: Path, prefix: str, workers: int) -> tuple[fl
         for proc in procs:
             proc.wait(30)
         offsets.close()
-    elapsed = max(done_at.values()) - (first or 0.0)
+    last = max(done_at.values())
+    if stable is not None and last - stable[0] > 1.0:
+        # steady state: from the moment every worker held partitions (the joins' own cost
+        # is the rebalance figure)
+        return (total - stable[1]) / (last - stable[0]), _per_partition(ends, done_at, began)
+    elapsed = last - (first or 0.0)
+    return total / elapsed if elapsed else 0.0, _per_partition(ends, done_at, began, first)
+
+
+def _per_partition(
+    ends: dict[tuple[str, int], int],
+    done_at: dict[tuple[str, int], float],
+    began: dict[int, float],
+    first: float | None = None,
+) -> float:
+    """The mean per-partition rate: its records over the time its commits took."""
     rates = []
     for p in range(_PARTITIONS):
         records = sum(v for (_, q), v in ends.items() if q == p)
         finished = max(t for (_, q), t in done_at.items() if q == p)
         rates.append(records / max(finished - began.get(p, first or 0.0), 0.1))
-    return total / elapsed if elapsed else 0.0, sum(rates) / len(rates)
+    return sum(rates) / len(rates)
 
 
 def bench_scale(bootstrap: str, workdir: Path, *, events: int = 50_000) -> ScaleBench:
