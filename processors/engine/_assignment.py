@@ -5,9 +5,10 @@ topic holds the same runs; the changelog has the same partition count and keeps 
 state on partition ``p`` too. The consumer group's range assignor (eager protocol, set by
 :mod:`agentstream.core.kafka`; the cooperative assignors do not co-partition) gives a
 worker the same partitions of every input topic, so a worker owns whole partition indexes:
-their input records, their run states and their event clocks. Two workers in one group
-therefore share nothing but partition 0 of the changelog, which also holds the state that
-is not partitioned by run (rollups, alerts, the low watermark: :data:`GLOBAL_PARTITION`).
+their input records, their run states, their event clocks, their stage-1 rollup cells
+and the merge stage of partials partition ``p`` with its alert states
+(:mod:`processors.engine._stages`). Partition 0 (:data:`GLOBAL_PARTITION`) also keeps the
+low watermark and the runs of an older release that did not record their partition.
 
 At start (:func:`prepare_changelog`, after ``init_transactions`` fenced an older
 incarnation): the partition counts are checked (:class:`PartitionCountMismatch` names the
@@ -91,7 +92,8 @@ def migrate_changelog(settings: Settings, producer: Any, topic: str, partitions:
     engine's producer, fenced already) writes each run on its partition (its ``p``, or its
     ``run_id``'s murmur2 partition when an older release did not record it) with a
     tombstone on partition 0, and splits the clocks into one entry per partition index.
-    The rollup cells and alert states stay where they are (partition 0 is their home).
+    The old global rollup cells stay on partition 0 and become partition 0's stage-1
+    cells; alert states of scopes whose partials go to another partition restart.
     Run the first start after the upgrade with one worker: a second worker starting while
     the first migrates finds the new partitions before the migration's records.
     """

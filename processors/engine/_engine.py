@@ -251,14 +251,15 @@ class ProcessorEngine(TwoStageRollups, Rebalancing):
             self._close_windows(now)
             self._write_state()
             self._at.update(self._positions)
-            # every assigned partition's offset (its committed one until read from): the
-            # group refuses the whole transaction of a worker it has moved on from. Only in
-            # a transaction that read records: librdkafka's send_offsets_to_transaction can
-            # block past its timeout while the group coordinator is away (librdkafka #5456,
-            # #5511), which a timer-only transaction during a broker outage ran into
+            # every assigned partition's offset (its committed one until read from), in
+            # every transaction, timer-only ones too: the group refuses the whole transaction
+            # of a worker it has moved on from (a zombie's timers would otherwise write
+            # partials, rollups and state of partitions another worker owns). librdkafka's
+            # send_offsets_to_transaction can block past its timeout while the group
+            # coordinator is away (librdkafka #5456, #5511): the worker's watchdog ends it
             at = {k: o for k, o in self._started.items() if o >= 0} | self._at
             offsets = [TopicPartition(t, p, o) for (t, p), o in at.items()]
-            if offsets and self._positions:
+            if offsets:
                 self._producer.send_offsets_to_transaction(
                     offsets, self._consumer.consumer_group_metadata(), 30
                 )

@@ -11,6 +11,7 @@ Nothing is decided between a revocation and the next assignment.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from agentstream.core.config import Settings
@@ -54,6 +55,7 @@ class Rebalancing:
     _restored: bool
     _partitions: int
     _drop_legacy: bool
+    beat: float
 
     def _assigned(self, consumer: Any, partitions: list[Any]) -> None:
         """Keep the state of indexes kept, drop the others', restore the new ones'."""
@@ -64,6 +66,8 @@ class Rebalancing:
         self._held = set(got)
         self._active = set(got)
         self._restored = True
+        # a restore (up to restore_timeout_s) is progress: the watchdog counts from here
+        self.beat = time.monotonic()
 
     def _revoked(self, consumer: Any, partitions: list[Any]) -> None:
         # eager protocol: everything is revoked; the state is kept until the assignment
@@ -126,8 +130,9 @@ class Rebalancing:
             self._trackers.update(restored.trackers)
             self._clocks.load(p, restored.clocks.entry(p))
             self._load_stages(p, state, restored.rollups)
-            if p == GLOBAL_PARTITION:
-                self._clocks.low = restored.clocks.low
+            if p == GLOBAL_PARTITION and restored.clocks.low is not None:
+                # never back: a low watermark this worker already moved past stays
+                self._clocks.low = max(self._clocks.low or 0, restored.clocks.low)
                 self._drop_legacy = restored.legacy
             runs, cells, alerts = (
                 runs + len(restored.runs),
@@ -151,7 +156,9 @@ class Rebalancing:
             produce(topic, encode(value), RUNS.key(key), partition=home if p is None else p)
         gone.clear()
         self._write_stages()
-        dirty = {p for _, p in self._positions} | (self._held if self._drop_legacy else set())
+        dirty = {p for _, p in self._positions} | (self._clocks.take_moved() & self._held)
+        if self._drop_legacy:
+            dirty |= self._held
         for p in dirty:
             produce(topic, encode(self._clocks.entry(p)), CLOCKS.key(str(p)), partition=p)
         if home not in self._held:

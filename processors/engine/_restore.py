@@ -16,7 +16,7 @@ entry): the entry seeds the clocks and is deleted by the first commit, which wri
 :func:`processors.engine._assignment.migrate_changelog`'s job.
 
 A restore covers the changelog partitions a worker was assigned: ``state`` holds only
-their keys (the rollup cells and alert states only with partition 0).
+their keys (each partition's stage-1 cells, merge stage and alert states with it).
 """
 
 from __future__ import annotations

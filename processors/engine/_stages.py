@@ -51,6 +51,7 @@ from agentstream.processors.lifecycle import TERMINAL_STATES
 from agentstream.processors.rollups import (
     DUPLICATE,
     META_KEY,
+    RESOLUTION_US,
     TOO_LATE,
     Cell,
     MergeStage,
@@ -66,7 +67,10 @@ from agentstream.schemas import Record, Resolution, Rollup
 __all__ = ["TwoStageRollups", "ensure_partials", "partials_topic"]
 
 log = logging.getLogger("agentstream.processors")
-_SECOND = 1_000_000
+_SECOND = RESOLUTION_US["1s"]
+#: a quiet partition's marks still go out when its dropped mark moved this far: the merge
+#: stage forgets windows only below every source's dropped mark
+_PRUNE_STEP_US = 60 * _SECOND
 _MARK_KEY = b"mark"
 
 
@@ -260,8 +264,15 @@ class TwoStageRollups:
                 self._send_partials(p, agg.open_cells())
             marks = (_floor(agg.closed), _floor(agg.dropped), idle)  # windows end on seconds
             # an idle partition's marks move with the wall clock: sent only with partials
-            # (what they close) or when it turns idle, not every second while it is quiet
-            quiet = idle and sent is not None and sent[2] and p not in self._moved
+            # (what they close), when it turns idle, or once its dropped mark moved a minute
+            # (so the merge stage can forget windows), not every second while it is quiet
+            quiet = (
+                idle
+                and sent is not None
+                and sent[2]
+                and p not in self._moved
+                and (marks[1] or 0) - (sent[1] or 0) < _PRUNE_STEP_US
+            )
             if marks != sent and not quiet:
                 self._marks_sent[p] = marks
                 self._partials_sent = True

@@ -66,7 +66,7 @@ LEGACY_TRACKER: Final = "tracker"
 LEGACY_CLOCKS: Final = "partitions"
 #: the id (``clock`` store) of the low watermark, on the global partition
 LOW_CLOCK: Final = "low"
-#: the changelog partition of the state not partitioned by run (rollups, alerts, low mark)
+#: the changelog partition of the low watermark and of runs restored without a partition
 GLOBAL_PARTITION: Final = 0
 
 

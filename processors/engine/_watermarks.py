@@ -70,6 +70,8 @@ class PartitionClocks:
         self._caught_up_since: dict[int, float] = {}
         #: per index: when its last record was read (monotonic s)
         self._last_input: dict[int, float] = {}
+        #: indexes whose clock moved since :meth:`take_moved` (their changelog entry is due)
+        self._moved: set[int] = set()
         #: derived from the keys of ``_left`` / ``_lags`` (rebuilt when either is replaced):
         #: the per-record clock updates read them instead of scanning every partition
         self._by_index: dict[int, tuple[tuple[str, int], ...]] = {}
@@ -110,6 +112,12 @@ class PartitionClocks:
         for p in indexes:
             self._caught_up_since.pop(p, None)
             self._last_input.pop(p, None)
+
+    def take_moved(self) -> set[int]:
+        """The indexes whose clock moved since the last call (also without a record read:
+        the lags alone can move it)."""
+        moved, self._moved = self._moved, set()
+        return moved
 
     def to_json(self) -> ClockState:
         return {
@@ -272,6 +280,7 @@ class PartitionClocks:
         mark = min(marks) if unread else max(marks)
         if mark > self.index.get(p, mark - 1):
             self.index[p] = mark
+            self._moved.add(p)
 
     def low_mark(self, now: float, idle_after_s: float) -> int | None:
         """The low watermark (module doc); never goes back."""

@@ -92,3 +92,18 @@ def test_a_rebalance_forgets_what_is_left_to_read() -> None:
     clocks.refresh(after, 1.0)
     assert clocks.assigned == {0, 3}
     assert clocks.lag == 1
+
+
+def test_an_unknown_end_holds_the_clock_until_the_lags_show_it_and_the_move_is_reported() -> None:
+    clocks = PartitionClocks()
+    # b/0's end is not known yet (nothing fetched from it): it may hold records
+    clocks.refresh({("a", 0): 0, ("b", 0): None}, 100.0, _batch(("a", 0)))
+    clocks.consumed("a", 0)
+    clocks.observe("a", 0, 7_000, 100.0)
+    assert 0 not in clocks.index
+    assert clocks.take_moved() == set()
+    # the next fetch shows b/0 empty: without any record, index 0 takes a/0's newest
+    clocks.refresh({("a", 0): 0, ("b", 0): 0}, 101.0)
+    assert clocks.index[0] == 7_000
+    assert clocks.take_moved() == {0}  # due in the changelog though no record was read
+    assert clocks.take_moved() == set()
