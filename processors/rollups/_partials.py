@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Final, TypeAlias, cast
 
@@ -212,8 +212,16 @@ class MergeStage:
         return True
 
     def mark(self, mark: Mark) -> None:
-        """Take a source's marks."""
-        if self._marks.get(mark.src) != mark:
+        """Take a source's marks; its closed and dropped marks never go back (a mark a
+        source's committed history already passed, e.g. a fenced zombie's, moves nothing)."""
+        old = self._marks.get(mark.src)
+        if old is not None:
+            mark = replace(
+                mark,
+                closed=_later(old.closed, mark.closed),
+                dropped=_later(old.dropped, mark.dropped),
+            )
+        if old != mark:
             self._marks[mark.src] = mark
             self._marks_changed.add(mark.src)
 
@@ -356,3 +364,8 @@ def _window(text: str) -> _Window:
     if resolution not in RESOLUTION_US:
         raise ValueError(f"unknown resolution {resolution!r}")
     return (resolution, int(start), scope)
+
+
+def _later(a: int | None, b: int | None) -> int | None:
+    """The later of two marks (None: not yet)."""
+    return b if a is None else a if b is None else max(a, b)

@@ -325,3 +325,16 @@ def test_open_cells_hold_every_event_of_the_windows_not_closed_yet() -> None:
     assert got[("1m", T0 + timedelta(minutes=1), "global")] == sum(
         T0 + timedelta(minutes=1) <= e.event_time < T0 + timedelta(minutes=2) for e in events
     )
+
+
+def test_a_sources_marks_never_go_back() -> None:
+    stage = MergeStage(2, ACCURACY)
+    start = to_us(T0)
+    stage.mark(Mark(0, start + 10 * SECOND, start, False))
+    stage.mark(Mark(1, start + 4 * SECOND, None, False))
+    assert stage.watermark == start + 4 * SECOND
+    # a stale mark of source 1 (a fenced zombie's, or replayed) holds nothing back
+    stage.mark(Mark(1, start + 2 * SECOND, None, False))
+    assert stage.watermark == start + 4 * SECOND
+    stage.mark(Mark(1, start + 6 * SECOND, None, False))
+    assert stage.watermark == start + 6 * SECOND
