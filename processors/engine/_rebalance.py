@@ -130,9 +130,10 @@ class Rebalancing:
             self._trackers.update(restored.trackers)
             self._clocks.load(p, restored.clocks.entry(p))
             self._load_stages(p, state, restored.rollups)
-            if p == GLOBAL_PARTITION and restored.clocks.low is not None:
-                # never back: a low watermark this worker already moved past stays
-                self._clocks.low = max(self._clocks.low or 0, restored.clocks.low)
+            if p == GLOBAL_PARTITION:
+                if restored.clocks.low is not None:
+                    # never back: a low watermark this worker already moved past stays
+                    self._clocks.low = max(self._clocks.low or 0, restored.clocks.low)
                 self._drop_legacy = restored.legacy
             runs, cells, alerts = (
                 runs + len(restored.runs),
