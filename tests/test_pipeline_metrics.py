@@ -87,7 +87,9 @@ def test_processor_and_sink_metrics_match_what_happened(
 
     def done(engine: ProcessorEngine) -> bool:
         backlog.append(recorded.total("agentstream.consumer.lag"))
-        return engine.stats.consumed == total and engine.stats.rollups > 0
+        # settled: the merge stage read what stage 1 sent (the partials topic is part of
+        # the group's lag too)
+        return engine.stats.consumed == total and engine.stats.rollups > 0 and engine.settled
 
     # small batches: the consumer reads ahead of what it has processed, a visible backlog
     run_engine(settings, done, metrics=recorded.metrics, batch_size=20)

@@ -75,7 +75,6 @@ from agentstream.devtools.soak.wiring import (
     unread_records,
     worker_env,
 )
-from agentstream.processors.engine import partials_topic
 
 __all__ = ["SoakOptions", "SoakResult", "cleanup", "run_soak"]
 
@@ -145,6 +144,8 @@ class _Soak:
         inputs = {topics.name(s) for s in INPUTS}
         sink_inputs = {topics.name(s) for s in SINK_INPUTS}
         outputs = {topics.name(s) for s in OUTPUTS}
+        from agentstream.processors.engine import partials_topic  # worker extra: lazily
+
         partials = partials_topic(settings)
         groups = [settings.worker.processors_group, settings.sink.consumer_group]
         deadline = time.monotonic() + self.options.drain_timeout_s
