@@ -132,6 +132,9 @@ def test_processor_and_sink_metrics_match_what_happened(
     )
     for rollup in read_committed(settings, "rollups"):
         expected[f"rollups_{rollup.resolution}"] += 1
+    # ended runs sampled for review (review.sample_rate of random run ids: sometimes none)
+    if reviews := len(read_committed(settings, "review_requests")):
+        expected["review_queue"] = reviews
     sink = SinkWorker(settings, backend=clickhouse, metrics=recorded.metrics)
     sink.run_until(lambda s: all(s.stored.get(t, 0) >= n for t, n in expected.items()), 60)
     group = settings.sink.consumer_group
