@@ -330,19 +330,9 @@ class ToolCallScope:
         )
         # only what differs from the defaults is checked (the defaults are valid), by a
         # validator of just those fields (params: JSON text made here, checked off-thread)
-        given: dict[str, Any] = {}
+        given = _outcome_fields(error_class, error_code, summary, valid, fallback)
         if status is not CallStatus.SUCCESS:
             given["status"] = status
-        if error_class is not ErrorClass.NONE:
-            given["error_class"] = error_class
-        if error_code is not None:
-            given["error_code"] = error_code
-        if summary is not None:
-            given["result_summary"] = summary
-        if valid is not True:
-            given["output_valid"] = valid
-        if fallback is not False:
-            given["fallback_used"] = fallback
         for name, value in given.items():
             check = _PLAIN[name]
             if check is None or not check(value):  # pydantic tells (it is slower)
@@ -397,16 +387,7 @@ class ToolCallScope:
         data.update(self._spec.static)
         data["status"] = status
         data["latency_ms"] = ended[0]
-        if error_class != ErrorClass.NONE:
-            data["error_class"] = error_class
-        if error_code is not None:
-            data["error_code"] = error_code
-        if fallback is not False:
-            data["fallback_used"] = fallback
-        if output_valid is not True:
-            data["output_valid"] = output_valid
-        if summary is not None:
-            data["result_summary"] = summary
+        data.update(_outcome_fields(error_class, error_code, summary, output_valid, fallback))
         if params is not None:
             data["params"] = params
         return data, sampled
@@ -488,3 +469,26 @@ class ToolCallScope:
                 return fn(*args, **kwargs)
 
         return traced  # type: ignore[return-value]
+
+
+def _outcome_fields(
+    error_class: ErrorClass,
+    error_code: str | None,
+    summary: str | None,
+    valid: bool | None,
+    fallback: bool,
+) -> dict[str, Any]:
+    """The outcome fields a scope set away from their defaults (checked on the caller's
+    thread, then sent as they are)."""
+    given: dict[str, Any] = {}
+    if error_class is not ErrorClass.NONE:
+        given["error_class"] = error_class
+    if error_code is not None:
+        given["error_code"] = error_code
+    if summary is not None:
+        given["result_summary"] = summary
+    if valid is not True:
+        given["output_valid"] = valid
+    if fallback is not False:
+        given["fallback_used"] = fallback
+    return given
