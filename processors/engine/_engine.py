@@ -431,6 +431,14 @@ class ProcessorEngine(TwoStageRollups, Rebalancing):
                 return
         sweep = tracker.sweep_at(self._runs.get, clock)
         for timeout in sweep.timeouts:
+            log.debug(
+                "processors: run %s timed out in %s (partition %s, clock %d, %s)",
+                timeout.state["run_id"],
+                timeout.transition.from_state,
+                p,
+                clock,
+                "at a record" if due_only else "by the timer",
+            )
             self._runs[timeout.state["run_id"]] = timeout.state
             self._send("lifecycle", timeout.state["run_id"], timeout.transition)
             self._add_rollup(timeout.transition, None, clock, p)

@@ -47,7 +47,7 @@ from agentstream.processors.engine._state import (
 )
 from agentstream.processors.engine._tallies import EngineStats, Tallies
 from agentstream.processors.engine._watermarks import PartitionClocks
-from agentstream.processors.lifecycle import TERMINAL_STATES
+from agentstream.processors.lifecycle import TimeoutTracker
 from agentstream.processors.rollups import (
     DUPLICATE,
     META_KEY,
@@ -116,7 +116,7 @@ class TwoStageRollups:
     _state_topic: str
     _partials: str
     _partitions: int
-    _runs: TrackedDict
+    _trackers: dict[int | None, TimeoutTracker]
     _clocks: PartitionClocks
     _held: set[int]
     _active: set[int]
@@ -232,16 +232,13 @@ class TwoStageRollups:
 
     def _open_deadline(self, p: int) -> int | None:
         """The earliest deadline of a live run of ``p``: its timeout will count in that
-        window, so ``p``'s aggregator keeps it (asked when a window would go)."""
-        mine: set[int | None] = {p, None} if p == GLOBAL_PARTITION else {p}
-        return min(
-            (
-                run["deadline"]
-                for run in self._runs.values()
-                if run["state"] not in TERMINAL_STATES and run.get("p") in mine
-            ),
-            default=None,
-        )
+        window, so ``p``'s aggregator keeps it (asked whenever its dropped mark would move)."""
+        trackers = self._trackers
+        found = [trackers.get(p)]
+        if p == GLOBAL_PARTITION:
+            found.append(trackers.get(None))  # runs restored without their partition
+        deadlines = [d for t in found if t is not None and (d := t.open_deadline()) is not None]
+        return min(deadlines, default=None)
 
     def _close_windows(self, now: float) -> None:
         """Stage 1 of every active index (corrections; the wall clock where it may stand

@@ -21,11 +21,12 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 from agentstream.core.config import LifecycleSettings
 from agentstream.processors._clock import EventClock, EventClockState, seconds_to_us
 from agentstream.processors.lifecycle._machine import (
+    TERMINAL_STATES,
     Accepted,
     RunState,
     expired,
@@ -102,6 +103,8 @@ class TrackerState(TypedDict):
 
     clock: EventClockState
     deadlines: dict[str, int]
+    #: the deadlines of the live runs (absent in an older checkpoint)
+    live: NotRequired[dict[str, int]]
 
 
 @dataclass(slots=True)
@@ -121,13 +124,15 @@ class TimeoutTracker:
     every ``timer_interval_s`` of wall time.
     """
 
-    __slots__ = ("_clock", "_grace", "_index", "_settings")
+    __slots__ = ("_clock", "_grace", "_index", "_live", "_settings")
 
     def __init__(self, settings: LifecycleSettings, state: TrackerState | None = None) -> None:
         self._settings = settings
         self._grace = seconds_to_us(settings.timeout_grace_s)
         self._clock = EventClock(settings.idle_after_s, state["clock"] if state else None)
         self._index = DeadlineIndex.from_json(state["deadlines"]) if state else DeadlineIndex()
+        #: the deadlines of the live (not terminal) runs: a timeout will be dated there
+        self._live = DeadlineIndex.from_json(state.get("live", {})) if state else DeadlineIndex()
 
     @classmethod
     def rebuild(
@@ -140,7 +145,11 @@ class TimeoutTracker:
         tracker = cls(settings)
         if clock is not None:
             tracker._clock = EventClock(settings.idle_after_s, clock)
+        runs = list(runs)
         tracker._index = DeadlineIndex((run["run_id"], timer_due(run)) for run in runs)
+        tracker._live = DeadlineIndex(
+            (run["run_id"], run["deadline"]) for run in runs if run["state"] not in TERMINAL_STATES
+        )
         return tracker
 
     @property
@@ -154,11 +163,19 @@ class TimeoutTracker:
 
     def track(self, run: RunState) -> None:
         """Index the deadline of a run state that was just stored (:func:`timer_due`)."""
-        self._index.set(run["run_id"], timer_due(run))
+        run_id = run["run_id"]
+        self._index.set(run_id, timer_due(run))
+        self._live.set(run_id, None if run["state"] in TERMINAL_STATES else run["deadline"])
 
     def forget(self, run_id: str) -> None:
         """The run was deleted from the table."""
         self._index.set(run_id, None)
+        self._live.set(run_id, None)
+
+    def open_deadline(self) -> int | None:
+        """The earliest deadline of a live run (its timeout would be dated there), O(1)
+        amortized: what a rollup stage must keep its windows from."""
+        return self._live.next_deadline()
 
     def now(self, wall_us: int) -> int:
         """The partition's clock (event time; the wall clock while idle)."""
@@ -179,6 +196,7 @@ class TimeoutTracker:
         for run_id, _deadline in self._index.pop_due(now - self._grace - 1):
             run = lookup(run_id)
             if run is None:
+                self._live.set(run_id, None)
                 continue
             if expired(run, now):
                 result.expired.append(run_id)
@@ -193,4 +211,8 @@ class TimeoutTracker:
 
     def to_json(self) -> TrackerState:
         """The state, for a checkpoint (it can also be rebuilt from the table)."""
-        return {"clock": self._clock.to_json(), "deadlines": self._index.to_json()}
+        return {
+            "clock": self._clock.to_json(),
+            "deadlines": self._index.to_json(),
+            "live": self._live.to_json(),
+        }

@@ -304,7 +304,7 @@ class RollupAggregator:
         key; only the resolutions in ``RollupSettings.resolutions`` are returned.
         Windows ``horizon_s`` past their end are then dropped, except from ``keep_from()``
         on (µs: the earliest deadline of a live run, whose timeout will count there;
-        asked only when a window would be dropped).
+        asked whenever the dropped mark would move: keep it cheap).
         """
         stamp = computed_at or utc_now()
         return [
@@ -332,7 +332,9 @@ class RollupAggregator:
         self._closed = mark if before is None else max(before, mark)
         self._corrected.clear()
         through = mark - self._horizon
-        if keep_from is not None and self._droppable(through):
+        # asked whenever the dropped mark would move, windows to drop or not: a timeout
+        # dated past every window left (a quiet stretch) must still find its own
+        if keep_from is not None and (self._dropped is None or through > self._dropped):
             floor = keep_from()
             if floor is not None:
                 through = min(through, floor - floor % _SECOND)
@@ -343,11 +345,6 @@ class RollupAggregator:
         """The current value of every window not closed yet, in the emitted resolutions
         (:func:`~processors.rollups._partials.open_cells`; new objects)."""
         return open_cells(self._windows, self._closed, self._kinds, self._emit)
-
-    def _droppable(self, through: int) -> bool:
-        return any(s + RESOLUTION_US[r] <= through for r in TIERS for s in self._windows[r]) or any(
-            s + _SECOND <= through for s in self._ids
-        )
 
     def _close(
         self,

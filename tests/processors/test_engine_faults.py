@@ -26,7 +26,7 @@ from agentstream.processors.engine import ProcessorEngine
 from agentstream.processors.engine._state import read_changelog
 from agentstream.schemas import StateTransition, ToolCall
 from agentstream.worker import ensure_changelog
-from tests.support.engine import engine_settings, produce, run_engine
+from tests.support.engine import committed_lag, engine_settings, produce, run_engine
 from tests.support.faults import CTX, S, Truth, check, population, records, stored
 
 pytestmark = pytest.mark.integration
@@ -43,30 +43,6 @@ def _finished(engine: ProcessorEngine, total: int) -> bool:
 def _poll(engine: ProcessorEngine, times: int) -> None:
     for _ in range(times):
         engine.poll(0.3)
-
-
-def _lag(settings: Settings) -> int:
-    """Input records not yet committed by the processors' group."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka.bootstrap_servers,
-            "group.id": settings.worker.processors_group,
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        lag = 0
-        for stream in ("transitions", "tool_calls"):
-            topic = settings.topics.name(stream)
-            parts = [TopicPartition(topic, p) for p in range(settings.kafka.partitions)]
-            for tp in consumer.committed(parts, timeout=10):
-                _, high = consumer.get_watermark_offsets(tp, timeout=10)
-                lag += high - max(tp.offset, 0)
-        return lag
-    finally:
-        consumer.close()
 
 
 def test_a_backlog_over_six_partitions_with_skewed_fetches(kafka_broker: BrokerHandle) -> None:
@@ -125,13 +101,13 @@ def test_sigkill_again_and_again_gives_the_truth(kafka_broker: BrokerHandle, tmp
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 120
-        while _lag(settings) > total * left and time.monotonic() < deadline:
+        while committed_lag(settings) > total * left and time.monotonic() < deadline:
             assert proc.poll() is None, f"the worker exited ({proc.returncode}) before kill {kill}"
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert _lag(settings) > 0, "the last kill must land mid-stream"
-    run_engine(settings, lambda e: _finished(e, 1) and _lag(settings) == 0, settle_s=3)
+    assert committed_lag(settings) > 0, "the last kill must land mid-stream"
+    run_engine(settings, lambda e: _finished(e, 1) and committed_lag(settings) == 0, settle_s=3)
     check(settings, truth)
 
 
@@ -172,20 +148,20 @@ def test_live_traffic_with_a_sigkill_and_a_restart(
         time.sleep(2)  # the gap the issue saw (a restart 5 s later; deadlines are 2 s here)
         proc = subprocess.Popen(command, env=env, **quiet)
         feeder.join(120)
-        while _lag(settings) > 0 and time.monotonic() < deadline + 60:
+        while committed_lag(settings) > 0 and time.monotonic() < deadline + 60:
             time.sleep(0.1)
     finally:
         stop.set()
         proc.kill()
         proc.wait()
-    run_engine(settings, lambda e: _finished(e, 0) and _lag(settings) == 0, settle_s=3)
+    run_engine(settings, lambda e: _finished(e, 0) and committed_lag(settings) == 0, settle_s=3)
     # windows close by the wall clock minus the lateness: the current minute is still open
     check(settings, truth, ended_by=datetime.now(UTC) - timedelta(seconds=6))
 
 
 def _committed(settings: Settings) -> int:
     try:
-        return _total(settings) - _lag(settings)
+        return _total(settings) - committed_lag(settings)
     except KafkaException:  # a topic just created may have no leader yet
         return 0
 
@@ -217,7 +193,7 @@ def test_a_zombie_is_fenced_by_its_successor(kafka_broker: BrokerHandle) -> None
     while zombie.stats.batches < 3 and time.monotonic() < deadline:
         zombie.poll(0.3)
     # abandoned, not closed: a successor with the same identity fences it
-    run_engine(settings, lambda e: _finished(e, 1) and _lag(settings) == 0, settle_s=3)
+    run_engine(settings, lambda e: _finished(e, 1) and committed_lag(settings) == 0, settle_s=3)
     try:
         with pytest.raises(AgentstreamError):
             _poll(zombie, 20)
@@ -293,7 +269,7 @@ def test_an_exception_inside_a_batch_aborts_it(kafka_broker: BrokerHandle) -> No
     with pytest.raises(AgentstreamError, match="start a new engine"):
         engine.poll(0.3)
     engine.close()
-    run_engine(settings, lambda e: _finished(e, 1) and _lag(settings) == 0, settle_s=3)
+    run_engine(settings, lambda e: _finished(e, 1) and committed_lag(settings) == 0, settle_s=3)
     check(settings, truth)
 
 

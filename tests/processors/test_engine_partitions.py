@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewPartitions
 
@@ -28,7 +28,7 @@ from agentstream.processors.engine._assignment import partition_of
 from agentstream.processors.engine._state import read_changelog
 from agentstream.schemas import StateTransition
 from agentstream.worker import ensure_changelog
-from tests.support.engine import engine_settings, produce, run_engine
+from tests.support.engine import committed_lag, engine_settings, produce, run_engine
 from tests.support.faults import (
     CTX,
     S,
@@ -37,6 +37,7 @@ from tests.support.faults import (
     finished,
     population,
     records,
+    stored,
 )
 from tests.support.wait import wait_until
 
@@ -99,30 +100,10 @@ def _worker_env(settings: Settings, tmp_path: Any, instance: str) -> dict[str, s
                 "lifecycle": {"reviewing_budget_s": 2, "timeout_grace_s": 0.5, "idle_after_s": 1},
                 "rollups": {"idle_after_s": 1, "allowed_lateness_s": 5},
                 "clickhouse": {"path": tmp_path / f"chdb-{instance}"},
+                "telemetry": {"log_level": "debug"},  # each timeout, for a failure's story
             }
         ),
     }
-
-
-def _committed_lag(settings: Settings) -> int:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka.bootstrap_servers,
-            "group.id": settings.worker.processors_group,
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        lag = 0
-        for stream in ("transitions", "tool_calls"):
-            topic = settings.topics.name(stream)
-            parts = [TopicPartition(topic, p) for p in range(settings.kafka.partitions)]
-            for tp in consumer.committed(parts, timeout=10):
-                _, high = consumer.get_watermark_offsets(tp, timeout=10)
-                lag += high - max(tp.offset, 0)
-        return lag
-    finally:
-        consumer.close()
 
 
 def _members_with_partitions(settings: Settings) -> int:
@@ -180,7 +161,7 @@ def test_two_workers_a_sigkill_and_a_third_joining(
             poll_s=0.2,
         )
         wait_until(
-            lambda: _committed_lag(settings) <= half * 0.6,
+            lambda: committed_lag(settings) <= half * 0.6,
             "the workers to process 40 % of the first half",
             timeout_s=120,
             poll_s=0.05,
@@ -188,22 +169,26 @@ def test_two_workers_a_sigkill_and_a_third_joining(
         produce(settings, everything[half:])
         os.kill(procs["a"].pid, signal.SIGKILL)
         procs["a"].wait()
-        assert _committed_lag(settings) > 0, "the kill must land mid-stream"
+        assert committed_lag(settings) > 0, "the kill must land mid-stream"
         procs["c"] = worker("c")
         wait_until(
-            lambda: _committed_lag(settings) == 0 and finished(settings, truth),
+            lambda: committed_lag(settings) == 0 and finished(settings, truth),
             "every run's verdict",
             timeout_s=240,
             poll_s=1,
         )
         assert all(p.poll() is None for n, p in procs.items() if n != "a"), "a worker died"
         # the rollups, merged over the workers' partitions (two-stage rollups)
-        wait_until(
-            lambda: _rollups_match(settings, truth, len(orphans)),
-            "the rollups of the truth",
-            timeout_s=120,
-            poll_s=2,
-        )
+        try:
+            wait_until(
+                lambda: _rollups_match(settings, truth, len(orphans)),
+                "the rollups of the truth",
+                timeout_s=120,
+                poll_s=2,
+            )
+        except AssertionError:
+            _explain(settings, truth, len(orphans), tmp_path)
+            raise
     finally:
         for proc in procs.values():
             if proc.poll() is None:
@@ -213,6 +198,23 @@ def test_two_workers_a_sigkill_and_a_third_joining(
             log.close()
     dead = check(settings, truth, extra_dead=len(orphans))
     assert {d.run_id for d in dead} == {o.run_id for o in orphans}
+
+
+def _explain(settings: Settings, truth: Truth, dead: int, logs: Any) -> None:
+    """Raise the difference with its story: what each worker logged of the runs that
+    differ, and their dead letters (so a failure seen once in CI can be understood)."""
+    try:
+        check(settings, truth, extra_dead=dead)
+    except AssertionError as exc:
+        states, _, letters = stored(settings)
+        runs = [r for r, want in truth.final.items() if states.get(r, [])[-1:] != [want]][:3]
+        story = [f"{r}: {states.get(r)} want {truth.final[r]}" for r in runs]
+        story += [f"dead letter {d.run_id}: {d.reason}" for d in letters if d.run_id in runs]
+        for log in sorted(logs.glob("*.log")):
+            lines = log.read_text(errors="replace").splitlines()
+            story += [f"{log.stem}: {line}" for line in lines if any(r in line for r in runs)]
+            story += [f"{log.stem}: {line}" for line in lines if "partitions" in line]
+        raise AssertionError(f"{exc}\n" + "\n".join(story)) from exc
 
 
 def _rollups_match(settings: Settings, truth: Truth, dead: int) -> bool:

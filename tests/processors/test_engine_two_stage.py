@@ -13,7 +13,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from agentstream.core.config import Settings
 from agentstream.devtools.localstack.testing import BrokerHandle
@@ -21,7 +20,7 @@ from agentstream.processors.engine import ProcessorEngine, partials_topic
 from agentstream.processors.engine._assignment import partition_counts
 from agentstream.schemas import Rollup, ToolCall
 from agentstream.worker import ensure_changelog
-from tests.support.engine import engine_settings, produce, read_committed
+from tests.support.engine import committed_lag, engine_settings, produce, read_committed
 from tests.support.faults import check, finished, population, records
 
 pytestmark = pytest.mark.integration
@@ -38,26 +37,6 @@ def _engine(settings: Settings, instance: str) -> ProcessorEngine:
     engine = ProcessorEngine(settings.model_copy(update={"worker": worker}), batch_size=200)
     engine.open(lambda topic, n: ensure_changelog(settings, topic, n))
     return engine
-
-
-def _committed_lag(settings: Settings) -> int:
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka.bootstrap_servers,
-            "group.id": settings.worker.processors_group,
-            "enable.auto.commit": False,
-        }
-    )
-    try:
-        lag = 0
-        for topic in [settings.topics.name(s) for s in ("transitions", "tool_calls")]:
-            parts = [TopicPartition(topic, p) for p in range(settings.kafka.partitions)]
-            for tp in consumer.committed(parts, timeout=10):
-                _, high = consumer.get_watermark_offsets(tp, timeout=10)
-                lag += high - max(tp.offset, 0)
-        return lag
-    finally:
-        consumer.close()
 
 
 def _tool_minutes(events: list[Any]) -> Counter[tuple[datetime, str]]:
@@ -120,15 +99,15 @@ def test_two_engines_one_stopped_give_the_rollups_of_the_truth(
             held = {(tp.topic, tp.partition) for tp in engine._consumer.assignment()}
             indexes = set(engine.health()["assigned"])
             assert {p for t, p in held if t == topic} == indexes
-        _poll([a, b], lambda: _committed_lag(settings) <= total * 0.6, "40 % processed", 120)
-        assert _committed_lag(settings) > 0, "the stop must land mid-stream"
+        _poll([a, b], lambda: committed_lag(settings) <= total * 0.6, "40 % processed", 120)
+        assert committed_lag(settings) > 0, "the stop must land mid-stream"
         # a stops between two batches: after its session b gets everything
         a.close()
         engines = [b]
         _poll([b], lambda: len(b.health()["assigned"]) == 4, "b taking a's partitions", 90)
         _poll(
             [b],
-            lambda: _committed_lag(settings) == 0 and finished(settings, truth),
+            lambda: committed_lag(settings) == 0 and finished(settings, truth),
             "every run's verdict",
             240,
             every_s=2,

@@ -418,6 +418,28 @@ def test_tracker_uses_the_wall_clock_when_idle_and_expires_finished_runs() -> No
     assert "c" not in table  # expired and deleted
 
 
+def test_tracker_knows_the_earliest_deadline_of_a_live_run() -> None:
+    # what a rollup stage keeps its windows from: the timeout of a live run is dated there
+    tracker = TimeoutTracker(SETTINGS)
+    table: dict[str, RunState] = {}
+    for run_id, state in (("a", "INIT"), ("b", "PREPARING"), ("c", "COMPLETED")):
+        run, _ = run_to(state, run_id)
+        table[run_id] = run
+        tracker.track(run)
+    live = {r: table[r]["deadline"] for r in ("a", "b")}
+    assert tracker.open_deadline() == min(live.values())
+    rebuilt = TimeoutTracker.rebuild(SETTINGS, table.values())
+    assert rebuilt.open_deadline() == min(live.values())
+    assert _sweep_all(tracker, table, to_us(T0) + 10**12) == ["a", "b"]  # both timed out
+    assert tracker.open_deadline() is None  # failed: no timeout left to keep a window for
+    tracker.forget("c")
+    run, _ = run_to("REVIEWING", "d")
+    tracker.track(run)
+    assert tracker.open_deadline() == run["deadline"]
+    tracker.forget("d")
+    assert tracker.open_deadline() is None
+
+
 def test_tracker_state_round_trips_through_json() -> None:
     tracker = TimeoutTracker(SETTINGS)
     run, _ = run_to("EXECUTING")

@@ -539,6 +539,40 @@ def test_a_synthesized_timeout_counts_in_its_deadlines_window_kept_for_it() -> N
     assert all(r.runs_failed == 0 for r in dropped.advance(FAR, computed_at=STAMP))
 
 
+def test_a_deadline_in_a_quiet_stretch_is_kept_past_every_window() -> None:
+    # the soak's backlog: its last windows end before the hour, a run's deadline falls in
+    # the quiet minutes after it; once those windows went, nothing was left to drop and
+    # the dropped mark moved past the deadline without asking for it: the timeout was
+    # refused as too late (seen once in the CI soak)
+    settings = RollupSettings(allowed_lateness_s=3, horizon_s=5, sketch_relative_accuracy=ALPHA)
+    agg = RollupAggregator(settings)
+    deadline = to_us(T0 + timedelta(seconds=95))  # 11:00:05, no event in that hour
+    agg.add(tool(30.2))
+    agg.advance(to_us(T0 + timedelta(seconds=150)), STAMP, keep_from=lambda: deadline)
+    assert agg.dropped == deadline - deadline % 1_000_000  # every window before it went
+    agg.advance(to_us(T0 + timedelta(seconds=300)), STAMP, keep_from=lambda: deadline)
+    assert agg.dropped == deadline - deadline % 1_000_000  # and the mark waits for it
+    timeout = StateTransition(
+        tenant_id="acme",
+        user_id="u",
+        agent_id="planner",
+        agent_version="1.0",
+        run_id="r",
+        from_state=AgentState.EXECUTING,
+        to_state=AgentState.FAILED,
+        dwell_ms=60_000,
+        event_time=T0 + timedelta(seconds=95),
+        synthesized=True,
+        error_category="TIMEOUT",
+    )
+    assert agg.add(timeout) == ADDED
+    rows = by_key(agg.advance(FAR, computed_at=STAMP))
+    assert rows[("1s", second(95), "global")].runs_failed == 1
+    # the run ended: nothing holds the mark any more
+    agg.advance(FAR, STAMP, keep_from=lambda: None)
+    assert agg.dropped == FAR - 5_000_000
+
+
 def test_a_synthesized_timeout_within_the_horizon_is_never_late() -> None:
     # published when a clock passes its deadline: which clock first depends on the
     # interleaving of partitions, so its lateness would too; it counts in its own window

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from agentstream.core.config import Settings, load_settings
 from agentstream.core.metrics import PipelineMetrics
@@ -20,7 +20,7 @@ from agentstream.processors.engine._engine import ProcessorEngine
 from agentstream.schemas import decode_model
 from agentstream.worker import ensure_changelog
 
-__all__ = ["engine_settings", "produce", "read_committed", "run_engine"]
+__all__ = ["committed_lag", "engine_settings", "produce", "read_committed", "run_engine"]
 
 
 def engine_settings(broker: BrokerHandle, *, partitions: int = 3, **overrides: Any) -> Settings:
@@ -49,6 +49,34 @@ def produce(settings: Settings, records: list[tuple[str, str, bytes]]) -> None:
         producer.produce(settings.topics.name(stream), value, key.encode())
     if producer.flush(30):
         raise TimeoutError("records still unsent after 30 s")
+
+
+def committed_lag(
+    settings: Settings, streams: tuple[str, ...] = ("transitions", "tool_calls")
+) -> int:
+    """Input records of ``streams`` not yet committed by the processors' group."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": settings.worker.processors_group,
+            "enable.auto.commit": False,
+            # read_committed asks for stable offsets: the broker holds the answer while a
+            # SIGKILLed worker's transaction is open (up to its timeout); the last committed
+            # offsets are what the lag is counted from anyway
+            "isolation.level": "read_uncommitted",
+        }
+    )
+    try:
+        lag = 0
+        for stream in streams:
+            topic = settings.topics.name(stream)
+            parts = [TopicPartition(topic, p) for p in range(settings.kafka.partitions)]
+            for tp in consumer.committed(parts, timeout=30):
+                _, high = consumer.get_watermark_offsets(tp, timeout=30)
+                lag += high - max(tp.offset, 0)
+        return lag
+    finally:
+        consumer.close()
 
 
 def read_committed(settings: Settings, stream: str) -> list[Any]:
