@@ -7,7 +7,7 @@ store      id                                     value
 =========  =====================================  ===============================
 ``run``    run_id                                 lifecycle :class:`RunState`
 ``cell``   rollup entry (``1s|<start>|<scope>``,  rollup cell, ids seen, meta
-           ``ids|<start>``, ``meta``)
+           ``ids|<start>|<seq>``, ``meta``)
 ``alert``  ``<rule>|<scope>``                     alert rule state
 ``clock``  ``<p>`` (per partition index), ``low`` the event clocks (``_watermarks``)
 ``merge``  the merge stage's partials, emitted    :class:`~processors.rollups.MergeStage`

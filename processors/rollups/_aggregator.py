@@ -36,10 +36,13 @@ How it works
   refused (:data:`TOO_LATE`), never added to another window.
 
 State: JSON-able entries ``"<resolution>|<window start µs>|<scope key>"`` (cells),
-``"ids|<window start µs>"`` (event ids seen) and ``"meta"``;
+``"ids|<window start µs>|<seq>"`` (event ids seen: each drain writes a window's new ids
+as its next chunk, ``seq`` 0, 1, 2…, so each id is written once;
+:mod:`~processors.rollups._dedup`) and ``"meta"``;
 :meth:`RollupAggregator.drain_changes` returns what changed since the last drain
 (``None``: delete), :meth:`RollupAggregator.restore` rebuilds the aggregator. State
-version 1 (today's release: no ids, no closed-through mark) restores as is.
+version 1 (no ids, no closed-through mark) restores as is; so does the whole-list ids
+key ``"ids|<window start µs>"`` of the release before (deleted with its window).
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ from agentstream.processors.rollups._cells import (
     add_redactions,
     scopes_of,
 )
+from agentstream.processors.rollups._dedup import IDS, SeenIds
 from agentstream.processors.rollups._figures import (
     add_model_call,
     add_review,
@@ -100,7 +104,6 @@ __all__ = [
 
 _SECOND: Final = RESOLUTION_US["1s"]
 META_KEY: Final = "meta"
-_IDS: Final = "ids"
 _STATE_VERSION: Final = 2
 _SCOPE_CACHE_LIMIT: Final = 100_000
 #: what :meth:`RollupAggregator.add` did with an event
@@ -149,7 +152,8 @@ class RollupAggregator:
             r: frozenset(settings.daily_scope_kinds if r == "1d" else ScopeKind) for r in TIERS
         }
         self._windows: dict[Resolution, dict[int, dict[str, Cell]]] = {r: {} for r in TIERS}
-        self._ids: dict[int, set[str]] = {}
+        #: the event ids seen per kept 1 s window (and their chunks of the table)
+        self._ids = SeenIds()
         self._max_event: int | None = None
         self._watermark: int | None = None
         self._closed: int | None = None
@@ -157,7 +161,6 @@ class RollupAggregator:
         self._dropped: int | None = None
         #: open 1 s windows changed since the last drain
         self._dirty_seconds: set[int] = set()
-        self._dirty_ids: set[int] = set()
         #: per open 1 s window: scope ids -> the cells an event of those ids updates
         self._hot: dict[int, dict[_ScopeId, list[Cell]]] = {}
         self._dirty_cells: set[_CellKey] = set()
@@ -198,8 +201,7 @@ class RollupAggregator:
         if clock_us is None:
             clock_us = self._max_event
         second = t - t % _SECOND
-        seen = self._ids.get(second)
-        if seen is not None and event.event_id in seen:
+        if self._ids.seen(second, event.event_id):
             return DUPLICATE
         ids = (event.tenant_id, event.agent_id, event.agent_version, None)
         partition_mark = clock_us - self._lateness
@@ -232,10 +234,7 @@ class RollupAggregator:
             raise TypeError(f"not a rollup input: {type(event).__name__}")
         if event.redactions:
             add_redactions(cells, event.redactions)
-        if seen is None:
-            seen = self._ids[second] = set()
-        seen.add(event.event_id)
-        self._dirty_ids.add(second)
+        self._ids.add(second, event.event_id)
         return ADDED
 
     def _scopes(self, ids: _ScopeId) -> tuple[Scope, ...]:
@@ -396,10 +395,7 @@ class RollupAggregator:
                 for key in tier.pop(start):
                     self._deleted.add(f"{resolution}|{start}|{key}")
                     self._dirty_cells.discard((resolution, start, key))
-        for start in [s for s in self._ids if s + _SECOND <= through]:
-            del self._ids[start]
-            self._dirty_ids.discard(start)
-            self._deleted.add(f"{_IDS}|{start}")
+        self._ids.drop(through)
 
     # ------------------------------------------------------------------ persistence
 
@@ -420,25 +416,23 @@ class RollupAggregator:
             cell_or_none = self._windows[resolution].get(start, {}).get(key)
             if cell_or_none is not None:
                 changes[f"{resolution}|{start}|{key}"] = cell_or_none.to_json()
-        for start in self._dirty_ids:
-            if start in self._ids:
-                changes[f"{_IDS}|{start}"] = sorted(self._ids[start])
+        changes.update(self._ids.drain())
         changes[META_KEY] = self._meta()
         self._deleted.clear()
         self._dirty_seconds.clear()
         self._dirty_cells.clear()
-        self._dirty_ids.clear()
         return changes
 
     def snapshot(self) -> dict[str, CellJson | AggregatorMeta | list[str]]:
-        """Every table entry (all kept cells, ids and the meta entry)."""
+        """Every table entry after a drain now (all kept cells, the ids' chunks including
+        the one the next drain writes, and the meta entry), without draining: a table that
+        applied every drain holds exactly these after the next one."""
         entries: dict[str, CellJson | AggregatorMeta | list[str]] = {META_KEY: self._meta()}
         for resolution, tier in self._windows.items():
             for start, window in tier.items():
                 for key, cell in window.items():
                     entries[f"{resolution}|{start}|{key}"] = cell.to_json()
-        for start, seen in self._ids.items():
-            entries[f"{_IDS}|{start}"] = sorted(seen)
+        entries.update(self._ids.entries())
         return entries
 
     def _meta(self) -> AggregatorMeta:
@@ -469,8 +463,9 @@ class RollupAggregator:
                     agg._restore_meta(value)
                     continue
                 resolution, start, *rest = key.split("|", 2)
-                if resolution == _IDS:
-                    agg._ids[int(start)] = {str(v) for v in value}
+                if resolution == IDS:
+                    seq = int(rest[0]) if rest else None
+                    agg._ids.restore(int(start), seq, cast(Iterable[object], value))
                     continue
                 if resolution not in RESOLUTION_US or not rest:
                     raise ValueError(f"unknown resolution {resolution!r}")
