@@ -153,7 +153,7 @@ class RollupAggregator:
         }
         self._windows: dict[Resolution, dict[int, dict[str, Cell]]] = {r: {} for r in TIERS}
         #: the event ids seen per kept 1 s window (and their chunks of the table)
-        self._ids = SeenIds()
+        self._seen = SeenIds()
         self._max_event: int | None = None
         self._watermark: int | None = None
         self._closed: int | None = None
@@ -201,7 +201,7 @@ class RollupAggregator:
         if clock_us is None:
             clock_us = self._max_event
         second = t - t % _SECOND
-        if self._ids.seen(second, event.event_id):
+        if self._seen.seen(second, event.event_id):
             return DUPLICATE
         ids = (event.tenant_id, event.agent_id, event.agent_version, None)
         partition_mark = clock_us - self._lateness
@@ -234,7 +234,7 @@ class RollupAggregator:
             raise TypeError(f"not a rollup input: {type(event).__name__}")
         if event.redactions:
             add_redactions(cells, event.redactions)
-        self._ids.add(second, event.event_id)
+        self._seen.add(second, event.event_id)
         return ADDED
 
     def _scopes(self, ids: _ScopeId) -> tuple[Scope, ...]:
@@ -395,7 +395,7 @@ class RollupAggregator:
                 for key in tier.pop(start):
                     self._deleted.add(f"{resolution}|{start}|{key}")
                     self._dirty_cells.discard((resolution, start, key))
-        self._ids.drop(through)
+        self._seen.drop(through)
 
     # ------------------------------------------------------------------ persistence
 
@@ -416,7 +416,7 @@ class RollupAggregator:
             cell_or_none = self._windows[resolution].get(start, {}).get(key)
             if cell_or_none is not None:
                 changes[f"{resolution}|{start}|{key}"] = cell_or_none.to_json()
-        changes.update(self._ids.drain())
+        changes.update(self._seen.drain())
         changes[META_KEY] = self._meta()
         self._deleted.clear()
         self._dirty_seconds.clear()
@@ -432,7 +432,7 @@ class RollupAggregator:
             for start, window in tier.items():
                 for key, cell in window.items():
                     entries[f"{resolution}|{start}|{key}"] = cell.to_json()
-        entries.update(self._ids.entries())
+        entries.update(self._seen.entries())
         return entries
 
     def _meta(self) -> AggregatorMeta:
@@ -465,7 +465,7 @@ class RollupAggregator:
                 resolution, start, *rest = key.split("|", 2)
                 if resolution == IDS:
                     seq = int(rest[0]) if rest else None
-                    agg._ids.restore(int(start), seq, cast(Iterable[object], value))
+                    agg._seen.restore(int(start), seq, cast(Iterable[object], value))
                     continue
                 if resolution not in RESOLUTION_US or not rest:
                     raise ValueError(f"unknown resolution {resolution!r}")

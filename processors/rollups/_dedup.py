@@ -13,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
+from agentstream.processors.rollups._build import RESOLUTION_US
+
 __all__ = ["IDS", "SeenIds"]
 
 #: the first part of every ids key
 IDS: Final = "ids"
-_SECOND: Final = 1_000_000
+_SECOND: Final = RESOLUTION_US["1s"]
 #: the chunk of an id read from a legacy whole-list key
 _LEGACY: Final = -1
 #: the chunk of an id not drained yet
