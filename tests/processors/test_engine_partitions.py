@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewPartitions
 
@@ -26,7 +26,7 @@ from agentstream.devtools.soak import partition_of as truth_partition_of
 from agentstream.processors.engine import ProcessorEngine
 from agentstream.processors.engine._assignment import partition_of
 from agentstream.processors.engine._state import read_changelog
-from agentstream.schemas import StateTransition
+from agentstream.schemas import StateTransition, decode_model
 from agentstream.worker import ensure_changelog
 from tests.support.engine import committed_lag, engine_settings, produce, run_engine
 from tests.support.faults import (
@@ -139,9 +139,17 @@ def test_two_workers_a_sigkill_and_a_third_joining(
     events, truth = population(seed=21, runs=2000, start=start, spacing_ms=100)
     orphans = _orphans(12, start + timedelta(seconds=30))
     # half now, half right before the kill: the kill lands mid-stream however fast the
-    # workers are (a batch of 2,000 records can take the lag from 80 % to 0 between looks)
-    everything = records([*events, *orphans])
-    half = len(everything) // 2
+    # workers are (a batch of 2,000 records can take the lag from 80 % to 0 between looks).
+    # Cut between runs: a partition read to its end and quiet for idle_after_s lets the
+    # wall clock stand in, which would fail a run cut in two (its next events minutes
+    # behind the wall clock, as a late producer's are)
+    ordered = [*events, *orphans]
+    everything = records(ordered)
+    half = next(
+        i
+        for i in range(len(ordered) // 2, len(ordered))
+        if getattr(ordered[i], "to_state", None) is S.INIT or ordered[i].run_id.startswith("o")
+    )
     produce(settings, everything[:half])
     command = [sys.executable, "-m", "agentstream", "worker", "--no-sink", "--no-alerts"]
 
@@ -210,11 +218,46 @@ def _explain(settings: Settings, truth: Truth, dead: int, logs: Any) -> None:
         runs = [r for r, want in truth.final.items() if states.get(r, [])[-1:] != [want]][:3]
         story = [f"{r}: {states.get(r)} want {truth.final[r]}" for r in runs]
         story += [f"dead letter {d.run_id}: {d.reason}" for d in letters if d.run_id in runs]
+        story += _input_order(settings, set(runs))
         for log in sorted(logs.glob("*.log")):
             lines = log.read_text(errors="replace").splitlines()
-            story += [f"{log.stem}: {line}" for line in lines if any(r in line for r in runs)]
+            story += [f"{log.stem}: {ln}" for ln in lines if any(f" {r} " in ln for r in runs)]
             story += [f"{log.stem}: {line}" for line in lines if "partitions" in line]
         raise AssertionError(f"{exc}\n" + "\n".join(story)) from exc
+
+
+def _input_order(settings: Settings, runs: set[str]) -> list[str]:
+    """The input records of ``runs`` as the broker holds them: partition, offset, event."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka.bootstrap_servers,
+            "group.id": "explain",
+            "enable.partition.eof": True,
+        }
+    )
+    out: list[str] = []
+    try:
+        topics = [settings.topics.name(s) for s in ("transitions", "tool_calls")]
+        parts = [TopicPartition(t, p, 0) for t in topics for p in range(settings.kafka.partitions)]
+        consumer.assign(parts)
+        left = len(parts)
+        while left:
+            message = consumer.poll(10)
+            if message is None:
+                break
+            if message.error():
+                left -= 1  # the end of a partition
+                continue
+            if (message.key() or b"").decode() in runs:
+                event = decode_model(message.value() or b"")
+                state = getattr(event, "to_state", type(event).__name__)
+                out.append(
+                    f"input {message.topic()}[{message.partition()}]@{message.offset()}: "
+                    f"{event.run_id} {state} {event.event_time:%H:%M:%S.%f}"  # type: ignore[attr-defined]
+                )
+    finally:
+        consumer.close()
+    return out
 
 
 def _rollups_match(settings: Settings, truth: Truth, dead: int) -> bool:

@@ -11,8 +11,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
+from agentstream.core import kafka
 from agentstream.core.config import Settings, load_settings
 from agentstream.core.metrics import PipelineMetrics
 from agentstream.devtools.localstack.testing import BrokerHandle
@@ -41,12 +42,17 @@ def engine_settings(broker: BrokerHandle, *, partitions: int = 3, **overrides: A
 
 
 def produce(settings: Settings, records: list[tuple[str, str, bytes]]) -> None:
-    """``(stream, key, value)`` in order, keyed like the Emitter (murmur2)."""
-    producer = Producer(
-        {"bootstrap.servers": settings.kafka.bootstrap_servers, "partitioner": "murmur2_random"}
-    )
+    """``(stream, key, value)`` in order, keyed like the Emitter (murmur2), idempotent like
+    it: a plain producer may reorder a partition's records when a request is retried (a
+    run's PREPARING after its later events), which no emitter of the project does."""
+    producer = kafka.producer(settings, "emitter")
     for stream, key, value in records:
-        producer.produce(settings.topics.name(stream), value, key.encode())
+        while True:
+            try:
+                producer.produce(settings.topics.name(stream), value, key.encode())
+                break
+            except BufferError:  # the queue is full: let deliveries make room
+                producer.poll(0.1)
     if producer.flush(30):
         raise TimeoutError("records still unsent after 30 s")
 
