@@ -7,9 +7,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the bench's peers (Quix Streams) pin a confluent-kafka of their own: a venv of their own
+PEERS := .venv-peers
+PEERS_STAMP := $(PEERS)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help setup test lint unit integration demo bench soak clean kafka-up kafka-down
+.PHONY: help setup peers test lint unit integration demo bench soak clean kafka-up kafka-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -19,6 +22,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
+
+$(PEERS_STAMP): bench/peers.txt
+	@test -x $(PEERS)/bin/python || $(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS)/bin/python -m pip install --quiet -r bench/peers.txt
+	@touch $(PEERS_STAMP)
+
+peers: $(PEERS_STAMP) ## the bench peers' own venv (Quix Streams, bench/peers.txt)
 
 setup: $(STAMP) ## venv + project with dev extras + Kafka jars (idempotent)
 	$(BIN)/agentstream kafka fetch
@@ -40,8 +51,8 @@ integration: setup ## integration tests only
 demo: setup ## local broker + embedded ClickHouse + worker + simulated agents
 	$(BIN)/agentstream demo
 
-bench: setup ## throughput and latency, each beside a baseline measured in the same run
-	$(BIN)/python -m bench --chart bench-results/bench.png
+bench: setup peers ## throughput and latency, each beside a baseline measured in the same run
+	$(BIN)/python -m bench --chart bench-results/bench.png --peer-python $(PEERS)/bin/python
 	@echo "sink insert latency during a long analyst query (its own process: one chdb per process)"
 	$(BIN)/python -m bench._analyst
 
@@ -56,4 +67,4 @@ kafka-down: ## stop the local broker
 
 clean: ## remove the venv and local state (broker data, chdb folder, spool)
 	-$(BIN)/agentstream kafka down
-	rm -rf $(VENV) .local .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(PEERS) .local .mypy_cache .ruff_cache .pytest_cache

@@ -38,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench-results/bench.json"))
     parser.add_argument("--chart", type=Path, default=None, help="also draw a PNG here")
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    parser.add_argument(
+        "--peer-python",
+        type=Path,
+        default=Path(".venv-peers/bin/python"),
+        help="the python of the peers' venv (Quix Streams; make bench keeps it)",
+    )
     args = parser.parse_args(argv)
     events = 5_000 if args.quick else args.events
     console = Console()
@@ -51,7 +57,12 @@ def main(argv: list[str] | None = None) -> int:
             broker_cm = temporary_broker(Path(scratch) / "kafka", local)
             broker = broker_cm.__enter__()
         try:
-            ctx = BenchContext(bootstrap=broker.bootstrap, workdir=Path(scratch), events=events)
+            ctx = BenchContext(
+                bootstrap=broker.bootstrap,
+                workdir=Path(scratch),
+                events=events,
+                peer_python=args.peer_python,
+            )
             steps = (
                 ("emit overhead", emit_overhead),
                 ("redaction", redaction),

@@ -308,20 +308,33 @@ def sink_throughput(ctx: BenchContext) -> list[Figure]:
 
 def worker_throughput(ctx: BenchContext) -> list[Figure]:
     """Sustained events/s of the processors on a mixed workload vs a decode-only consumer;
-    the peer: the rollup job written for Quix Streams, on the same topics (if installed)."""
+    the peer: the rollup job written for Quix Streams, on the same topics, in its own venv."""
     from bench._engine import bench_worker
-    from bench._quix import bench_quix, quix_available
+    from bench._quix import peer_skipped, run_peer
 
     result = bench_worker(ctx.bootstrap, events=ctx.events)
     ctx.mark("worker", **result.timeline_point())
     peer_name, peer = "", float("nan")
-    skipped = quix_available()
-    if skipped is None:
+    skipped = peer_skipped(ctx.peer_python)
+    if skipped is None and ctx.peer_python is not None:
         grace = load_settings().rollups.allowed_lateness_s
-        quix = bench_quix(ctx.bootstrap, result.topics, result.events, grace_s=grace)
-        peer_name, peer = "Quix Streams rollup job, exactly-once", quix.events_per_s
-        ctx.mark("worker", quix_events_per_s=peer)
-    else:
+        try:
+            quix = run_peer(
+                ctx.peer_python,
+                ctx.bootstrap,
+                result.topics,
+                result.events,
+                grace_s=grace,
+                # a peer at a tenth of our rate still finishes
+                timeout_s=120.0 + 10 * result.events / max(result.worker_events_per_s, 1.0),
+            )
+        except RuntimeError as exc:
+            skipped = f"Quix Streams peer skipped: {exc}"
+        else:
+            peer_name = f"Quix Streams {quix.version}".rstrip() + " rollup job, exactly-once"
+            peer = quix.events_per_s
+            ctx.mark("worker", quix_events_per_s=peer)
+    if skipped is not None:
         print(skipped)
     return [
         Figure(

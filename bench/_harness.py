@@ -51,6 +51,8 @@ class BenchContext:
     bootstrap: str
     workdir: Path
     events: int
+    #: the peer venv's python (Quix Streams, bench/_quix.py); ``None``: no peer
+    peer_python: Path | None = None
     timeline: list[dict[str, Any]] = field(default_factory=list)
 
     def mark(self, series: str, **values: float) -> None:

@@ -12,26 +12,41 @@ Quix's idiom, exactly once (Kafka transactions, as ours):
   window goes to an output topic.
 
 Smaller than ours (no lifecycle, one resolution, one scope, no sketches, no
-alerts): the ratio flatters the peer. Needs the ``bench`` extra
-(``pip install 'agentstream[bench]'``); without it the bench says it skipped the peer.
+alerts): the ratio flatters the peer.
+
+Quix Streams pins a confluent-kafka of its own, so the job runs in a venv of its own
+(``make bench`` keeps ``.venv-peers/`` from ``bench/peers.txt``): :func:`run_peer` starts
+``<peer python> -m bench._quix ...`` from the repository root (``agentstream.schemas``
+is then imported from the source tree: it needs only pydantic and fastavro), which prints
+one JSON line (:meth:`QuixBench.to_json`). Without that python the bench says it skipped
+the peer.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import datetime as dt
+import json
+import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["QuixBench", "bench_quix", "quix_available"]
+__all__ = ["QuixBench", "bench_quix", "main", "parser", "peer_command", "peer_skipped", "run_peer"]
 
 #: the peer stops when no record came for this long (it is then behind: an error)
 _IDLE_S = 60.0
+#: the repository root: the peer process imports ``bench`` and ``agentstream`` from here
+_ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -40,15 +55,83 @@ class QuixBench:
 
     events: int
     events_per_s: float
+    #: the Quix Streams version that ran the job
+    version: str = ""
+
+    def to_json(self) -> str:
+        """The one line the peer process prints."""
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_output(cls, stdout: str) -> QuixBench:
+        """The result from the peer process's stdout: its last JSON line."""
+        for line in reversed(stdout.splitlines()):
+            if line.startswith("{"):
+                fields = json.loads(line)
+                return cls(
+                    events=int(fields["events"]),
+                    events_per_s=float(fields["events_per_s"]),
+                    version=str(fields.get("version", "")),
+                )
+        raise ValueError("the Quix Streams peer printed no result line")
 
 
-def quix_available() -> str | None:
-    """``None`` when Quix Streams can run here, else why not (one line)."""
-    try:
-        import quixstreams  # noqa: F401
-    except ImportError:
-        return "Quix Streams peer skipped: pip install 'agentstream[bench]' to run it"
+def peer_skipped(python: Path | None) -> str | None:
+    """``None`` when ``python`` can run the peer, else why not (one line)."""
+    if python is None:
+        return "Quix Streams peer skipped: no --peer-python given"
+    if not os.access(python, os.X_OK):
+        return f"Quix Streams peer skipped: no {python} (make bench creates it)"
     return None
+
+
+def peer_command(
+    python: Path, bootstrap: str, topics: Sequence[str], events: int, *, grace_s: float
+) -> list[str]:
+    """The peer process's command line (read back by :func:`main`)."""
+    return [
+        str(python),
+        "-m",
+        "bench._quix",
+        "--bootstrap",
+        bootstrap,
+        "--events",
+        str(events),
+        "--grace",
+        str(grace_s),
+        "--topics",
+        *topics,
+    ]
+
+
+def run_peer(
+    python: Path,
+    bootstrap: str,
+    topics: Sequence[str],
+    events: int,
+    *,
+    grace_s: float,
+    timeout_s: float,
+) -> QuixBench:
+    """Run the job in ``python`` (the peer venv's) over ``topics``; its result.
+
+    Raises :class:`RuntimeError` (with the peer's last stderr line) when it fails.
+    """
+    command = peer_command(python, bootstrap, topics, events, grace_s=grace_s)
+    env = {**os.environ, "PYTHONPATH": str(_ROOT)}
+    try:
+        done = subprocess.run(
+            command, cwd=_ROOT, env=env, capture_output=True, text=True, timeout=timeout_s
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"the Quix Streams peer ran longer than {timeout_s:.0f} s") from exc
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["no stderr"])[-1]
+        raise RuntimeError(f"the Quix Streams peer exited {done.returncode}: {tail}")
+    try:
+        return QuixBench.from_output(done.stdout)
+    except (ValueError, KeyError) as exc:
+        raise RuntimeError(f"the Quix Streams peer's output: {exc}") from exc
 
 
 def _deserializer() -> Any:
@@ -154,4 +237,26 @@ def bench_quix(bootstrap: str, topics: Sequence[str], events: int, *, grace_s: f
     if seen < events:
         raise RuntimeError(f"the Quix Streams job read {seen} of {events} records")
     elapsed = last - (first or last)
-    return QuixBench(seen, seen / elapsed if elapsed else 0.0)
+    return QuixBench(seen, seen / elapsed if elapsed else 0.0, metadata.version("quixstreams"))
+
+
+def parser() -> argparse.ArgumentParser:
+    """``python -m bench._quix``'s options (:func:`peer_command` writes them)."""
+    parser = argparse.ArgumentParser(prog="python -m bench._quix", description=__doc__)
+    parser.add_argument("--bootstrap", required=True, help="the broker, host:port")
+    parser.add_argument("--topics", nargs="+", required=True, help="the input topics")
+    parser.add_argument("--events", type=int, required=True, help="records on them in all")
+    parser.add_argument("--grace", type=float, required=True, help="allowed lateness, seconds")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bench._quix`` (in the peer venv): run the job, print one JSON line."""
+    args = parser().parse_args(argv)
+    result = bench_quix(args.bootstrap, args.topics, args.events, grace_s=args.grace)
+    print(result.to_json(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
