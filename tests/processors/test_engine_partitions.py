@@ -233,6 +233,7 @@ def _input_order(settings: Settings, runs: set[str]) -> list[str]:
             "bootstrap.servers": settings.kafka.bootstrap_servers,
             "group.id": "explain",
             "enable.partition.eof": True,
+            "enable.auto.commit": False,
         }
     )
     out: list[str] = []

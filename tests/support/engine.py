@@ -44,17 +44,29 @@ def engine_settings(broker: BrokerHandle, *, partitions: int = 3, **overrides: A
 def produce(settings: Settings, records: list[tuple[str, str, bytes]]) -> None:
     """``(stream, key, value)`` in order, keyed like the Emitter (murmur2), idempotent like
     it: a plain producer may reorder a partition's records when a request is retried (a
-    run's PREPARING after its later events), which no emitter of the project does."""
-    producer = kafka.producer(settings, "emitter")
+    run's PREPARING after its later events), which no emitter of the project does. A
+    record the broker did not take raises (``flush`` alone counts it as done)."""
+    # librdkafka's own delivery timeout (the Emitter's 30 s spools; a test has no spool)
+    producer = kafka.producer(settings, "emitter", {"delivery.timeout.ms": 300_000})
+    failed: list[str] = []
+
+    def report(error: Any, _message: Any) -> None:
+        if error is not None:
+            failed.append(error.str())
+
     for stream, key, value in records:
         while True:
             try:
-                producer.produce(settings.topics.name(stream), value, key.encode())
+                producer.produce(
+                    settings.topics.name(stream), value, key.encode(), on_delivery=report
+                )
                 break
             except BufferError:  # the queue is full: let deliveries make room
                 producer.poll(0.1)
-    if producer.flush(30):
-        raise TimeoutError("records still unsent after 30 s")
+    if producer.flush(330):
+        raise TimeoutError("records still unsent after 330 s")
+    if failed:
+        raise RuntimeError(f"{len(failed)} records not delivered, e.g. {failed[0]}")
 
 
 def committed_lag(
