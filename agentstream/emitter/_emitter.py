@@ -81,7 +81,7 @@ _POLL_S: Final = 0.05
 _WARN_EVERY_S: Final = 30.0
 
 
-class Emitter(SpoolReplaying, EncodingEmitter):
+class Emitter(EncodingEmitter, SpoolReplaying):
     """Sends agent events to Kafka; see the module documentation for the guarantees.
 
     ``settings`` defaults to :func:`agentstream.core.config.get_settings`; ``codec`` to

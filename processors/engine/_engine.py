@@ -48,7 +48,7 @@ from agentstream.core.tracing import consumer_span, trace_headers
 from agentstream.processors._clock import now_us, seconds_to_us, to_us
 from agentstream.processors.alerts import AlertEvaluator, rules_from_settings
 from agentstream.processors.engine._assignment import prepare_changelog
-from agentstream.processors.engine._rebalance import Rebalancing
+from agentstream.processors.engine._rebalance import Rebalancing, fresh_records
 from agentstream.processors.engine._restore import invalid_event
 from agentstream.processors.engine._stages import TwoStageRollups, ensure_partials
 from agentstream.processors.engine._state import (
@@ -137,10 +137,8 @@ class ProcessorEngine(TwoStageRollups, Rebalancing):
         #: last consumed position per input partition since the assignment (the offsets of
         #: every transaction, so a zombie's transaction is always refused)
         self._at: dict[tuple[str, int], int] = {}
-        #: per partition whose state this worker holds, the offset after the last record
-        #: processed: a record below it is in the state already (a client that restarts a
-        #: fetch inside one ``consume``, across a revocation and a reassignment of the same
-        #: partition, delivers it a second time)
+        #: per assigned partition, the offset after the last record processed (from the
+        #: committed offset on): a record below it is skipped (``fresh_records``)
         self._next: dict[tuple[str, int], int] = {}
         #: the changelog partition of runs deleted in this batch
         self._gone: dict[str, int | None] = {}
@@ -239,6 +237,15 @@ class ProcessorEngine(TwoStageRollups, Rebalancing):
         if any(m.partition() not in active for m in messages):
             # revoked in this very consume: another worker has them now (errors stay)
             messages = [m for m in messages if m.error() or m.partition() in active]
+        messages, again = fresh_records(messages, self._next)
+        for (topic, partition), count in again.items():
+            self.stats.redelivered += count
+            log.warning(
+                "processors: %d record(s) of %s/%d delivered again (processed already): skipped",
+                count,
+                topic,
+                partition,
+            )
         now = time.monotonic()
         timer_due = now >= self._next_timer
         if not messages and not timer_due:
@@ -313,17 +320,7 @@ class ProcessorEngine(TwoStageRollups, Rebalancing):
                 raise AgentstreamError(f"processors: consumer failed: {message.error().str()}")
             return
         topic, partition, offset = message.topic(), message.partition(), message.offset()
-        key = (topic, partition)
-        if offset < self._next.get(key, 0):
-            self.stats.redelivered += 1
-            log.warning(
-                "processors: %s/%d@%d was delivered again (processed already): skipped",
-                topic,
-                partition,
-                offset,
-            )
-            return
-        self._next[key] = self._positions[key] = offset + 1
+        self._positions[(topic, partition)] = offset + 1
         if topic == self._partials:
             self._handle_partial(message)
             return

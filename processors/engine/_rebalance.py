@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
+from confluent_kafka import KafkaException
+
 from agentstream.core.config import Settings
+from agentstream.core.errors import AgentstreamError
 from agentstream.processors.engine._restore import restore_state
 from agentstream.processors.engine._state import (
     CLOCKS,
@@ -31,9 +35,35 @@ from agentstream.processors.engine._watermarks import PartitionClocks
 from agentstream.processors.lifecycle import TimeoutTracker
 from agentstream.processors.rollups import RollupAggregator
 
-__all__ = ["Rebalancing"]
+__all__ = ["Rebalancing", "fresh_records"]
 
 log = logging.getLogger("agentstream.processors")
+
+
+def fresh_records(
+    messages: Sequence[Any], next_offsets: dict[tuple[str, int], int]
+) -> tuple[list[Any], dict[tuple[str, int], int]]:
+    """The records of a batch not processed yet, and how many were not, per partition.
+
+    ``next_offsets``: per partition, the offset after the last record processed (from the
+    committed offset at the assignment on); moved past each record kept. A record below it
+    was processed already: librdkafka restarts a partition's fetch at the committed offset
+    when the partition is revoked and assigned again, and when both happen inside one
+    ``consume`` the records of the old fetch come back in the same batch. Errors are kept.
+    """
+    kept: list[Any] = []
+    skipped: dict[tuple[str, int], int] = {}
+    for message in messages:
+        if message.error():
+            kept.append(message)
+            continue
+        key, offset = (message.topic(), message.partition()), message.offset()
+        if offset < next_offsets.get(key, 0):
+            skipped[key] = skipped.get(key, 0) + 1
+            continue
+        next_offsets[key] = offset + 1
+        kept.append(message)
+    return kept, skipped
 
 
 class Rebalancing:
@@ -63,6 +93,7 @@ class Rebalancing:
         self._rebalanced()
         got = {tp.partition for tp in partitions}
         self._drop(self._held - got)
+        self._from_committed(consumer, partitions)
         self._load(got - self._held)
         self._held = set(got)
         self._active = set(got)
@@ -83,6 +114,20 @@ class Rebalancing:
         self._active -= lost
         self._drop(self._held & lost)
         self._held -= lost
+
+    def _from_committed(self, consumer: Any, partitions: list[Any]) -> None:
+        """Each assigned partition starts at the group's committed offset: what was read
+        below it is processed (by this worker, or by another since), see
+        :func:`fresh_records`."""
+        try:
+            committed = consumer.committed(partitions, timeout=30)
+        except KafkaException as exc:
+            raise AgentstreamError(f"processors: cannot read the committed offsets: {exc}") from exc
+        self._next = {}
+        for tp in committed:
+            self._started[(tp.topic, tp.partition)] = tp.offset
+            if tp.offset >= 0:
+                self._next[(tp.topic, tp.partition)] = tp.offset
 
     def _drop_stages(self, indexes: set[int]) -> None:
         raise NotImplementedError  # processors.engine._stages

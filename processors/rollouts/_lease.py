@@ -8,8 +8,9 @@ session timeout) hands it to another. The cooperative-sticky assignor keeps the 
 where it is when a worker joins.
 
 Between the group's decision and the holder's next poll two workers may both believe
-they hold it: what a leased stage writes must be idempotent (the rollouts stage's
-verdict ids are fixed by the stage they judge).
+they hold it. A leased stage therefore passes :meth:`Lease.fence` (the lease group's
+metadata, KIP-447) with every transaction it commits: the broker refuses the transaction
+of a member the group has moved on from, so a stale holder writes nothing.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from confluent_kafka import TopicPartition
+
 from agentstream.core import kafka
 from agentstream.core.config import Settings
+from agentstream.core.errors import AgentstreamError
 from agentstream.core.topics import ensure_topics
 
 __all__ = ["Lease"]
@@ -40,6 +44,10 @@ class Lease:
                 "group.id": f"{app}-{name}-lease",
                 "partition.assignment.strategy": "cooperative-sticky",
                 "enable.auto.commit": False,
+                # a stage's start may read for up to restore_timeout_s between two polls
+                "max.poll.interval.ms": round(
+                    max(300.0, settings.worker.restore_timeout_s + 60.0) * 1000
+                ),
             },
         )
         self._held = False
@@ -54,6 +62,13 @@ class Lease:
             client_config=kafka.client_config(self.settings, "admin", "admin"),
             partitions_setting=None,  # one partition, whatever the inputs have
         )
+        info = self._consumer.list_topics(self.topic, timeout=30).topics.get(self.topic)
+        have = len(info.partitions) if info is not None and info.error is None else 0
+        if have != 1:  # each partition would make a holder
+            raise AgentstreamError(
+                f"lease topic {self.topic} has {have} partitions: a lease needs exactly 1 "
+                "(delete it; the worker creates it)"
+            )
         self._consumer.subscribe(
             [self.topic], on_assign=self._assigned, on_revoke=self._revoked, on_lost=self._lost
         )
@@ -67,9 +82,15 @@ class Lease:
         """Serve the group (waiting up to ``timeout`` s); whether this worker holds it."""
         for message in self._consumer.consume(1, timeout):
             if message.error() and message.error().fatal():
-                log.error("lease %s: %s", self.topic, message.error().str())
                 self._held = False
+                raise AgentstreamError(f"lease {self.topic}: {message.error().str()}")
         return self._held
+
+    def fence(self) -> tuple[list[Any], Any]:
+        """What a leased transaction passes to ``send_offsets_to_transaction``: an offset of
+        the (empty) lease partition and the group's metadata, so that the broker refuses it
+        from a member the group has moved on from."""
+        return [TopicPartition(self.topic, 0, 0)], self._consumer.consumer_group_metadata()
 
     def close(self) -> None:
         """Leave the group: another worker gets the lease at once."""
@@ -77,12 +98,12 @@ class Lease:
         self._consumer.close()
 
     def _assigned(self, _consumer: Any, partitions: list[Any]) -> None:
-        if any(tp.topic == self.topic for tp in partitions):
+        if any(tp.topic == self.topic and tp.partition == 0 for tp in partitions):
             self._held = True
             log.info("lease %s: held by this worker", self.topic)
 
     def _revoked(self, _consumer: Any, partitions: list[Any]) -> None:
-        if any(tp.topic == self.topic for tp in partitions) and self._held:
+        if any(tp.topic == self.topic and tp.partition == 0 for tp in partitions) and self._held:
             self._held = False
             log.info("lease %s: handed over", self.topic)
 

@@ -249,6 +249,9 @@ class RolloutStage:
             return 0
         if not self._started:
             self._start()
+            if not self._lease.poll(0):  # the start took long enough to lose it
+                self._stop()
+                return 0
         read = 0
         reseek = False
         for message in self._definitions.consume(100, 0):
@@ -299,6 +302,9 @@ class RolloutStage:
                 log.info(
                     "rollout %s: %s at %d%%: %s", v.agent_id, v.verdict, v.stage_percent, v.reason
                 )
+            # refused by the broker if another worker holds the lease by now (module doc)
+            offsets, group = self._lease.fence()
+            self._producer.send_offsets_to_transaction(offsets, group, 30)
             self._producer.commit_transaction(30)
         except BaseException as exc:
             # whatever failed inside the transaction (Kafka, encoding, an interrupt), it

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from confluent_kafka import ConsumerGroupState, KafkaException
 from confluent_kafka.admin import AdminClient
 
+from agentstream.core import kafka
 from agentstream.core.config import Settings
+from agentstream.core.errors import AgentstreamError
 from agentstream.devtools.localstack.testing import BrokerHandle
 from agentstream.processors.rollouts._lease import Lease
 from tests.support.engine import engine_settings
@@ -74,3 +77,47 @@ def test_one_worker_holds_the_lease_and_hands_it_over(kafka_broker: BrokerHandle
     finally:
         for lease in leases:
             lease.close()
+
+
+def _commit(producer: Any, offsets: list[Any], group: Any) -> None:
+    producer.send_offsets_to_transaction(offsets, group, 30)
+    producer.commit_transaction(30)
+
+
+def test_a_stale_holder_cannot_commit(kafka_broker: BrokerHandle) -> None:
+    # the group moved on (the holder left, another took the lease): what the old holder
+    # writes under its old group metadata is refused by the broker
+    settings = engine_settings(kafka_broker)
+    first, second = Lease(settings, "rollouts"), Lease(settings, "rollouts")
+    leases = [first, second]
+    for lease in leases:
+        lease.open()
+    try:
+        _until(leases, lambda: any(lease.held for lease in leases), "nobody got the lease")
+        holder = next(lease for lease in leases if lease.held)
+        other = second if holder is first else first
+        producer = kafka.producer(settings, "rollouts", {"transactional.id": f"t-{id(holder)}"})
+        producer.init_transactions(30)
+        offsets, group = holder.fence()
+        producer.begin_transaction()  # the holder's own transaction goes through
+        _commit(producer, offsets, group)
+
+        holder.close()
+        leases.remove(holder)
+        _until(leases, lambda: other.held, "the other one never took it over")
+        producer.begin_transaction()
+        with pytest.raises(KafkaException):
+            _commit(producer, offsets, group)
+        producer.abort_transaction(30)
+    finally:
+        for lease in leases:
+            lease.close()
+
+
+def test_a_lease_topic_with_more_partitions_is_refused(kafka_broker: BrokerHandle) -> None:
+    settings = engine_settings(kafka_broker)
+    lease = Lease(settings, "rollouts")
+    kafka_broker.create_topics([lease.topic], partitions=3)
+    with pytest.raises(AgentstreamError, match="has 3 partitions: a lease needs exactly 1"):
+        lease.open()
+    lease.close()
