@@ -124,10 +124,11 @@ class _Compiler:
             f"{pad}{target} = ({target} >> 1) ^ -({target} & 1)",
         ]
 
-    def sized(self, target: str, lines: list[str], depth: int) -> None:
-        """Read a length-prefixed byte string into ``target`` (as ``bytes``)."""
+    def sized(self, target: str, lines: list[str], depth: int, *, text: bool = False) -> None:
+        """Read a length-prefixed byte string into ``target`` (``str`` when ``text``)."""
         pad = "    " * depth
-        size = self.name("n")
+        size, stop = self.name("n"), self.name("e")
+        decode = ".decode()" if text else ""
         lines += [
             f"{pad}{size} = b[p]",
             f"{pad}p += 1",
@@ -139,10 +140,11 @@ class _Compiler:
             f"{pad}        raise _short({size}, end - p)",
             f"{pad}else:",
             f"{pad}    {size} >>= 1",
-            f"{pad}if p + {size} > end:",
+            f"{pad}{stop} = p + {size}",
+            f"{pad}if {stop} > end:",
             f"{pad}    raise _short({size}, end - p)",
-            f"{pad}{target} = b[p:p + {size}]",
-            f"{pad}p += {size}",
+            f"{pad}{target} = b[p:{stop}]{decode}",
+            f"{pad}p = {stop}",
         ]
 
     def value(self, schema: Any, target: str, lines: list[str], depth: int) -> None:
@@ -214,8 +216,7 @@ class _Compiler:
         elif kind == "bytes":
             self.sized(target, lines, depth)
         elif kind == "string":
-            self.sized(target, lines, depth)
-            lines.append(f"{pad}{target} = {target}.decode()")
+            self.sized(target, lines, depth, text=True)
         else:
             raise _Unsupported(f"type {kind!r}")
 
@@ -248,9 +249,9 @@ class _Compiler:
         lines.append(f"{pad}    for _ in range({count}):")
         if key is not None:
             name = self.name("m")
-            self.sized(name, lines, depth + 2)
+            self.sized(name, lines, depth + 2, text=True)
             self.value(item, value, lines, depth + 2)
-            lines.append(f"{pad}        {target}[{name}.decode()] = {value}")
+            lines.append(f"{pad}        {target}[{name}] = {value}")
         else:
             self.value(item, value, lines, depth + 2)
             lines.append(f"{pad}        {target}.append({value})")
