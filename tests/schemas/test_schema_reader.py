@@ -6,6 +6,7 @@ reader under test shares no code with it).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import random
 from datetime import UTC, datetime
@@ -222,3 +223,73 @@ def test_the_codec_reports_a_short_record_and_bad_text() -> None:
     not_utf8 = SINGLE_OBJECT_MAGIC + rt.fingerprint + b"\x04\xff\xfe"  # event_id: 2 bytes
     with pytest.raises(CodecError, match="cannot decode ToolCall: UnicodeDecodeError"):
         decode(not_utf8)
+
+
+# fields set to values Avro can carry but the contract refuses (one per kind of rule)
+CONTRACT_BREAKS: list[dict[str, Any]] = [
+    {"event_id": "not-a-uuid"},
+    {"tenant_id": ""},
+    {"run_id": "r" * 257},
+    {"trace_id": ""},
+    {"latency_ms": -3.0},
+    {"latency_ms": float("nan")},
+    {"timeout_ms": 0.0},
+    {"attempt": 0},
+    {"params": "{not json"},
+    {"params": ""},
+    {"result_summary": "x" * (16 * 1024 + 1)},
+    {"redactions": {"email": -1}},
+    {"status": "SUCCESS", "error_class": "TIMEOUT"},  # the model's own rule
+    {"status": "ERROR", "error_class": "NONE"},
+    {"event_time": datetime(1, 1, 1, tzinfo=UTC)},  # far in the past: still a valid datetime
+]
+
+
+def avro_only(change: dict[str, Any]) -> bytes:
+    """Single-object bytes of the second sample with ``change``, written by fastavro
+    (Avro's rules only: our own writer refuses a bad UUID)."""
+    current = RECORD_TYPES["ToolCall"].current
+    body = fastavro_bytes(decoding_schema(current), {**SAMPLES[1].to_avro(), **change})
+    return SINGLE_OBJECT_MAGIC + current.fingerprint + body
+
+
+@pytest.mark.parametrize("change", CONTRACT_BREAKS, ids=lambda c: ",".join(c))
+def test_decode_model_refuses_what_model_validate_refuses(change: dict[str, Any]) -> None:
+    """decode_model validates with the model's own validator: same verdict, same errors."""
+    from agentstream.schemas import EventValidationError, ToolCall, decode_model
+
+    data = avro_only(change)
+    decoded = decode(data).record
+    try:
+        expected: Any = ToolCall.model_validate(decoded)
+    except EventValidationError as exc:
+        expected = exc
+    if not isinstance(expected, EventValidationError):
+        assert decode_model(data, ToolCall) == expected  # a valid record stays valid
+        return
+    with pytest.raises(EventValidationError) as caught:
+        decode_model(data, ToolCall)
+
+    def brief(
+        exc: EventValidationError,
+    ) -> list[tuple[Any, ...]]:  # nan != nan, ctx holds exceptions
+        return [(e["type"], e["loc"], e["msg"], repr(e["input"])) for e in exc.errors()]
+
+    assert brief(caught.value) == brief(expected)
+    assert caught.value.fields == expected.fields
+    assert str(caught.value) == str(expected)
+    assert caught.value.fields  # names the field
+
+
+def test_decode_model_refuses_each_break() -> None:
+    """Every break above but the old event time is refused (the list tests refusals)."""
+    from agentstream.schemas import EventValidationError, ToolCall, decode_model
+
+    refused = 0
+    for change in CONTRACT_BREAKS:
+        data = avro_only(change)
+        with contextlib.suppress(EventValidationError):
+            decode_model(data, ToolCall)
+            continue
+        refused += 1
+    assert refused == len(CONTRACT_BREAKS) - 1
