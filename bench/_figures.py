@@ -418,7 +418,7 @@ def soak_throughput(ctx: BenchContext) -> list[Figure]:
 
 def worker_scale(ctx: BenchContext) -> list[Figure]:
     """Two worker processes vs one on the same mixed workload (6 partitions)."""
-    from bench._scale import bench_scale
+    from bench._scale import bench_scale, cpu_figures
 
     result = bench_scale(
         ctx.bootstrap, ctx.workdir, events=3 * ctx.events
@@ -448,6 +448,7 @@ def worker_scale(ctx: BenchContext) -> list[Figure]:
             higher_is_better=True,
             note="N workers ≈ min(N, partitions) / 2 x the 2-process figure on idle cores",
         ),
+        *cpu_figures(result),
     ]
 
 

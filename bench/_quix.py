@@ -117,8 +117,12 @@ def run_peer(
 
     Raises :class:`RuntimeError` (with the peer's last stderr line) when it fails.
     """
-    command = peer_command(python, bootstrap, topics, events, grace_s=grace_s)
-    env = {**os.environ, "PYTHONPATH": str(_ROOT)}
+    # the peer runs from the repository root: a relative path means the caller's cwd (not
+    # resolved: a venv's python is a symlink to the base interpreter, which has no Quix)
+    command = peer_command(python.absolute(), bootstrap, topics, events, grace_s=grace_s)
+    inherited = os.environ.get("PYTHONPATH")
+    path = str(_ROOT) if not inherited else os.pathsep.join([str(_ROOT), inherited])
+    env = {**os.environ, "PYTHONPATH": path}
     try:
         done = subprocess.run(
             command, cwd=_ROOT, env=env, capture_output=True, text=True, timeout=timeout_s

@@ -33,13 +33,33 @@ from agentstream.core.config import Settings, load_settings, settings_env
 from agentstream.core.topics import ensure_topics
 from agentstream.schemas import CallStatus, ToolCall, encode_model
 from bench._engine import _produce
+from bench._harness import Figure
 
-__all__ = ["RebalanceBench", "ScaleBench", "bench_rebalance", "bench_scale"]
+__all__ = [
+    "CpuUse",
+    "RebalanceBench",
+    "ScaleBench",
+    "bench_rebalance",
+    "bench_scale",
+    "cpu_figures",
+]
 
 _PARTITIONS = 6
 _INPUTS = ("transitions", "tool_calls", "model_calls", "reviews")
 _COMMAND = [sys.executable, "-m", "agentstream", "worker", "--no-sink", "--no-alerts"]
 _QUIET: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """Cores busy over a drain's steady window (CPU seconds per wall second)."""
+
+    #: the worker processes together (all their threads: Python and librdkafka)
+    workers: float
+    #: the whole machine (/proc/stat: the broker, the workers, anything else running)
+    machine: float
+    #: the workers' CPU microseconds per event
+    worker_us_per_event: float
 
 
 @dataclass(frozen=True)
@@ -51,6 +71,64 @@ class ScaleBench:
     #: mean over partitions of records/s while the partition was being read
     per_partition_one: float
     per_partition_two: float
+    cpu_one: CpuUse | None = None
+    cpu_two: CpuUse | None = None
+    cores: int = 0
+
+    @property
+    def ceiling(self) -> float:
+        """The most two processes could give over one if the work grew with the CPU it gets:
+        the machine's cores over the cores one process's run kept busy (NaN: not measured)."""
+        if self.cpu_one is None or not self.cpu_one.machine:
+            return float("nan")
+        return max(1.0, min(2.0, self.cores / self.cpu_one.machine))
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _process_cpu_s(pid: int) -> float:
+    """CPU seconds of process ``pid`` so far, all its threads (0 if it is gone: Linux only)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+
+
+def _machine_busy_s() -> float:
+    """CPU seconds the whole machine spent not idle so far (0 where /proc/stat is absent)."""
+    try:
+        line = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return 0.0
+    ticks = [int(v) for v in line[1:9]]  # user nice system idle iowait irq softirq steal
+    return (sum(ticks) - ticks[3] - ticks[4] - ticks[7]) / _TICK
+
+
+class _CpuMeter:
+    """CPU use of the worker processes and of the machine between two readings."""
+
+    def __init__(self, procs: list[subprocess.Popen[bytes]]) -> None:
+        self._procs = procs
+        self._at: tuple[float, float, float] | None = None
+
+    def _read(self) -> tuple[float, float, float]:
+        workers = sum(_process_cpu_s(p.pid) for p in self._procs)
+        return time.monotonic(), workers, _machine_busy_s()
+
+    def start(self) -> None:
+        self._at = self._read()
+
+    def since_start(self, events: int) -> CpuUse | None:
+        if self._at is None:
+            return None
+        t0, w0, m0 = self._at
+        t1, w1, m1 = self._read()
+        wall = t1 - t0
+        if wall <= 0 or w1 <= w0:
+            return None
+        return CpuUse((w1 - w0) / wall, (m1 - m0) / wall, 1e6 * (w1 - w0) / max(events, 1))
 
 
 @dataclass(frozen=True)
@@ -122,14 +200,19 @@ def _wait(condition: Callable[[], bool], what: str, timeout_s: float) -> float:
     return time.monotonic() - start
 
 
-def _drain(bootstrap: str, workdir: Path, prefix: str, workers: int) -> tuple[float, float]:
-    """Events/s of ``workers`` processes over the topics, and the mean per-partition rate."""
+def _drain(
+    bootstrap: str, workdir: Path, prefix: str, workers: int
+) -> tuple[float, float, CpuUse | None]:
+    """Events/s of ``workers`` processes over the topics, the mean per-partition rate, and
+    the CPU they and the machine used in the steady window."""
     app = f"bench-scale-{uuid.uuid4().hex[:8]}"
     settings = load_settings(**_sections(bootstrap, workdir, prefix, app, "w0"))
     offsets = _Offsets(settings)
     ends = offsets.ends()
     total = sum(ends.values())
     procs = [_start(_sections(bootstrap, workdir, prefix, app, f"w{i}")) for i in range(workers)]
+    meter = _CpuMeter(procs)
+    cpu: CpuUse | None = None
     first: float | None = None
     done_at: dict[tuple[str, int], float] = {}
     began: dict[int, float] = {}
@@ -153,7 +236,10 @@ def _drain(bootstrap: str, workdir: Path, prefix: str, workers: int) -> tuple[fl
                 next_look = now + 0.5
                 if _has_members(settings, workers):
                     stable = (now, sum(max(0, o) for o in committed.values()))
+                    meter.start()
             time.sleep(0.1)
+        if stable is not None:
+            cpu = meter.since_start(total - stable[1])
     finally:
         for proc in procs:
             proc.terminate()
@@ -164,9 +250,11 @@ def _drain(bootstrap: str, workdir: Path, prefix: str, workers: int) -> tuple[fl
     if stable is not None and last - stable[0] > 1.0:
         # steady state: from the moment every worker held partitions (the joins' own cost
         # is the rebalance figure)
-        return (total - stable[1]) / (last - stable[0]), _per_partition(ends, done_at, began)
+        rate = (total - stable[1]) / (last - stable[0])
+        return rate, _per_partition(ends, done_at, began), cpu
     elapsed = last - (first or 0.0)
-    return total / elapsed if elapsed else 0.0, _per_partition(ends, done_at, began, first)
+    rate = total / elapsed if elapsed else 0.0
+    return rate, _per_partition(ends, done_at, began, first), None
 
 
 def _per_partition(
@@ -194,9 +282,9 @@ def bench_scale(bootstrap: str, workdir: Path, *, events: int = 50_000) -> Scale
     sim = Simulation(SimulationConfig(duration_s=None, max_events=events, runs_per_s=2_000))
     workload = [event for _, event in sim.events()]
     _produce(settings, workload)
-    one, one_p = _drain(bootstrap, workdir, prefix, 1)
-    two, two_p = _drain(bootstrap, workdir, prefix, 2)
-    return ScaleBench(len(workload), one, two, one_p, two_p)
+    one, one_p, cpu_one = _drain(bootstrap, workdir, prefix, 1)
+    two, two_p, cpu_two = _drain(bootstrap, workdir, prefix, 2)
+    return ScaleBench(len(workload), one, two, one_p, two_p, cpu_one, cpu_two, os.cpu_count() or 1)
 
 
 def bench_rebalance(bootstrap: str, workdir: Path) -> RebalanceBench:
@@ -277,3 +365,35 @@ def _has_members(settings: Settings, n: int) -> bool:
         return False
     holding = [m for m in description.members if m.assignment.topic_partitions]
     return description.state == ConsumerGroupState.STABLE and len(holding) == n
+
+
+def cpu_figures(result: ScaleBench) -> list[Figure]:
+    """Where the CPU went in the two runs: what bounds the 2-process ratio on this machine."""
+    one, two = result.cpu_one, result.cpu_two
+    if one is None or two is None:
+        print("scale: no CPU figures (/proc not readable, or no steady window)")
+        return []
+    return [
+        Figure(
+            f"processors, machine cores busy with 2 processes (of {result.cores})",
+            two.machine,
+            "cores",
+            "with 1 process",
+            one.machine,
+            higher_is_better=True,
+            note=(
+                f"the broker and the workers share the cores: two processes can give at most "
+                f"~x{result.ceiling:.2f} one ({result.cores} cores / {one.machine:.2f} busy "
+                f"with one; the worker process used {one.workers:.2f} of them)"
+            ),
+        ),
+        Figure(
+            "processors, worker CPU per event, 2 processes",
+            two.worker_us_per_event,
+            "CPU µs",
+            "1 process",
+            one.worker_us_per_event,
+            higher_is_better=False,
+            note="the cost of an event in the workers (more with two: the merge stage's partials)",
+        ),
+    ]

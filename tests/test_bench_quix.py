@@ -61,3 +61,24 @@ def test_a_failing_peer_raises_with_its_last_stderr_line() -> None:
             grace_s=1.0,
             timeout_s=60.0,
         )
+
+
+def test_a_relative_peer_python_means_the_callers_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the peer runs from the repository root: a relative path must still name the file
+    # next to the caller, and the caller's PYTHONPATH must stay behind the root's
+    peer = tmp_path / "peer-python"
+    result = QuixBench(events=3, events_per_s=1.5, version="x")
+    peer.write_text(
+        "#!/bin/sh\n"
+        'case "$PYTHONPATH" in *:/callers/path) ;;\n'
+        '*) echo "PYTHONPATH=$PYTHONPATH" >&2; exit 3;; esac\n'
+        f"echo '{result.to_json()}'\n"
+    )
+    peer.chmod(0o755)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", "/callers/path")
+    assert peer_skipped(Path(peer.name)) is None
+    got = run_peer(Path(peer.name), "127.0.0.1:1", ["t"], 3, grace_s=1.0, timeout_s=60.0)
+    assert got == result

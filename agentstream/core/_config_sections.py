@@ -73,7 +73,8 @@ class RolloutSettings(Section):
     min_runs: int = Field(default=100, ge=1)
     #: default event-time length of a stage (``rollout start --min-stage``)
     min_stage_s: float = Field(default=86_400.0, ge=0)
-    #: run the rollouts stage in this worker (one worker of a deployment is enough)
+    #: this worker may run the rollouts stage (one worker of the app at a time does: the
+    #: holder of its lease, ``<prefix><app_id>-rollouts-lease``)
     enabled: bool = True
     #: the consumer group the stage reads with (it commits no offsets: its state is the
     #: compacted rollouts topic, and the rollups are re-read from the stage's start)

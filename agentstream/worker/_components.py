@@ -151,7 +151,7 @@ class RolloutsComponent:
 
     def open(self) -> None:
         self.stage.open()
-        _processors_log.info("rollouts stage judging %d rollout(s)", len(self.stage.judge.rollouts))
+        _processors_log.info("rollouts stage open: it runs while this worker holds its lease")
 
     def run(self, stop: threading.Event) -> None:
         self.stage.run(stop)

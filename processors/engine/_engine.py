@@ -137,6 +137,11 @@ class ProcessorEngine(TwoStageRollups, Rebalancing):
         #: last consumed position per input partition since the assignment (the offsets of
         #: every transaction, so a zombie's transaction is always refused)
         self._at: dict[tuple[str, int], int] = {}
+        #: per partition whose state this worker holds, the offset after the last record
+        #: processed: a record below it is in the state already (a client that restarts a
+        #: fetch inside one ``consume``, across a revocation and a reassignment of the same
+        #: partition, delivers it a second time)
+        self._next: dict[tuple[str, int], int] = {}
         #: the changelog partition of runs deleted in this batch
         self._gone: dict[str, int | None] = {}
         self._partitions = 0
@@ -308,7 +313,17 @@ class ProcessorEngine(TwoStageRollups, Rebalancing):
                 raise AgentstreamError(f"processors: consumer failed: {message.error().str()}")
             return
         topic, partition, offset = message.topic(), message.partition(), message.offset()
-        self._positions[(topic, partition)] = offset + 1
+        key = (topic, partition)
+        if offset < self._next.get(key, 0):
+            self.stats.redelivered += 1
+            log.warning(
+                "processors: %s/%d@%d was delivered again (processed already): skipped",
+                topic,
+                partition,
+                offset,
+            )
+            return
+        self._next[key] = self._positions[key] = offset + 1
         if topic == self._partials:
             self._handle_partial(message)
             return
@@ -335,11 +350,14 @@ class ProcessorEngine(TwoStageRollups, Rebalancing):
         headers = message.headers()
         if headers:
             with consumer_span(f"process {stream}", headers, tracer=_TRACER):
-                self._route(record, message, before, trace_headers())
+                self._route(record, message, before, trace_headers(), event_us)
         else:
-            self._route(record, message, before, None)
+            self._route(record, message, before, None, event_us)
 
-    def _route(self, record: Record, message: Any, before: int, headers: Any) -> None:
+    def _route(
+        self, record: Record, message: Any, before: int, headers: Any, event_us: int
+    ) -> None:
+        """``event_us``: the record's event time in µs (read once per record)."""
         p = message.partition()
         clock = self._clocks.index.get(p)
         if clock is not None:
@@ -347,18 +365,16 @@ class ProcessorEngine(TwoStageRollups, Rebalancing):
             # place in the input whatever the batching, so a restarted worker repeats them
             self._sweep(p, clock, due_only=True)
         if isinstance(record, StateTransition):
-            self._transition(record, message, before, headers)
+            self._transition(record, message, before, headers, event_us)
         elif isinstance(record, ToolCall):
             run = self._runs.get(record.run_id)
             if run is not None:
-                moved = observe_tool_call(
-                    run, record.tool, to_us(record.event_time), self.settings.lifecycle
-                )
+                moved = observe_tool_call(run, record.tool, event_us, self.settings.lifecycle)
                 if moved is not None and moved is not run:
                     self._store_run(moved, p)
-            self._add_rollup(record, message, before, p)
+            self._add_rollup(record, message, before, p, event_us)
         elif isinstance(record, ModelCall | ReviewDecision):
-            self._add_rollup(record, message, before, p)
+            self._add_rollup(record, message, before, p, event_us)
         self._advance_partition(p)
 
     def _store_run(self, state: RunState, p: int | None) -> None:
@@ -379,14 +395,17 @@ class ProcessorEngine(TwoStageRollups, Rebalancing):
             tracker = self._trackers[p] = TimeoutTracker(self.settings.lifecycle)
         return tracker
 
-    def _transition(self, tr: StateTransition, message: Any, before: int, headers: Any) -> None:
+    def _transition(
+        self, tr: StateTransition, message: Any, before: int, headers: Any, event_us: int
+    ) -> None:
         p = message.partition()
-        outcome = apply(self._runs.get(tr.run_id), tr, self.settings.lifecycle)
+        outcome = apply(self._runs.get(tr.run_id), tr, self.settings.lifecycle, event_us)
         if isinstance(outcome, Duplicate):
             self.stats.duplicates += 1
             return
         if isinstance(outcome, Accepted):
-            self._accept(outcome, headers, p, message, before)
+            # the published transition is the input's, with its dwell: the same event time
+            self._accept(outcome, headers, p, message, before, event_us)
             return
         if outcome.timeout is not None:
             self._accept(outcome.timeout, headers, p, None, self._clocks.index.get(p, before))
@@ -397,11 +416,17 @@ class ProcessorEngine(TwoStageRollups, Rebalancing):
         self._dead_letter(message, outcome.reason, "InvalidTransition", record=tr)
 
     def _accept(
-        self, accepted: Accepted, headers: Any, p: int | None, message: Any, clock: int
+        self,
+        accepted: Accepted,
+        headers: Any,
+        p: int | None,
+        message: Any,
+        clock: int,
+        event_us: int | None = None,
     ) -> None:
         self._store_run(accepted.state, p)
         self._send("lifecycle", accepted.state["run_id"], accepted.transition, headers)
-        self._add_rollup(accepted.transition, message, clock, p)
+        self._add_rollup(accepted.transition, message, clock, p, event_us)
         self.stats.accepted += 1
 
     def _dead_letter(

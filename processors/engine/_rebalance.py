@@ -49,6 +49,7 @@ class Rebalancing:
     _positions: dict[tuple[str, int], int]
     _started: dict[tuple[str, int], int]
     _at: dict[tuple[str, int], int]
+    _next: dict[tuple[str, int], int]
     _gone: dict[str, int | None]
     _held: set[int]
     _active: set[int]
@@ -106,6 +107,7 @@ class Rebalancing:
         for p in indexes:
             self._trackers.pop(p, None)
         self._clocks.drop(indexes)
+        self._next = {k: o for k, o in self._next.items() if k[1] not in indexes}
         self._drop_stages(indexes)
         if GLOBAL_PARTITION in indexes:
             self._runs.forget([k for k, r in self._runs.items() if r.get("p") is None])

@@ -159,12 +159,19 @@ class TwoStageRollups:
 
     # -- stage 1 -----------------------------------------------------------------
 
-    def _add_rollup(self, event: RollupEvent, message: Any, clock: int, p: int | None) -> None:
+    def _add_rollup(
+        self,
+        event: RollupEvent,
+        message: Any,
+        clock: int,
+        p: int | None,
+        event_us: int | None = None,
+    ) -> None:
         index = GLOBAL_PARTITION if p is None else p  # a legacy run: partition 0's owner
         agg = self._aggs.get(index)
         if agg is None:
             agg = self._aggs[index] = self._new_aggregator()
-        verdict = agg.add(event, clock)
+        verdict = agg.add(event, clock, event_us)
         if verdict == DUPLICATE:
             self.stats.rollup_duplicates += 1
             return

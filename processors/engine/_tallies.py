@@ -68,3 +68,6 @@ class EngineStats:
     partials: int = 0
     #: partials that came after their window was forgotten by the merge stage
     partials_refused: int = 0
+    #: records delivered again below a position already processed (skipped: their effect is
+    #: in the state already)
+    redelivered: int = 0

@@ -261,23 +261,28 @@ class PartitionClocks:
         return before
 
     def _update_index(self, p: int) -> None:
-        left = self._left
+        # per record: one pass over the index's topics, no intermediate lists
         topics = self._keys_of(p)
         if not topics:
             return  # the assignment is not known: hold
-        unread = (
-            [k for k in topics if left[k] is None or (left[k] or 0) > 0]
-            if self._unread_n.get(p, 0)
-            else []
-        )
-        if any(k not in self.newest for k in unread):
-            return  # a partition with records not read from yet: hold
-        marks = [self.newest[k] for k in unread] or [
-            self.newest[k] for k in topics if k in self.newest
-        ]
-        if not marks:
+        left, newest = self._left, self.newest
+        mark: int | None = None
+        if self._unread_n.get(p, 0):  # the oldest newest of the topics with records left
+            for key in topics:
+                records = left[key]
+                if records is None or records > 0:
+                    seen = newest.get(key)
+                    if seen is None:
+                        return  # a partition with records not read from yet: hold
+                    if mark is None or seen < mark:
+                        mark = seen
+        else:  # every topic read to its end: the newest of them
+            for key in topics:
+                seen = newest.get(key)
+                if seen is not None and (mark is None or seen > mark):
+                    mark = seen
+        if mark is None:
             return
-        mark = min(marks) if unread else max(marks)
         if mark > self.index.get(p, mark - 1):
             self.index[p] = mark
             self._moved.add(p)

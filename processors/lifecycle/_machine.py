@@ -224,8 +224,7 @@ def _first_event_problem(run_id: str, tr: StateTransition) -> str:
     return f"run {run_id} has no INIT: first event is {tr.to_state}"
 
 
-def _start(tr: StateTransition, settings: LifecycleSettings) -> Accepted:
-    t = to_us(tr.event_time)
+def _start(tr: StateTransition, t: int, settings: LifecycleSettings) -> Accepted:
     state: RunState = {
         "run_id": tr.run_id,
         "state": _S.INIT.value,
@@ -292,23 +291,28 @@ def _past_deadline(run: RunState, now: int, settings: LifecycleSettings) -> bool
     return now > run["deadline"] + seconds_to_us(settings.timeout_grace_s)
 
 
-def apply(run: RunState | None, tr: StateTransition, settings: LifecycleSettings) -> Outcome:
+def apply(
+    run: RunState | None,
+    tr: StateTransition,
+    settings: LifecycleSettings,
+    event_us: int | None = None,
+) -> Outcome:
     """Apply one transition event to a run's state (None: the run has no state yet).
 
     Returns :class:`Accepted` (store and publish), :class:`Rejected` (dead-letter,
     with the reason) or :class:`Duplicate` (ignore). The input state is never
     mutated. An event whose time is before the time the run entered its state
     (producer clock jitter) is accepted with a dwell of 0; the run's clock never
-    goes backwards.
+    goes backwards. ``event_us``: ``tr``'s event time in µs when the caller has it.
     """
+    t = to_us(tr.event_time) if event_us is None else event_us
     if run is None:
         if tr.to_state is _S.INIT and tr.from_state is None:
-            return _start(tr, settings)
+            return _start(tr, t, settings)
         return Rejected(_first_event_problem(tr.run_id, tr), None)
     if tr.event_id in run["recent_ids"]:
         return Duplicate(tr.event_id)
 
-    t = to_us(tr.event_time)
     timeout: Accepted | None = None
     current = AgentState(run["state"])
     if current not in TERMINAL_STATES and _past_deadline(run, t, settings):

@@ -8,6 +8,11 @@ The stage commits no offsets: its state is the rollouts topic itself (read to it
 start), and the rollups are re-read from ``reread_margin_s`` before the earliest active
 stage's start (Kafka timestamps), so a restarted stage judges the same windows again and
 writes the same verdict ids (the table keeps one row per id).
+
+It runs in one worker of a deployment at a time, the holder of its :class:`Lease`:
+every worker may enable it (``docker compose up --scale worker=N``); the others wait. A
+worker that gets the lease starts the stage as a restart would (the same verdict ids);
+one that loses it stops judging.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from agentstream.core.codec import codec_from_settings
 from agentstream.core.config import Settings
 from agentstream.core.errors import AgentstreamError, CodecError, ContractError
 from agentstream.processors.rollouts._judge import Decision, RolloutJudge
+from agentstream.processors.rollouts._lease import Lease
 from agentstream.schemas import (
     Alert,
     AlertState,
@@ -106,17 +112,31 @@ class RolloutStage:
         )
         self._read_from_us: int | None = None
         self.verdicts: list[RolloutVerdict] = []
+        self._lease = Lease(settings, "rollouts")
+        #: the rollouts are read and the rollups assigned (this worker holds the lease)
+        self._started = False
 
     # -- start-up ---------------------------------------------------------------------
 
     def open(self) -> None:
-        """Compact the rollouts topic, fence older instances, read the rollouts to the end,
-        then assign the rollups from the earliest active stage."""
+        """Compact the rollouts topic, fence older instances, ask for the lease; the stage
+        starts once this worker holds it (:meth:`poll`)."""
         self._compact()
         try:
             self._producer.init_transactions(30)
         except KafkaException as exc:
             raise AgentstreamError(f"rollouts: cannot start transactions: {exc}") from exc
+        self._lease.open()
+
+    @property
+    def leading(self) -> bool:
+        """This worker holds the lease and runs the stage."""
+        return self._started
+
+    def _start(self) -> None:
+        """Read the rollouts to the end, then assign the rollups from the earliest active
+        stage (a new judge: what a restart does)."""
+        self.judge = RolloutJudge(self.settings.rollouts)
         parts = self._partitions(self._definitions, self._rollouts_topic)
         self._definitions.assign(
             [TopicPartition(self._rollouts_topic, p, OFFSET_BEGINNING) for p in parts]
@@ -141,6 +161,17 @@ class RolloutStage:
                 if not message.error():
                     self._definition(message.value())
         self._seek_rollups()
+        self._started = True
+        log.info("rollouts: stage started, judging %d rollout(s)", len(self.judge.rollouts))
+
+    def _stop(self) -> None:
+        """The lease went to another worker: stop reading, forget the judge's state."""
+        self._definitions.unassign()
+        self._rollups.unassign()
+        self.judge = RolloutJudge(self.settings.rollouts)
+        self._read_from_us = None
+        self._started = False
+        log.info("rollouts: stage stopped (another worker holds the lease)")
 
     def _compact(self) -> None:
         admin = kafka.admin_client(self.settings)
@@ -209,7 +240,15 @@ class RolloutStage:
             self.poll(0.2)
 
     def poll(self, timeout: float) -> int:
-        """One step: new rollout definitions, then a batch of rollups; the records read."""
+        """One step: new rollout definitions, then a batch of rollups; the records read.
+        Without the lease: wait up to ``timeout`` for it (0 records)."""
+        if not self._lease.poll(0):
+            if self._started:
+                self._stop()
+            self._lease.poll(timeout)
+            return 0
+        if not self._started:
+            self._start()
         read = 0
         reseek = False
         for message in self._definitions.consume(100, 0):
@@ -271,6 +310,7 @@ class RolloutStage:
         self.verdicts.extend(d.verdict for d in decisions)
 
     def close(self) -> None:
+        self._lease.close()
         self._definitions.close()
         self._rollups.close()
         self._producer.flush(10)

@@ -188,11 +188,14 @@ class RollupAggregator:
 
     # ------------------------------------------------------------------ input
 
-    def add(self, event: RollupEvent, clock_us: int | None = None) -> Verdict:
+    def add(
+        self, event: RollupEvent, clock_us: int | None = None, event_us: int | None = None
+    ) -> Verdict:
         """Add any rollup input; ``clock_us``: the newest event time read before it on its
-        partition (default: the newest the aggregator saw). :data:`ADDED`,
-        :data:`DUPLICATE` (not counted) or :data:`TOO_LATE` (not counted: dead-letter it)."""
-        t = to_us(event.event_time)
+        partition (default: the newest the aggregator saw); ``event_us``: its event time in
+        µs when the caller has it. :data:`ADDED`, :data:`DUPLICATE` (not counted) or
+        :data:`TOO_LATE` (not counted: dead-letter it)."""
+        t = to_us(event.event_time) if event_us is None else event_us
         if self._max_event is None or t > self._max_event:
             self._max_event = t
             mark = t - self._lateness

@@ -169,8 +169,14 @@ def test_a_healthy_canary_is_promoted_and_a_failing_one_rolled_back(
     again = RolloutStage(settings)
     again.open()
     try:
+        deadline = time.monotonic() + 60
+        while not again.leading:  # the group hands it the lease the first one left
+            if time.monotonic() > deadline:
+                raise TimeoutError("the restarted stage never got the lease")
+            again.poll(0.3)
         for _ in range(5):
             again.poll(0.3)
     finally:
         again.close()
+    assert set(again.judge.rollouts) == {"planner", "billing"}
     assert again.verdicts == []
