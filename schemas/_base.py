@@ -153,7 +153,7 @@ class Record(BaseModel):
         try:
             self.__pydantic_validator__.validate_python(data, self_instance=self)
         except ValidationError as exc:
-            raise _contract_error(type(self), exc) from exc
+            raise contract_error(type(self), exc) from exc
 
     # pydantic must keep validating directly, not through this __init__
     __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
@@ -164,7 +164,7 @@ class Record(BaseModel):
         try:
             return super().model_validate(obj, *args, **kwargs)
         except ValidationError as exc:
-            raise _contract_error(cls, exc) from exc
+            raise contract_error(cls, exc) from exc
 
     @classmethod
     def model_validate_json(
@@ -174,14 +174,15 @@ class Record(BaseModel):
         try:
             return super().model_validate_json(json_data, *args, **kwargs)
         except ValidationError as exc:
-            raise _contract_error(cls, exc) from exc
+            raise contract_error(cls, exc) from exc
 
     def to_avro(self) -> dict[str, Any]:
         """The Avro datum of this record: field name → value, ready for fastavro."""
         return dict(self.__dict__)
 
 
-def _contract_error(cls: type[BaseModel], exc: ValidationError) -> EventValidationError:
+def contract_error(cls: type[BaseModel], exc: ValidationError) -> EventValidationError:
+    """The contract's error for pydantic's ``exc`` raised validating a ``cls``."""
     name = getattr(cls, "avro_name", "") or cls.__name__
     return EventValidationError(name, [dict(err) for err in exc.errors(include_url=False)])
 

@@ -13,8 +13,10 @@ schema resolution, so data written with an older version decodes into the
 current model. Anything undecodable raises :class:`CodecError`, never garbage.
 
 Encoding uses a writer compiled per schema (:mod:`schemas._writer`), byte for byte
-what fastavro writes; decoding uses ``fastavro.schemaless_reader``. Decoded
-records hold UUIDs as text (as the models do) and timestamps as UTC datetimes.
+what fastavro writes; decoding bytes of the current schema uses a reader compiled
+per schema (:mod:`schemas._reader`), value for value what fastavro reads, and
+``fastavro.schemaless_reader`` for every other writer version (schema resolution).
+Decoded records hold UUIDs as text (as the models do) and timestamps as UTC datetimes.
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from io import BytesIO
 from typing import Any, Literal, NamedTuple, TypeVar, overload
 
 from fastavro import schemaless_reader, schemaless_writer
+from pydantic import ValidationError
 
-from agentstream.schemas._base import Record
+from agentstream.schemas._base import Record, contract_error
 from agentstream.schemas._catalog import (
     RECORD_TYPES,
     RecordType,
@@ -36,6 +39,7 @@ from agentstream.schemas._catalog import (
     record_type,
     version_by_fingerprint,
 )
+from agentstream.schemas._reader import Reader, compiled_reader, decoding_schema, strip_uuid
 from agentstream.schemas._registry import SchemaRegistry
 from agentstream.schemas._writer import NO_DEFAULT, compile_field_encoders, compile_writer
 from agentstream.schemas.errors import CodecError
@@ -96,33 +100,13 @@ def make_writer(parsed: Mapping[str, Any], prefix: bytes = b"") -> Writer:
     return write
 
 
-def _strip_uuid(schema: Any) -> Any:
-    """The schema with ``uuid`` logical types removed, so those fields decode as text."""
-    if isinstance(schema, list):
-        return [_strip_uuid(item) for item in schema]
-    if isinstance(schema, dict):
-        if schema.get("logicalType") == "uuid" and schema.get("type") == "string":
-            return "string"
-        return {key: _strip_uuid(value) for key, value in schema.items()}
-    return schema
-
-
-_decoding_cache: dict[bytes, dict[str, Any]] = {}
-
-
-def _decoding_schema(version: SchemaVersion) -> dict[str, Any]:
-    parsed = _decoding_cache.get(version.fingerprint)
-    if parsed is None:
-        parsed = parse_record_schema(_strip_uuid(dict(version.schema)))
-        _decoding_cache[version.fingerprint] = parsed
-    return parsed
-
-
 class _Reader(NamedTuple):
     record_type: RecordType
     writer: dict[str, Any]
     reader: dict[str, Any] | None
     writer_version: int | None
+    #: the compiled reader (writer = reader schema only; ``None``: fastavro reads)
+    compiled: Reader | None = None
 
 
 #: the reader of each known single-object fingerprint (schema versions never change)
@@ -141,8 +125,11 @@ def _single_object_reader(fingerprint: bytes) -> _Reader | None:
 
 def _reader_for(rt: RecordType, version: SchemaVersion) -> _Reader:
     same = version.fingerprint == rt.current.fingerprint
-    reader = None if same else _decoding_schema(rt.current)
-    return _Reader(rt, _decoding_schema(version), reader, version.version)
+    if same:
+        return _Reader(
+            rt, decoding_schema(version), None, version.version, compiled_reader(version)
+        )
+    return _Reader(rt, decoding_schema(version), decoding_schema(rt.current), version.version)
 
 
 class AvroCodec:
@@ -244,7 +231,15 @@ class AvroCodec:
 
     def decode(self, data: bytes | bytearray | memoryview) -> Decoded:
         """Decode framed bytes of either framing into the current schema's record."""
-        data = bytes(data)
+        entry, record, schema_id = self._read(data)
+        return Decoded(entry.record_type, record, entry.writer_version, schema_id)
+
+    def _read(
+        self, data: bytes | bytearray | memoryview
+    ) -> tuple[_Reader, dict[str, Any], int | None]:
+        """:meth:`decode`'s work: the reader used, the record, the Confluent schema id."""
+        if type(data) is not bytes:
+            data = bytes(data)
         size = len(data)
         if size == 0:
             raise CodecError("empty message: no framing byte")
@@ -274,18 +269,22 @@ class AvroCodec:
                 f"unknown framing: first byte {first:#04x} "
                 "(expected 0xc3 for Avro single-object or 0x00 for Confluent)"
             )
-        buffer = BytesIO(data)
-        buffer.seek(offset)
-        name = entry.record_type.name
-        try:
-            record = schemaless_reader(buffer, entry.writer, entry.reader)
-        except Exception as exc:
-            raise CodecError(f"cannot decode {name}: {type(exc).__name__}: {exc}") from exc
-        if buffer.tell() != size:
-            raise CodecError(f"{size - buffer.tell()} trailing bytes after a {name} record")
-        if not isinstance(record, dict):  # pragma: no cover - record schemas give dicts
-            raise CodecError(f"{name}: decoded {type(record).__name__}, not a record")
-        return Decoded(entry.record_type, record, entry.writer_version, schema_id)
+        compiled = entry.compiled
+        if compiled is not None:
+            try:
+                record, end = compiled(data, offset)
+            except IndexError as exc:  # the compiled reader ran past the end
+                name = entry.record_type.name
+                raise CodecError(f"cannot decode {name}: EOFError: the record ends early") from exc
+            except Exception as exc:
+                name = entry.record_type.name
+                raise CodecError(f"cannot decode {name}: {type(exc).__name__}: {exc}") from exc
+        else:
+            record, end = _fastavro_read(entry, data, offset)
+        if end != size:
+            name = entry.record_type.name
+            raise CodecError(f"{size - end} trailing bytes after a {name} record")
+        return entry, record, schema_id
 
     def decode_dict(self, data: bytes | bytearray | memoryview) -> tuple[str, dict[str, Any]]:
         """``(record name, record)`` of framed bytes."""
@@ -306,11 +305,16 @@ class AvroCodec:
         Raises :class:`CodecError` for bytes that do not decode (or are another
         record) and :class:`EventValidationError` for a record that breaks the contract.
         """
-        decoded = self.decode(data)
-        cls = decoded.record_type.model
+        entry, record, _ = self._read(data)
+        cls = entry.record_type.model
         if model is not None and cls is not model:
-            raise CodecError(f"expected a {model.avro_name}, got a {decoded.record_type.name}")
-        return cls.model_validate(decoded.record)
+            raise CodecError(f"expected a {model.avro_name}, got a {entry.record_type.name}")
+        # what cls.model_validate does, minus two Python frames: this runs once per record read
+        try:
+            validated: Record = cls.__pydantic_validator__.validate_python(record)
+        except ValidationError as exc:
+            raise contract_error(cls, exc) from exc
+        return validated
 
     def _reader_for_id(self, schema_id: int) -> _Reader:
         entry = self._by_id.get(schema_id)
@@ -333,12 +337,26 @@ class AvroCodec:
             rt = record_type(str(version.parsed.get("name", "")))
             entry = _Reader(
                 rt,
-                parse_record_schema(_strip_uuid(schema)),
-                _decoding_schema(rt.current),
+                parse_record_schema(strip_uuid(schema)),
+                decoding_schema(rt.current),
                 None,
             )
         self._by_id[schema_id] = entry
         return entry
+
+
+def _fastavro_read(entry: _Reader, data: bytes, offset: int) -> tuple[dict[str, Any], int]:
+    """fastavro's read of the body at ``offset`` (schema resolution; uncompiled schemas)."""
+    buffer = BytesIO(data)
+    buffer.seek(offset)
+    try:
+        record = schemaless_reader(buffer, entry.writer, entry.reader)
+    except Exception as exc:
+        name = entry.record_type.name
+        raise CodecError(f"cannot decode {name}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(record, dict):  # pragma: no cover - record schemas give dicts
+        raise CodecError(f"{entry.record_type.name}: decoded {type(record).__name__}, not a record")
+    return record, buffer.tell()
 
 
 def _encode_error(rt: RecordType, datum: Mapping[str, Any], exc: Exception) -> CodecError:

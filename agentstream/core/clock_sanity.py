@@ -21,6 +21,7 @@ __all__ = ["ERROR_TYPE", "check_event_time", "check_event_time_us"]
 #: ``error_type`` of the dead letter
 ERROR_TYPE: Final = EventTimeOutOfRange.__name__
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
 
 
 def _clock(settings: Settings | ClockSettings) -> ClockSettings:
@@ -31,7 +32,7 @@ def check_event_time_us(
     event_us: int, now_us: int, settings: Settings | ClockSettings
 ) -> str | None:
     """:func:`check_event_time` on integer microseconds since the epoch (the processors')."""
-    clock = _clock(settings)
+    clock = settings.clock if type(settings) is Settings else _clock(settings)
     ahead = event_us - now_us
     if ahead > clock.max_future_skew_s * 1_000_000:
         return (
@@ -56,7 +57,7 @@ def check_event_time(
     ``event time is 250000000000 s ahead of the clock (clock.max_future_skew_s is 300)``.
     """
     return check_event_time_us(
-        (event_time - _EPOCH) // timedelta(microseconds=1),
-        (now - _EPOCH) // timedelta(microseconds=1),
+        (event_time - _EPOCH) // _MICROSECOND,
+        (now - _EPOCH) // _MICROSECOND,
         settings,
     )
