@@ -60,6 +60,8 @@ class CpuUse:
     machine: float
     #: the workers' CPU microseconds per event
     worker_us_per_event: float
+    #: the whole machine's CPU microseconds per event (the broker's share included)
+    machine_us_per_event: float
 
 
 @dataclass(frozen=True)
@@ -74,14 +76,6 @@ class ScaleBench:
     cpu_one: CpuUse | None = None
     cpu_two: CpuUse | None = None
     cores: int = 0
-
-    @property
-    def ceiling(self) -> float:
-        """The most two processes could give over one if the work grew with the CPU it gets:
-        the machine's cores over the cores one process's run kept busy (NaN: not measured)."""
-        if self.cpu_one is None or not self.cpu_one.machine:
-            return float("nan")
-        return max(1.0, min(2.0, self.cores / self.cpu_one.machine))
 
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -128,7 +122,8 @@ class _CpuMeter:
         wall = t1 - t0
         if wall <= 0 or w1 <= w0:
             return None
-        return CpuUse((w1 - w0) / wall, (m1 - m0) / wall, 1e6 * (w1 - w0) / max(events, 1))
+        n = max(events, 1)
+        return CpuUse((w1 - w0) / wall, (m1 - m0) / wall, 1e6 * (w1 - w0) / n, 1e6 * (m1 - m0) / n)
 
 
 @dataclass(frozen=True)
@@ -368,7 +363,8 @@ def _has_members(settings: Settings, n: int) -> bool:
 
 
 def cpu_figures(result: ScaleBench) -> list[Figure]:
-    """Where the CPU went in the two runs: what bounds the 2-process ratio on this machine."""
+    """Where the CPU went in the two runs: how much of the machine one process left idle
+    for a second one, and what an event cost with one and with two."""
     one, two = result.cpu_one, result.cpu_two
     if one is None or two is None:
         print("scale: no CPU figures (/proc not readable, or no steady window)")
@@ -382,10 +378,19 @@ def cpu_figures(result: ScaleBench) -> list[Figure]:
             one.machine,
             higher_is_better=True,
             note=(
-                f"the broker and the workers share the cores: two processes can give at most "
-                f"~x{result.ceiling:.2f} one ({result.cores} cores / {one.machine:.2f} busy "
-                f"with one; the worker process used {one.workers:.2f} of them)"
+                f"the broker and the workers share the cores: one worker process used "
+                f"{one.workers:.2f} of the {one.machine:.2f} busy, leaving "
+                f"{max(0.0, result.cores - one.machine):.2f} idle for a second one"
             ),
+        ),
+        Figure(
+            "processors, machine CPU per event, 2 processes",
+            two.machine_us_per_event,
+            "CPU µs",
+            "1 process",
+            one.machine_us_per_event,
+            higher_is_better=False,
+            note="every process on the machine (the broker's share included) over the events",
         ),
         Figure(
             "processors, worker CPU per event, 2 processes",
@@ -394,6 +399,6 @@ def cpu_figures(result: ScaleBench) -> list[Figure]:
             "1 process",
             one.worker_us_per_event,
             higher_is_better=False,
-            note="the cost of an event in the workers (more with two: the merge stage's partials)",
+            note="the cost of an event in the worker processes (two also exchange partials)",
         ),
     ]

@@ -1,16 +1,15 @@
 """The scale bench's CPU accounting: read from /proc, checked against the interpreter's own
-clock; the ceiling it derives (no broker: the drains themselves run in ``make bench``)."""
+clock (no broker: the drains themselves run in ``make bench``)."""
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import time
 
 import pytest
 
-from bench._scale import CpuUse, ScaleBench, _machine_busy_s, _process_cpu_s
+from bench._scale import _CpuMeter, _machine_busy_s, _process_cpu_s
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
 
@@ -37,12 +36,22 @@ def test_a_gone_process_reads_as_no_cpu() -> None:
     assert _process_cpu_s(2**22 + 12345) == 0.0
 
 
-def test_the_ceiling_is_the_cores_over_what_one_process_kept_busy() -> None:
-    def bench(machine: float | None) -> ScaleBench:
-        cpu = None if machine is None else CpuUse(1.0, machine, worker_us_per_event=9.0)
-        return ScaleBench(1, 1.0, 1.0, 1.0, 1.0, cpu, cpu, cores=2)
+class _Process:
+    pid = os.getpid()
 
-    assert bench(1.6).ceiling == pytest.approx(1.25)
-    assert bench(0.8).ceiling == 2.0  # never more than two processes' worth
-    assert bench(2.0).ceiling == 1.0
-    assert math.isnan(bench(None).ceiling)
+
+def test_the_meter_charges_the_cpu_of_a_window_to_its_events() -> None:
+    meter = _CpuMeter([_Process()])  # type: ignore[list-item]  # only the pid is read
+    assert meter.since_start(100) is None  # not started
+    wall = time.monotonic()
+    meter.start()
+    _burn(0.4)
+    use = meter.since_start(400)
+    wall = time.monotonic() - wall
+    assert use is not None
+    # 0.4 s of this process's CPU over 400 events, in /proc's ticks (1/100 s)
+    assert use.worker_us_per_event == pytest.approx(1_000, abs=60)
+    assert use.workers == pytest.approx(0.4 / wall, abs=0.1)
+    # the machine ran at least this process
+    assert use.machine_us_per_event >= use.worker_us_per_event - 60
+    assert use.machine >= use.workers - 0.1
