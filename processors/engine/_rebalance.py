@@ -118,7 +118,8 @@ class Rebalancing:
     def _from_committed(self, consumer: Any, partitions: list[Any]) -> None:
         """Each assigned partition starts at the group's committed offset: what was read
         below it is processed (by this worker, or by another since), see
-        :func:`fresh_records`."""
+        :func:`fresh_records`; the lags count from it too (``partition_lags``). A partition
+        no longer assigned has no entry (its records are dropped before this filter)."""
         try:
             committed = consumer.committed(partitions, timeout=30)
         except KafkaException as exc:
@@ -152,7 +153,6 @@ class Rebalancing:
         for p in indexes:
             self._trackers.pop(p, None)
         self._clocks.drop(indexes)
-        self._next = {k: o for k, o in self._next.items() if k[1] not in indexes}
         self._drop_stages(indexes)
         if GLOBAL_PARTITION in indexes:
             self._runs.forget([k for k, r in self._runs.items() if r.get("p") is None])

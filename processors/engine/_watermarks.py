@@ -315,16 +315,13 @@ def partition_lags(
     """Records left per assigned partition, from the high watermarks of the last fetch.
 
     A partition nothing was consumed from since the assignment has no position: it starts
-    at the group's committed offset (asked once per assignment, kept in ``started``).
+    at the group's committed offset (``started``: read once per assignment, by the
+    engine's rebalance callback).
     Counting the whole partition instead (``consumer_lag``) kept a restarted worker whose
     predecessor had read a partition to its end "behind" forever: the wall clock never
     took over and due timeouts never fired.
     """
-    lags = consumer_lag(consumer, started)  # started: asked once per assignment
-    unknown = [TopicPartition(t, p) for t, p in lags if (t, p) not in started]
-    if unknown:
-        for tp in consumer.committed(unknown, timeout=10):
-            started[(tp.topic, tp.partition)] = tp.offset
+    lags = consumer_lag(consumer, started)
     out: dict[tuple[str, int], int | None] = {}
     for tp in consumer.position([TopicPartition(t, p) for t, p in lags]):
         key, lag = (tp.topic, tp.partition), lags[(tp.topic, tp.partition)]

@@ -4,7 +4,8 @@ handed over when the holder leaves, kept where it is when a worker joins."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -41,21 +42,32 @@ def _members(settings: Settings) -> int:
     return len(described.members) if described.state == ConsumerGroupState.STABLE else 0
 
 
-def test_one_worker_holds_the_lease_and_hands_it_over(kafka_broker: BrokerHandle) -> None:
-    settings = engine_settings(kafka_broker)
+@contextmanager
+def _two_workers(settings: Settings) -> Iterator[tuple[list[Lease], Lease, Lease]]:
+    """Two workers' leases, open until one holds it: (the open leases, holder, the other);
+    every lease still in the list is closed at the end."""
     first, second = Lease(settings, "rollouts"), Lease(settings, "rollouts")
     leases = [first, second]
     for lease in leases:
         lease.open()
     try:
         _until(leases, lambda: any(lease.held for lease in leases), "nobody got the lease")
+        holder = first if first.held else second
+        yield leases, holder, second if holder is first else first
+    finally:
+        for lease in leases:
+            lease.close()
+
+
+def test_one_worker_holds_the_lease_and_hands_it_over(kafka_broker: BrokerHandle) -> None:
+    settings = engine_settings(kafka_broker)
+    with _two_workers(settings) as (leases, holder, other):
         # once granted it stays with one of them, poll after poll
         for _ in range(20):
             for lease in leases:
                 lease.poll(0.05)
             assert sum(lease.held for lease in leases) == 1
-        holder = next(lease for lease in leases if lease.held)
-        other = second if holder is first else first
+        assert holder.held
 
         # a third worker joins: the lease stays where it is (cooperative-sticky)
         third = Lease(settings, "rollouts")
@@ -74,9 +86,6 @@ def test_one_worker_holds_the_lease_and_hands_it_over(kafka_broker: BrokerHandle
         _until(leases, lambda: any(lease.held for lease in leases), "nobody took it over")
         assert sum(lease.held for lease in leases) == 1
         assert other.held or third.held
-    finally:
-        for lease in leases:
-            lease.close()
 
 
 def _commit(producer: Any, offsets: list[Any], group: Any) -> None:
@@ -88,14 +97,7 @@ def test_a_stale_holder_cannot_commit(kafka_broker: BrokerHandle) -> None:
     # the group moved on (the holder left, another took the lease): what the old holder
     # writes under its old group metadata is refused by the broker
     settings = engine_settings(kafka_broker)
-    first, second = Lease(settings, "rollouts"), Lease(settings, "rollouts")
-    leases = [first, second]
-    for lease in leases:
-        lease.open()
-    try:
-        _until(leases, lambda: any(lease.held for lease in leases), "nobody got the lease")
-        holder = next(lease for lease in leases if lease.held)
-        other = second if holder is first else first
+    with _two_workers(settings) as (leases, holder, other):
         producer = kafka.producer(settings, "rollouts", {"transactional.id": f"t-{id(holder)}"})
         producer.init_transactions(30)
         offsets, group = holder.fence()
@@ -109,9 +111,6 @@ def test_a_stale_holder_cannot_commit(kafka_broker: BrokerHandle) -> None:
         with pytest.raises(KafkaException):
             _commit(producer, offsets, group)
         producer.abort_transaction(30)
-    finally:
-        for lease in leases:
-            lease.close()
 
 
 def test_a_lease_topic_with_more_partitions_is_refused(kafka_broker: BrokerHandle) -> None:
