@@ -16,7 +16,7 @@ from typing import Final
 from agentstream.core.config import ClockSettings, Settings
 from agentstream.core.errors import EventTimeOutOfRange
 
-__all__ = ["ERROR_TYPE", "check_event_time", "check_event_time_us"]
+__all__ = ["ERROR_TYPE", "check_event_time", "check_event_time_us", "plausible_event_times"]
 
 #: ``error_type`` of the dead letter
 ERROR_TYPE: Final = EventTimeOutOfRange.__name__
@@ -60,4 +60,21 @@ def check_event_time(
         (event_time - _EPOCH) // _MICROSECOND,
         (now - _EPOCH) // _MICROSECOND,
         settings,
+    )
+
+
+def plausible_event_times(
+    now: datetime, settings: Settings | ClockSettings
+) -> tuple[datetime, datetime]:
+    """The event times :func:`check_event_time` accepts at wall time ``now``, as an inclusive
+    ``(earliest, latest)`` pair, rounded inwards to whole microseconds.
+
+    For a reader checking many records against one ``now`` (the sink, per consumed batch):
+    two datetime comparisons a record, and :func:`check_event_time` (for its reason) only
+    for a time outside the pair.
+    """
+    clock = _clock(settings)
+    return (
+        now - timedelta(microseconds=int(clock.max_past_s * 1_000_000)),
+        now + timedelta(microseconds=int(clock.max_future_skew_s * 1_000_000)),
     )

@@ -38,7 +38,7 @@ from typing import Any
 from opentelemetry import trace
 
 from agentstream.core import kafka
-from agentstream.core.clock_sanity import check_event_time
+from agentstream.core.clock_sanity import check_event_time, plausible_event_times
 from agentstream.core.codec import codec_from_settings
 from agentstream.core.config import Settings
 from agentstream.core.errors import (
@@ -61,8 +61,9 @@ from agentstream.sinks.clickhouse import (
     migrate,
     open_backend,
 )
+from agentstream.sinks.consumer._dead_letters import DeadLetterOutbox
 from agentstream.sinks.consumer._loop import BackgroundLoop, SinkHealth, SinkStats
-from agentstream.sinks.consumer._routing import Route, dead_letter, routes
+from agentstream.sinks.consumer._routing import Route, routes
 
 __all__ = ["SinkHealth", "SinkStats", "SinkWorker"]
 
@@ -110,18 +111,20 @@ class SinkWorker(BackgroundLoop):
         self._poll_s = min(0.5, settings.sink.flush_interval_s / 2)
         self._sink: ClickHouseSink | None = None
         self._consumer: Any = None
-        self._producer: Any = None
+        self._outbox: DeadLetterOutbox | None = None
         self._next: dict[tuple[str, int], int] = {}
         self._committed: dict[tuple[str, int], int] = {}
         #: records read but not yet taken by the (full) sink, in consumption order
         self._held: deque[Any] = deque()
         self._paused = False
         self._aborting = False
-        self._dl_errors: list[str] = []
         self._fatal: str | None = None
         self._warned: dict[str, float] = {}
         self._failing_since: float | None = None
         self._last_commit = 0.0
+        #: the wall time of this round and the event times plausible at it (clock sanity)
+        self._now = utc_now()
+        self._plausible = plausible_event_times(self._now, settings)
         BackgroundLoop.__init__(self, "agentstream-sink", log)
 
     # -- lifecycle -----------------------------------------------------------
@@ -150,7 +153,13 @@ class SinkWorker(BackgroundLoop):
             **self._consumer_overrides,
         }
         self._consumer = kafka.consumer(self.settings, "sink", extra)
-        self._producer = kafka.producer(self.settings, "sink")
+        self._outbox = DeadLetterOutbox(
+            kafka.producer(self.settings, "sink"),
+            self._codec,
+            self._invalid_topic,
+            self.stats,
+            self.metrics,
+        )
         self._consumer.subscribe(
             self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
@@ -162,7 +171,6 @@ class SinkWorker(BackgroundLoop):
         self._next.clear()
         self._committed.clear()
         self._paused = False
-        self._dl_errors = []
         self._fatal = None
         self._failing_since = None
 
@@ -190,9 +198,9 @@ class SinkWorker(BackgroundLoop):
             except Exception as exc:  # closing is best effort
                 log.warning("sink consumer close failed: %s", exc)
             self._consumer = None
-        if self._producer is not None:
-            self._producer.flush(10)
-            self._producer = None
+        if self._outbox is not None:
+            self._outbox.close()
+            self._outbox = None
         if self._owns_backend and self._backend is not None:
             self._backend.close()
             self._backend = None
@@ -203,6 +211,8 @@ class SinkWorker(BackgroundLoop):
     def step(self) -> None:
         """One round: consume what fits, flush what is due, commit what is stored."""
         sink = self._require_sink()
+        self._now = utc_now()
+        self._plausible = plausible_event_times(self._now, self.settings)
         self._take_held()
         if self._paused and sink.room > 0 and not self._held:
             self._consumer.resume(self._consumer.assignment())
@@ -300,8 +310,10 @@ class SinkWorker(BackgroundLoop):
                 raise CodecError("empty record (tombstone)")
             record = self._codec.decode_model(value, route.model)
             event_time = getattr(record, "event_time", None)
-            if event_time is not None:  # the processors' rule: absurd times live in invalid_events
-                reason = check_event_time(event_time, utc_now(), self.settings)
+            earliest, latest = self._plausible
+            # the processors' rule (absurd times live in invalid_events), against this round's now
+            if event_time is not None and not earliest <= event_time <= latest:
+                reason = check_event_time(event_time, self._now, self.settings)
                 if reason is not None:
                     raise EventTimeOutOfRange(reason)
         except (CodecError, ContractError) as exc:
@@ -335,7 +347,7 @@ class SinkWorker(BackgroundLoop):
             self.stats.dropped += 1
             log.error("sink: bad record on the dead-letter topic %s dropped: %s", where, exc)
         else:
-            self._send_dead_letter(
+            self._require_outbox().send(
                 topic=message.topic(),
                 partition=message.partition(),
                 offset=message.offset(),
@@ -383,7 +395,7 @@ class SinkWorker(BackgroundLoop):
             self.stats.dropped += 1
             log.error("sink: refused row of %s dropped: %s", rejected.key, rejected.reason)
             return
-        self._send_dead_letter(
+        self._require_outbox().send(
             topic=pos.topic,
             partition=pos.partition,
             offset=pos.offset,
@@ -396,24 +408,10 @@ class SinkWorker(BackgroundLoop):
             event_id=row.event_id,
         )
 
-    def _send_dead_letter(self, **fields: Any) -> None:
-        letter = dead_letter(**fields)
-        self._producer.produce(
-            self._invalid_topic,
-            key=fields.get("key"),
-            value=self._codec.encode_model(letter),
-            on_delivery=self._delivered,
-        )
-        self._producer.poll(0)
-        self.stats.dead_lettered += 1
-        self.metrics.produced.add(1, {"stage": "sink", "topic": self._invalid_topic})
-        self.metrics.invalid.add(
-            1, {"stage": "sink", "topic": fields["topic"], "error_type": fields["error_type"]}
-        )
-
-    def _delivered(self, err: Any, _msg: Any) -> None:
-        if err is not None:
-            self._dl_errors.append(str(err))
+    def _require_outbox(self) -> DeadLetterOutbox:
+        if self._outbox is None:
+            raise RuntimeError("the sink worker is not open")
+        return self._outbox
 
     def _finish_flush(self, *, force: bool) -> None:
         report = self._require_sink().flush(force=force)
@@ -435,11 +433,8 @@ class SinkWorker(BackgroundLoop):
         todo = {tp: off for tp, off in self.committable().items() if self._committed.get(tp) != off}
         if not todo and not force:
             return
-        if self._producer is not None and len(self._producer) > 0:
-            self._producer.flush(30)
-        if self._dl_errors or (self._producer is not None and len(self._producer) > 0):
-            errors, self._dl_errors = self._dl_errors, []
-            raise DeliveryError(f"dead letters not delivered: {'; '.join(errors) or 'timeout'}")
+        if self._outbox is not None:
+            self._outbox.settle()  # dead letters first: offsets then move past their records
         if not todo:
             return
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from agentstream.core.clock_sanity import check_event_time
+from agentstream.core.clock_sanity import check_event_time, plausible_event_times
 from agentstream.core.config import ClockSettings, load_settings
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
@@ -28,3 +28,16 @@ def test_the_future_and_the_far_past_are_refused_with_the_setting_named() -> Non
     assert behind is not None
     assert "2.0 days behind" in behind
     assert "clock.max_past_s" in behind
+
+
+def test_the_plausible_pair_is_what_the_rule_accepts_at_its_edges() -> None:
+    clock = ClockSettings(max_future_skew_s=60.5, max_past_s=86_400)
+    earliest, latest = plausible_event_times(NOW, clock)
+    # the pair, from the settings by hand: 60.5 s ahead, one day behind
+    assert latest == datetime(2026, 11, 30, 12, 1, 0, 500_000, tzinfo=UTC)
+    assert earliest == datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    one = timedelta(microseconds=1)
+    for inside in (earliest, latest, NOW):
+        assert check_event_time(inside, NOW, clock) is None
+    for outside in (earliest - one, latest + one):
+        assert check_event_time(outside, NOW, clock) is not None
