@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                 workdir=Path(scratch),
                 events=events,
                 peer_python=args.peer_python,
+                broker_pid=broker.pid,
             )
             steps = (
                 ("emit overhead", emit_overhead),

@@ -8,6 +8,7 @@ Python ceiling on this machine).
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from agentstream.schemas import (
 )
 from agentstream.schemas import decode_model as _decode
 from agentstream.worker import ensure_changelog
+from bench._harness import process_cpu_s
 
 __all__ = ["WorkerBench", "bench_worker"]
 
@@ -39,6 +41,12 @@ class WorkerBench:
     decode_only_events_per_s: float
     #: the input topics the records are on (a peer reads the same ones)
     topics: tuple[str, ...] = ()
+    #: CPU µs an event of this process (all its threads) running the worker / the baseline
+    worker_cpu_us: float = math.nan
+    decode_only_cpu_us: float = math.nan
+    #: the broker's CPU µs an event while each ran (NaN: the bench did not start it)
+    broker_worker_us: float = math.nan
+    broker_decode_only_us: float = math.nan
 
     def timeline_point(self) -> dict[str, float]:
         return {
@@ -93,8 +101,22 @@ def _decode_only(settings: Settings, total: int) -> float:
     return seen / elapsed if elapsed else 0.0
 
 
-def bench_worker(bootstrap: str, *, events: int = 50_000) -> WorkerBench:
-    """Produce ``events`` mixed events, then time the decode-only baseline and the worker."""
+class _CpuClock:
+    """CPU seconds of this process and of the broker (``pid``; NaN when unknown)."""
+
+    def __init__(self, broker_pid: int | None) -> None:
+        self.broker_pid = broker_pid
+
+    def read(self) -> tuple[float, float]:
+        broker = process_cpu_s(self.broker_pid) if self.broker_pid else math.nan
+        return time.process_time(), broker
+
+
+def bench_worker(
+    bootstrap: str, *, events: int = 50_000, broker_pid: int | None = None
+) -> WorkerBench:
+    """Produce ``events`` mixed events, then time the decode-only baseline and the worker;
+    the CPU each used, and the broker's (``broker_pid``) behind each, per event."""
     from agentstream.devtools.simulate import Simulation, SimulationConfig
 
     settings = load_settings(
@@ -106,7 +128,10 @@ def bench_worker(bootstrap: str, *, events: int = 50_000) -> WorkerBench:
     sim = Simulation(SimulationConfig(duration_s=None, max_events=events, runs_per_s=2_000))
     workload = [event for _, event in sim.events()]
     _produce(settings, workload)
+    clock = _CpuClock(broker_pid)
+    before = clock.read()
     baseline = _decode_only(settings, len(workload))
+    between = clock.read()
 
     engine = ProcessorEngine(settings)
     engine.open(lambda topic, n: ensure_changelog(settings, topic, n))
@@ -120,10 +145,21 @@ def bench_worker(bootstrap: str, *, events: int = 50_000) -> WorkerBench:
         while not engine.settled and time.monotonic() < deadline:
             engine.poll(0.2)
         elapsed = time.perf_counter() - (start or time.perf_counter())
+        after = clock.read()
     finally:
         engine.close()
     rate = engine.stats.consumed / elapsed if elapsed else 0.0
+    n = max(len(workload), 1)
     # the topics the workload wrote to (a peer's job over empty topics only lengthens its
     # internal topic names: Quix names its repartition topic after all of them)
     inputs = tuple(sorted({settings.topics.name(_STREAM[type(e)]) for e in workload}))
-    return WorkerBench(len(workload), rate, baseline, inputs)
+    return WorkerBench(
+        len(workload),
+        rate,
+        baseline,
+        inputs,
+        worker_cpu_us=1e6 * (after[0] - between[0]) / n,
+        decode_only_cpu_us=1e6 * (between[0] - before[0]) / n,
+        broker_worker_us=1e6 * (after[1] - between[1]) / n,
+        broker_decode_only_us=1e6 * (between[1] - before[1]) / n,
+    )

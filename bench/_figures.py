@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from typing import Any
@@ -312,7 +313,7 @@ def worker_throughput(ctx: BenchContext) -> list[Figure]:
     from bench._engine import bench_worker
     from bench._quix import peer_skipped, run_peer
 
-    result = bench_worker(ctx.bootstrap, events=ctx.events)
+    result = bench_worker(ctx.bootstrap, events=ctx.events, broker_pid=ctx.broker_pid)
     ctx.mark("worker", **result.timeline_point())
     peer_name, peer = "", float("nan")
     skipped = peer_skipped(ctx.peer_python)
@@ -336,7 +337,7 @@ def worker_throughput(ctx: BenchContext) -> list[Figure]:
             ctx.mark("worker", quix_events_per_s=peer)
     if skipped is not None:
         print(skipped)
-    return [
+    figures = [
         Figure(
             "worker sustained throughput (mixed workload)",
             result.worker_events_per_s,
@@ -347,8 +348,30 @@ def worker_throughput(ctx: BenchContext) -> list[Figure]:
             target="20,000 events/s",
             peer_name=peer_name,
             peer=peer,
-        )
+        ),
+        Figure(
+            "worker CPU per event (its process, every thread)",
+            result.worker_cpu_us,
+            "CPU µs",
+            "the decode-only consumer's",
+            result.decode_only_cpu_us,
+            higher_is_better=False,
+            note="the engine's own work per event beside decoding alone: what caps one worker",
+        ),
     ]
+    if math.isfinite(result.broker_worker_us):
+        figures.append(
+            Figure(
+                "broker CPU per event behind the worker",
+                result.broker_worker_us,
+                "CPU µs",
+                "behind the decode-only consumer",
+                result.broker_decode_only_us,
+                higher_is_better=False,
+                note="transactions, changelog and outputs; the broker shares this machine's cores",
+            )
+        )
+    return figures
 
 
 def end_to_end_latency(ctx: BenchContext) -> list[Figure]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import time
@@ -12,7 +13,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BenchContext", "Figure", "percentile", "render", "timed_percentiles", "write_json"]
+__all__ = [
+    "BenchContext",
+    "Figure",
+    "machine_busy_s",
+    "percentile",
+    "process_cpu_s",
+    "render",
+    "timed_percentiles",
+    "write_json",
+]
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 @dataclass(frozen=True)
@@ -53,6 +65,8 @@ class BenchContext:
     events: int
     #: the peer venv's python (Quix Streams, bench/_quix.py); ``None``: no peer
     peer_python: Path | None = None
+    #: the broker's process when the bench started it (its CPU is read from /proc)
+    broker_pid: int | None = None
     timeline: list[dict[str, Any]] = field(default_factory=list)
 
     def mark(self, series: str, **values: float) -> None:
@@ -137,6 +151,23 @@ def write_json(path: Path, figures: Sequence[Figure], timeline: list[dict[str, A
 
 
 def _cpus() -> int:
-    import os
-
     return os.cpu_count() or 0
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds of process ``pid`` so far, all its threads (0 if it is gone: Linux only)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
+
+
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine spent not idle so far (0 where /proc/stat is absent)."""
+    try:
+        line = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return 0.0
+    ticks = [int(v) for v in line[1:9]]  # user nice system idle iowait irq softirq steal
+    return (sum(ticks) - ticks[3] - ticks[4] - ticks[7]) / _TICK

@@ -33,7 +33,7 @@ from agentstream.core.config import Settings, load_settings, settings_env
 from agentstream.core.topics import ensure_topics
 from agentstream.schemas import CallStatus, ToolCall, encode_model
 from bench._engine import _produce
-from bench._harness import Figure
+from bench._harness import Figure, machine_busy_s, process_cpu_s
 
 __all__ = [
     "CpuUse",
@@ -78,28 +78,6 @@ class ScaleBench:
     cores: int = 0
 
 
-_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-
-
-def _process_cpu_s(pid: int) -> float:
-    """CPU seconds of process ``pid`` so far, all its threads (0 if it is gone: Linux only)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime
-
-
-def _machine_busy_s() -> float:
-    """CPU seconds the whole machine spent not idle so far (0 where /proc/stat is absent)."""
-    try:
-        line = Path("/proc/stat").read_text().splitlines()[0].split()
-    except OSError:
-        return 0.0
-    ticks = [int(v) for v in line[1:9]]  # user nice system idle iowait irq softirq steal
-    return (sum(ticks) - ticks[3] - ticks[4] - ticks[7]) / _TICK
-
-
 class _CpuMeter:
     """CPU use of the worker processes and of the machine between two readings."""
 
@@ -108,8 +86,8 @@ class _CpuMeter:
         self._at: tuple[float, float, float] | None = None
 
     def _read(self) -> tuple[float, float, float]:
-        workers = sum(_process_cpu_s(p.pid) for p in self._procs)
-        return time.monotonic(), workers, _machine_busy_s()
+        workers = sum(process_cpu_s(p.pid) for p in self._procs)
+        return time.monotonic(), workers, machine_busy_s()
 
     def start(self) -> None:
         self._at = self._read()

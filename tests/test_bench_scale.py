@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from bench._scale import _CpuMeter, _machine_busy_s, _process_cpu_s
+from bench._harness import machine_busy_s, process_cpu_s
+from bench._scale import _CpuMeter
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc is Linux's")
 
@@ -21,19 +22,19 @@ def _burn(seconds: float) -> None:
 
 
 def test_a_process_cpu_time_read_from_proc_matches_the_interpreters() -> None:
-    before_proc, before_own = _process_cpu_s(os.getpid()), time.process_time()
-    machine = _machine_busy_s()
+    before_proc, before_own = process_cpu_s(os.getpid()), time.process_time()
+    machine = machine_busy_s()
     _burn(0.5)
     spent = time.process_time() - before_own
-    read = _process_cpu_s(os.getpid()) - before_proc
+    read = process_cpu_s(os.getpid()) - before_proc
     # /proc counts in clock ticks (1/100 s here): within a few of them
     assert read == pytest.approx(spent, abs=0.05)
     # the machine was busy at least while this process was
-    assert _machine_busy_s() - machine >= read - 0.05
+    assert machine_busy_s() - machine >= read - 0.05
 
 
 def test_a_gone_process_reads_as_no_cpu() -> None:
-    assert _process_cpu_s(2**22 + 12345) == 0.0
+    assert process_cpu_s(2**22 + 12345) == 0.0
 
 
 class _Process:

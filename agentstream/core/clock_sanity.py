@@ -75,6 +75,15 @@ def plausible_event_times(
     """
     clock = _clock(settings)
     return (
-        now - timedelta(microseconds=int(clock.max_past_s * 1_000_000)),
-        now + timedelta(microseconds=int(clock.max_future_skew_s * 1_000_000)),
+        _shifted(now, -clock.max_past_s, datetime.min),
+        _shifted(now, clock.max_future_skew_s, datetime.max),
     )
+
+
+def _shifted(now: datetime, seconds: float, limit: datetime) -> datetime:
+    """``now`` moved by ``seconds`` (towards zero to whole microseconds); ``limit`` (UTC)
+    when that is past what a datetime holds (a backfill's ``max_past_s`` of 1e12, ``inf``)."""
+    try:
+        return now + timedelta(microseconds=int(seconds * 1_000_000))
+    except (OverflowError, ValueError):
+        return limit.replace(tzinfo=UTC)

@@ -215,13 +215,52 @@ class RolloutStage:
         found = self._rollups.offsets_for_times(
             [TopicPartition(topic, p, from_ms) for p in parts], 30
         )
-        self._rollups.assign(
-            [
-                TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END)
-                for tp in found
-            ]
-        )
+        assigned = [
+            TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_END)
+            for tp in found
+        ]
+        self._rollups.assign(assigned)
         self._read_from_us = start
+        self._judge_backlog(assigned)
+
+    def _judge_backlog(self, assigned: list[Any]) -> None:
+        """Judge what the rollups topic holds now, from ``assigned`` to its end, as one batch.
+
+        The judge takes rollups in window order: a newer window triggers the judgment of
+        the stage up to the older ones. Read again partition after partition (whatever the
+        fetches return first), one version's newer windows could come before the other's
+        older ones and the stage be judged without them (then never again, once no newer
+        window comes); read to the end first, the backlog is judged in window order.
+        """
+        consumer, topic = self._rollups, self._rollups_topic
+        ends = {tp.partition: consumer.get_watermark_offsets(tp, 10)[1] for tp in assigned}
+        todo = {tp.partition for tp in assigned if 0 <= tp.offset < ends[tp.partition]}
+        resolution = self.settings.rollouts.resolution
+        backlog: list[Rollup] = []
+        deadline = time.monotonic() + self.settings.worker.restore_timeout_s
+        while todo:
+            if time.monotonic() > deadline:
+                raise AgentstreamError(f"rollouts: {topic} not read to its end")
+            for message in consumer.consume(2_000, 0.5):
+                rollup = self._rollup(message)
+                if rollup is not None and rollup.resolution == resolution:
+                    backlog.append(rollup)
+            # positions, not message offsets: a transaction's commit marker is never delivered
+            for tp in consumer.position([TopicPartition(topic, p) for p in todo]):
+                if tp.offset >= ends[tp.partition]:
+                    todo.discard(tp.partition)
+        if backlog:
+            self.publish(self.judge.add_rollups(backlog))
+
+    def _rollup(self, message: Any) -> Rollup | None:
+        value = message.value()
+        if message.error() or value is None:
+            return None
+        try:
+            return self._codec.decode_model(value, Rollup)
+        except (CodecError, ContractError) as exc:
+            log.warning("rollouts: a rollup that does not decode is ignored: %s", exc)
+            return None
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -268,13 +307,9 @@ class RolloutStage:
         rollups: list[Rollup] = []
         for message in self._rollups.consume(2_000, timeout):
             read += 1
-            value = message.value()
-            if message.error() or value is None:
-                continue
-            try:
-                rollups.append(self._codec.decode_model(value, Rollup))
-            except (CodecError, ContractError) as exc:
-                log.warning("rollouts: a rollup that does not decode is ignored: %s", exc)
+            rollup = self._rollup(message)
+            if rollup is not None:
+                rollups.append(rollup)
         if rollups:
             self.publish(self.judge.add_rollups(rollups))
         return read

@@ -122,9 +122,7 @@ class SinkWorker(BackgroundLoop):
         self._warned: dict[str, float] = {}
         self._failing_since: float | None = None
         self._last_commit = 0.0
-        #: the wall time of this round and the event times plausible at it (clock sanity)
-        self._now = utc_now()
-        self._plausible = plausible_event_times(self._now, settings)
+        self._tick()
         BackgroundLoop.__init__(self, "agentstream-sink", log)
 
     # -- lifecycle -----------------------------------------------------------
@@ -211,8 +209,7 @@ class SinkWorker(BackgroundLoop):
     def step(self) -> None:
         """One round: consume what fits, flush what is due, commit what is stored."""
         sink = self._require_sink()
-        self._now = utc_now()
-        self._plausible = plausible_event_times(self._now, self.settings)
+        self._tick()
         self._take_held()
         if self._paused and sink.room > 0 and not self._held:
             self._consumer.resume(self._consumer.assignment())
@@ -222,6 +219,7 @@ class SinkWorker(BackgroundLoop):
         if self._fatal is not None:
             raise AgentstreamError(f"the sink's Kafka consumer failed: {self._fatal}")
         if messages:
+            self._tick()  # they may have been produced while consume() waited
             self._receive(messages)
             self.metrics.add_counts(self.metrics.consumed, "sink", self._tally_in)
             self._tally_in.clear()
@@ -232,6 +230,11 @@ class SinkWorker(BackgroundLoop):
         now = time.monotonic()
         if now - self._last_commit >= self.settings.sink.flush_interval_s:
             self._commit()
+
+    def _tick(self) -> None:
+        """Now, and the event times plausible at it (clock sanity: once a batch, not a record)."""
+        self._now = utc_now()
+        self._plausible = plausible_event_times(self._now, self.settings)
 
     def _require_sink(self) -> ClickHouseSink:
         if self._sink is None or self._consumer is None:

@@ -41,3 +41,14 @@ def test_the_plausible_pair_is_what_the_rule_accepts_at_its_edges() -> None:
         assert check_event_time(inside, NOW, clock) is None
     for outside in (earliest - one, latest + one):
         assert check_event_time(outside, NOW, clock) is not None
+
+
+def test_settings_past_what_a_datetime_holds_make_the_pair_open_ended() -> None:
+    for past, ahead in ((1e12, 1e13), (float("inf"), float("inf"))):
+        clock = ClockSettings(max_future_skew_s=ahead, max_past_s=past)
+        earliest, latest = plausible_event_times(NOW, clock)
+        assert earliest == datetime.min.replace(tzinfo=UTC)
+        assert latest == datetime.max.replace(tzinfo=UTC)
+        # what the rule itself says of the far ends
+        assert check_event_time(earliest, NOW, clock) is None
+        assert check_event_time(latest, NOW, clock) is None
