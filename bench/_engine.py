@@ -101,15 +101,9 @@ def _decode_only(settings: Settings, total: int) -> float:
     return seen / elapsed if elapsed else 0.0
 
 
-class _CpuClock:
-    """CPU seconds of this process and of the broker (``pid``; NaN when unknown)."""
-
-    def __init__(self, broker_pid: int | None) -> None:
-        self.broker_pid = broker_pid
-
-    def read(self) -> tuple[float, float]:
-        broker = process_cpu_s(self.broker_pid) if self.broker_pid else math.nan
-        return time.process_time(), broker
+def _cpu_s(broker_pid: int | None) -> tuple[float, float]:
+    """CPU seconds so far of this process and of the broker (NaN without its pid)."""
+    return time.process_time(), process_cpu_s(broker_pid) if broker_pid else math.nan
 
 
 def bench_worker(
@@ -128,10 +122,9 @@ def bench_worker(
     sim = Simulation(SimulationConfig(duration_s=None, max_events=events, runs_per_s=2_000))
     workload = [event for _, event in sim.events()]
     _produce(settings, workload)
-    clock = _CpuClock(broker_pid)
-    before = clock.read()
+    before = _cpu_s(broker_pid)
     baseline = _decode_only(settings, len(workload))
-    between = clock.read()
+    between = _cpu_s(broker_pid)
 
     engine = ProcessorEngine(settings)
     engine.open(lambda topic, n: ensure_changelog(settings, topic, n))
@@ -145,7 +138,7 @@ def bench_worker(
         while not engine.settled and time.monotonic() < deadline:
             engine.poll(0.2)
         elapsed = time.perf_counter() - (start or time.perf_counter())
-        after = clock.read()
+        after = _cpu_s(broker_pid)
     finally:
         engine.close()
     rate = engine.stats.consumed / elapsed if elapsed else 0.0

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaException, TopicPartition
@@ -138,28 +139,14 @@ class RolloutStage:
         stage (a new judge: what a restart does)."""
         self.judge = RolloutJudge(self.settings.rollouts)
         parts = self._partitions(self._definitions, self._rollouts_topic)
-        self._definitions.assign(
-            [TopicPartition(self._rollouts_topic, p, OFFSET_BEGINNING) for p in parts]
-        )
-        ends = {
-            p: self._definitions.get_watermark_offsets(TopicPartition(self._rollouts_topic, p), 10)[
-                1
-            ]
-            for p in parts
-        }
-        deadline = time.monotonic() + self.settings.worker.restore_timeout_s
-        # positions, not message offsets: a transaction's commit marker is never delivered
-        while any(
-            ends[tp.partition] > 0 and tp.offset < ends[tp.partition]
-            for tp in self._definitions.position(
-                [TopicPartition(self._rollouts_topic, p) for p in parts]
-            )
-        ):
-            if time.monotonic() > deadline:
-                raise AgentstreamError(f"rollouts: {self._rollouts_topic} not read to its end")
-            for message in self._definitions.consume(500, 0.5):
-                if not message.error():
-                    self._definition(message.value())
+        assigned = [TopicPartition(self._rollouts_topic, p, OFFSET_BEGINNING) for p in parts]
+        self._definitions.assign(assigned)
+
+        def definition(message: Any) -> None:
+            if not message.error():
+                self._definition(message.value())
+
+        self._read_to_end(self._definitions, assigned, definition)
         self._seek_rollups()
         self._started = True
         log.info("rollouts: stage started, judging %d rollout(s)", len(self.judge.rollouts))
@@ -232,25 +219,39 @@ class RolloutStage:
         older ones and the stage be judged without them (then never again, once no newer
         window comes); read to the end first, the backlog is judged in window order.
         """
-        consumer, topic = self._rollups, self._rollups_topic
-        ends = {tp.partition: consumer.get_watermark_offsets(tp, 10)[1] for tp in assigned}
-        todo = {tp.partition for tp in assigned if 0 <= tp.offset < ends[tp.partition]}
         resolution = self.settings.rollouts.resolution
         backlog: list[Rollup] = []
+
+        def keep(message: Any) -> None:
+            rollup = self._rollup(message)
+            if rollup is not None and rollup.resolution == resolution:
+                backlog.append(rollup)
+
+        self._read_to_end(self._rollups, assigned, keep)
+        if backlog:
+            self.publish(self.judge.add_rollups(backlog))
+
+    def _read_to_end(self, consumer: Any, assigned: list[Any], take: Callable[[Any], None]) -> None:
+        """Hand ``take`` every record of ``assigned`` (partitions with the offsets they were
+        assigned at) up to the end each partition has now; ``restore_timeout_s`` at most."""
+        ends = {tp.partition: consumer.get_watermark_offsets(tp, 10)[1] for tp in assigned}
+        todo = {
+            tp.partition
+            for tp in assigned
+            if ends[tp.partition] > 0
+            and (tp.offset == OFFSET_BEGINNING or 0 <= tp.offset < ends[tp.partition])
+        }
+        topic = assigned[0].topic if assigned else ""
         deadline = time.monotonic() + self.settings.worker.restore_timeout_s
         while todo:
             if time.monotonic() > deadline:
                 raise AgentstreamError(f"rollouts: {topic} not read to its end")
             for message in consumer.consume(2_000, 0.5):
-                rollup = self._rollup(message)
-                if rollup is not None and rollup.resolution == resolution:
-                    backlog.append(rollup)
+                take(message)
             # positions, not message offsets: a transaction's commit marker is never delivered
             for tp in consumer.position([TopicPartition(topic, p) for p in todo]):
                 if tp.offset >= ends[tp.partition]:
                     todo.discard(tp.partition)
-        if backlog:
-            self.publish(self.judge.add_rollups(backlog))
 
     def _rollup(self, message: Any) -> Rollup | None:
         value = message.value()
